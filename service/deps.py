@@ -1,0 +1,37 @@
+"""Request dependencies as Annotated aliases, so handlers stay a few lines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from service.db.session import session_scope
+from service.settings import Settings
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _session(request: Request) -> Iterator[Session]:
+    with session_scope(request.app.state.settings.sqlalchemy_url) as session:
+        yield session
+
+
+def _celery(request: Request) -> Celery:
+    return request.app.state.celery
+
+
+def _tenant(request: Request) -> str:
+    # One tenant until API keys arrive; every row already carries it.
+    return request.app.state.settings.default_tenant
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+SessionDep = Annotated[Session, Depends(_session)]
+CeleryDep = Annotated[Celery, Depends(_celery)]
+TenantDep = Annotated[str, Depends(_tenant)]

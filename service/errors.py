@@ -1,0 +1,78 @@
+"""One error shape for every 4xx/5xx: {"error": {"code": "...", "message": "..."}}."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("ganaug.api")
+
+_DEFAULT_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    503: "unavailable",
+}
+
+
+class ApiError(StarletteHTTPException):
+    """An error a user sees. Subclasses HTTPException so it passes FastAPI's body parsing intact."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(status_code=status, detail=message)
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None):
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def not_found(kind: str, ident: str) -> ApiError:
+    return ApiError(404, f"{kind}_not_found", f"No {kind} with id '{ident}'.")
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+    return "Invalid request: " + "; ".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn every error into the one JSON shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status_code, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _DEFAULT_CODES.get(exc.status_code, "http_error")
+        message = str(exc.detail)
+        if exc.status_code in (404, 405):  # routing errors: say which request, point at the docs
+            message = f"{message}: {request.method} {request.url.path}; the API is listed at /docs."
+        return error_response(exc.status_code, code, message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "validation_error", _describe_validation(exc))
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+        request_id = request.headers.get("x-request-id", "-")
+        log.exception("unhandled error (request id %s) on %s", request_id, request.url.path)
+        return error_response(
+            500, "internal_error", f"Internal error; quote request id {request_id} to support."
+        )

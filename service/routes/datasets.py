@@ -1,0 +1,97 @@
+"""/v1/datasets: upload (optionally start training), list, get, delete."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+
+from service import catalog
+from service.db import repo
+from service.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
+from service.errors import ApiError
+from service.schemas import DatasetPublic, DatasetsPublic
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+
+@contextmanager
+def spooled_upload(upload: UploadFile, folder: Path) -> Iterator[Path]:
+    """The upload as a file on disk for the time of the request; removed afterwards."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix="upload-", delete=False) as out:
+        shutil.copyfileobj(upload.file, out, length=1024 * 1024)
+    path = Path(out.name)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+@router.post(
+    "", status_code=201, response_model=DatasetPublic, response_model_exclude_none=True
+)
+def upload_dataset(
+    settings: SettingsDep,
+    session: SessionDep,
+    tenant: TenantDep,
+    celery: CeleryDep,
+    file: Annotated[UploadFile, File(description="zip/tar/tar.gz of class folders, or .npz")],
+    name: Annotated[str | None, Form(max_length=255)] = None,
+    train: Annotated[bool, Form(description="queue a model on this dataset")] = False,
+    config: Annotated[str | None, Form(description="JSON object of training options")] = None,
+    image_size: Annotated[int | None, Form(description="square training size, 8-128")] = None,
+    channels: Annotated[int | None, Form(description="1 or 3; default from the images")] = None,
+) -> DatasetPublic:
+    train_config = catalog.parse_train_config(config)
+    if config and not train:
+        raise ApiError(422, "invalid_config", "config was given without train=true; add train=true.")
+    with spooled_upload(file, settings.uploads_dir) as path:
+        dataset = catalog.create_dataset(
+            settings, session, tenant_id=tenant, upload=path, filename=file.filename or "upload",
+            name=name, image_size=image_size, channels=channels,
+        )
+    model = None
+    if train:
+        try:
+            model = catalog.queue_model(
+                celery, session, tenant_id=tenant, dataset=dataset, config=train_config
+            )
+        except ApiError:
+            catalog.delete_dataset(settings, session, dataset)
+            session.commit()
+            raise
+    return DatasetPublic.from_row(dataset, model)
+
+
+@router.get("", response_model=DatasetsPublic, response_model_exclude_none=True)
+def list_datasets(
+    session: SessionDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DatasetsPublic:
+    rows, count = repo.list_datasets(session, tenant, limit=limit, offset=offset)
+    return DatasetsPublic(
+        data=[DatasetPublic.from_row(r) for r in rows], count=count, limit=limit, offset=offset
+    )
+
+
+@router.get("/{dataset_id}", response_model=DatasetPublic, response_model_exclude_none=True)
+def get_dataset(dataset_id: str, session: SessionDep, tenant: TenantDep) -> DatasetPublic:
+    return DatasetPublic.from_row(catalog.get_dataset_or_404(session, tenant, dataset_id))
+
+
+@router.delete("/{dataset_id}", status_code=204)
+def delete_dataset(
+    dataset_id: str, settings: SettingsDep, session: SessionDep, tenant: TenantDep
+) -> Response:
+    dataset = catalog.get_dataset_or_404(session, tenant, dataset_id)
+    catalog.delete_dataset(settings, session, dataset)
+    session.commit()
+    return Response(status_code=204)

@@ -1,0 +1,173 @@
+"""/v1/models: queue training, status, cancel, samples, archives, the ONNX generator."""
+
+from __future__ import annotations
+
+import random
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import FileResponse, StreamingResponse
+
+from models.artifact import GENERATOR_FILE
+from service import catalog, generation
+from service.db import repo
+from service.db.tables import Model
+from service.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
+from service.errors import ApiError
+from service.schemas import ModelCreate, ModelPublic, ModelsPublic, ModelStatus
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+Truncation = Annotated[
+    float | None, Query(gt=0, description="clamp latents to |z| <= t; omit for none")
+]
+TruncationMode = Annotated[Literal["clamp", "resample"], Query()]
+Seed = Annotated[int | None, Query(ge=0, le=2**63 - 1, description="random when omitted")]
+MEDIA = {"grid": "image/png", "png": "image/png", "zip": "application/zip", "npz": "application/octet-stream"}
+
+
+@router.post("", status_code=202, response_model=ModelPublic)
+def create_model(
+    body: ModelCreate, response: Response, session: SessionDep, tenant: TenantDep, celery: CeleryDep
+) -> ModelPublic:
+    dataset = catalog.get_dataset_or_404(session, tenant, body.dataset_id)
+    config = catalog.parse_train_config(body.model_dump(exclude={"dataset_id"}))
+    model = catalog.queue_model(celery, session, tenant_id=tenant, dataset=dataset, config=config)
+    response.headers["Location"] = f"/v1/models/{model.id}"
+    return ModelPublic.from_row(model)
+
+
+@router.get("", response_model=ModelsPublic)
+def list_models(
+    session: SessionDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    dataset_id: str | None = None,
+    status: ModelStatus | None = None,
+) -> ModelsPublic:
+    rows, count = repo.list_models(
+        session, tenant, limit=limit, offset=offset, dataset_id=dataset_id, status=status
+    )
+    return ModelsPublic(
+        data=[ModelPublic.from_row(r) for r in rows], count=count, limit=limit, offset=offset
+    )
+
+
+@router.get("/{model_id}", response_model=ModelPublic)
+def get_model(model_id: str, session: SessionDep, tenant: TenantDep) -> ModelPublic:
+    return ModelPublic.from_row(catalog.get_model_or_404(session, tenant, model_id))
+
+
+@router.post("/{model_id}/cancel", status_code=202, response_model=ModelPublic)
+def cancel_model(model_id: str, session: SessionDep, tenant: TenantDep) -> ModelPublic:
+    model = catalog.get_model_or_404(session, tenant, model_id)
+    if model.status in repo.FINISHED:
+        raise ApiError(409, "model_finished", f"The model already ended ({model.status}).")
+    repo.request_cancel(session, model)
+    session.commit()
+    return ModelPublic.from_row(model)
+
+
+@router.delete("/{model_id}", status_code=204)
+def delete_model(
+    model_id: str, settings: SettingsDep, session: SessionDep, tenant: TenantDep
+) -> Response:
+    model = catalog.get_model_or_404(session, tenant, model_id)
+    catalog.delete_model(settings, session, model)
+    return Response(status_code=204)
+
+
+def _ready_model(session: SessionDep, tenant: str, model_id: str) -> Model:
+    model = catalog.get_model_or_404(session, tenant, model_id)
+    if model.status != "succeeded":
+        raise ApiError(
+            409, "model_not_ready",
+            f"The model is {model.status}; samples exist only once it has succeeded.",
+        )
+    return model
+
+
+def _class_index(model: Model, value: str) -> int:
+    names = [c["name"] for c in model.classes]
+    if value in names:
+        return names.index(value)
+    if value.isdigit() and int(value) < len(names):
+        return int(value)
+    raise ApiError(
+        422, "unknown_class",
+        f"Unknown class '{value}'; use a name or index of: {', '.join(names)}.",
+    )
+
+
+def _check_range(name: str, value: float | None, upper: float) -> None:
+    if value is not None and value > upper:
+        raise ApiError(422, "out_of_range", f"{name} must be at most {upper}; got {value}.")
+
+
+@router.get("/{model_id}/samples")
+def get_samples(
+    model_id: str,
+    settings: SettingsDep,
+    session: SessionDep,
+    tenant: TenantDep,
+    class_: Annotated[str | None, Query(alias="class", description="name or index; all when omitted")] = None,
+    n: Annotated[int, Query(ge=1, description="images (per class when class is omitted)")] = 16,
+    truncation: Truncation = None,
+    truncation_mode: TruncationMode = "clamp",
+    seed: Seed = None,
+    format: Literal["grid", "png", "zip", "npz"] = "grid",
+) -> Response:
+    model = _ready_model(session, tenant, model_id)
+    _check_range("n", n, settings.max_samples)
+    _check_range("truncation", truncation, settings.max_truncation)
+    if format == "png" and (n != 1 or class_ is None):
+        raise ApiError(422, "invalid_format", "format=png returns one image: pass class and n=1.")
+    indices = [_class_index(model, class_)] if class_ is not None else list(range(len(model.classes)))
+    seed = seed if seed is not None else random.randrange(2**31)
+    sampler = generation.load_sampler(str(settings.models_dir / model.id))
+    request = generation.SampleRequest(indices, n, truncation, truncation_mode, seed)
+    images, labels = generation.generate(sampler, request)
+    body = generation.render(images, labels, sampler.manifest.classes, format, n)
+    return Response(body, media_type=MEDIA[format], headers={"X-Seed": str(seed)})
+
+
+@router.get("/{model_id}/archive")
+def get_archive(
+    model_id: str,
+    settings: SettingsDep,
+    session: SessionDep,
+    tenant: TenantDep,
+    per_class: Annotated[int, Query(ge=0, description="synthetic images per class")] = 100,
+    truncation: Truncation = None,
+    truncation_mode: TruncationMode = "clamp",
+    seed: Seed = None,
+    include_real: bool = True,
+) -> StreamingResponse:
+    model = _ready_model(session, tenant, model_id)
+    _check_range("per_class", per_class, settings.max_per_class)
+    _check_range("truncation", truncation, settings.max_truncation)
+    seed = seed if seed is not None else random.randrange(2**31)
+    sampler = generation.load_sampler(str(settings.models_dir / model.id))
+    request = generation.ArchiveRequest(per_class, truncation, truncation_mode, seed, include_real)
+    chunks = generation.stream_archive(
+        sampler, settings.datasets_dir / model.dataset_id, model.id, request
+    )
+    headers = {
+        "Content-Disposition": f'attachment; filename="ganaug-{model.id}.zip"',
+        "X-Seed": str(seed),
+    }
+    return StreamingResponse(chunks, media_type="application/zip", headers=headers)
+
+
+@router.get("/{model_id}/generator.onnx")
+def get_generator(
+    model_id: str, settings: SettingsDep, session: SessionDep, tenant: TenantDep
+) -> FileResponse:
+    model = _ready_model(session, tenant, model_id)
+    return FileResponse(
+        settings.models_dir / model.id / GENERATOR_FILE,
+        media_type="application/octet-stream",
+        filename=f"ganaug-{model.id}.onnx",
+    )
+

@@ -1,0 +1,122 @@
+"""Request and response bodies of the v1 API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from training.config import TrainConfig
+
+ModelStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class ClassPublic(BaseModel):
+    index: int
+    name: str
+    count: int | None = None
+
+
+class ImagePublic(BaseModel):
+    height: int
+    width: int
+    channels: int
+
+
+class ProgressPublic(BaseModel):
+    step: int = 0
+    total_steps: int
+    fraction: float
+    eta_seconds: float | None = None
+    elapsed_seconds: float | None = None
+    losses: dict[str, float] = {}
+
+    @classmethod
+    def from_row(cls, progress: dict[str, Any], status: str) -> ProgressPublic:
+        total = int(progress.get("total_steps") or 0)
+        step = int(progress.get("step") or 0)
+        if status == "succeeded":
+            step = total
+        return cls(
+            step=step,
+            total_steps=total,
+            fraction=round(step / total, 4) if total else 0.0,
+            eta_seconds=progress.get("eta_s") if status == "running" else None,
+            elapsed_seconds=progress.get("elapsed_s"),
+            losses=progress.get("losses") or {},
+        )
+
+
+class ModelPublic(BaseModel):
+    id: str
+    dataset_id: str
+    method: str
+    status: ModelStatus
+    progress: ProgressPublic
+    error: str | None
+    classes: list[ClassPublic]
+    image: ImagePublic
+    config: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> ModelPublic:
+        return cls(
+            id=row.id,
+            dataset_id=row.dataset_id,
+            method=row.method,
+            status=row.status,
+            progress=ProgressPublic.from_row(row.progress, row.status),
+            error=row.error,
+            classes=[ClassPublic(index=c["index"], name=c["name"]) for c in row.classes],
+            image=ImagePublic(**row.image),
+            config=row.config,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+        )
+
+
+class ModelsPublic(BaseModel):
+    data: list[ModelPublic]
+    count: int
+    limit: int
+    offset: int
+
+
+class DatasetPublic(BaseModel):
+    id: str
+    name: str
+    num_images: int
+    classes: list[ClassPublic]
+    image: ImagePublic
+    created_at: datetime
+    model: ModelPublic | None = Field(None, description="the queued model when train=true")
+
+    @classmethod
+    def from_row(cls, row: Any, model: Any = None) -> DatasetPublic:
+        return cls(
+            id=row.id,
+            name=row.name,
+            num_images=row.num_images,
+            classes=[ClassPublic(**c) for c in row.classes],
+            image=ImagePublic(**row.image),
+            created_at=row.created_at,
+            model=ModelPublic.from_row(model) if model is not None else None,
+        )
+
+
+class DatasetsPublic(BaseModel):
+    data: list[DatasetPublic]
+    count: int
+    limit: int
+    offset: int
+
+
+class ModelCreate(TrainConfig):
+    """POST /v1/models: the dataset to train on plus training options."""
+
+    dataset_id: str = Field(min_length=1, max_length=64, description="dataset to train on")

@@ -1,0 +1,84 @@
+"""All configuration, read from the environment (prefix GANAUG_) in this one place."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_BROKER = "filesystem://"
+
+
+class Settings(BaseSettings):
+    """Service settings. Embedded mode (the default) needs no server: SQLite + filesystem broker."""
+
+    model_config = SettingsConfigDict(env_prefix="GANAUG_", env_file=None, extra="ignore")
+
+    data_dir: Path = Field(Path("ganaug-data"), description="datasets, models, broker queue")
+    database_url: str = Field("", description="SQLAlchemy URL; empty: SQLite in data_dir")
+    broker_url: str = Field(EMBEDDED_BROKER, description="Celery broker; filesystem:// = embedded")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    default_tenant: str = "default"
+
+    # uploads and ingestion limits
+    max_upload_bytes: int = Field(512 * 1024**2, gt=0)
+    max_archive_members: int = Field(50_000, gt=0)
+    max_uncompressed_bytes: int = Field(2 * 1024**3, gt=0)
+    max_compression_ratio: float = Field(200.0, gt=1)
+    max_image_pixels: int = Field(4096 * 4096, gt=0)
+    default_image_size: int = Field(64, ge=8, le=128)
+
+    # sampling limits
+    max_samples: int = Field(1024, gt=0)
+    max_per_class: int = Field(100_000, gt=0)
+    max_truncation: float = Field(10.0, gt=0)
+
+    # workers
+    visibility_timeout_s: int = Field(48 * 3600, gt=0, description="above the longest task")
+    worker_concurrency: int = Field(1, ge=1)
+    queue: str = Field("training", min_length=1, description="Celery queue of training jobs")
+    progress_interval_s: float = Field(1.0, gt=0, description="DB progress writes at most this often")
+    cancel_poll_s: float = Field(1.0, gt=0, description="how often training checks for cancel")
+    device: str | None = Field(None, description="torch device for training; None = auto")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def embedded(self) -> bool:
+        return self.broker_url.startswith(EMBEDDED_BROKER)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with a driver SQLAlchemy can use (psycopg 3 for PostgreSQL)."""
+        url = self.database_url or f"sqlite:///{self.data_dir / 'ganaug.db'}"
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

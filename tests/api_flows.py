@@ -1,0 +1,111 @@
+"""What a user of the API does and checks, shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from tests.factories import SHAPES, shapes_zip_bytes
+
+PER_CLASS = 12
+SIZE = 16
+
+
+def upload_and_train(client: httpx.Client, config: dict) -> dict:
+    """POST a shapes dataset with train=true; check the 201 body; return it."""
+    files = {"file": ("shapes.zip", shapes_zip_bytes(per_class=PER_CLASS, size=SIZE), "application/zip")}
+    data = {"name": "shapes", "train": "true", "config": json.dumps(config)}
+    response = client.post("/v1/datasets", files=files, data=data)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["num_images"] == PER_CLASS * len(SHAPES)
+    assert [c["name"] for c in body["classes"]] == sorted(SHAPES)
+    assert all(c["count"] == PER_CLASS for c in body["classes"])
+    assert body["image"] == {"height": SIZE, "width": SIZE, "channels": 1}
+    assert body["model"]["status"] in ("queued", "running")
+    assert body["model"]["config"]["steps"] == config["steps"]
+    return body
+
+
+def wait_for_model(client: httpx.Client, model_id: str, statuses: set[str], timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        model = client.get(f"/v1/models/{model_id}").json()
+        if model["status"] in statuses:
+            return model
+        if model["status"] in {"failed", "cancelled", "succeeded"} or time.monotonic() > deadline:
+            raise AssertionError(f"model ended as {model['status']}, wanted {statuses}: {model}")
+        time.sleep(0.5)
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def check_samples(client: httpx.Client, model_id: str) -> None:
+    """Every format decodes to the right count and shape; seeds and truncation behave."""
+    url = f"/v1/models/{model_id}/samples"
+    one = client.get(url, params={"class": "circle", "n": 1, "format": "png", "seed": 1})
+    assert one.status_code == 200 and one.headers["content-type"] == "image/png"
+    assert decode_png(one.content).shape == (SIZE, SIZE)
+
+    grid = client.get(url, params={"class": 1, "n": 8, "seed": 3})
+    assert grid.status_code == 200 and decode_png(grid.content).shape[0] > SIZE
+    assert grid.headers["x-seed"] == "3"
+
+    zipped = client.get(url, params={"class": "square", "n": 5, "format": "zip", "seed": 3})
+    with zipfile.ZipFile(io.BytesIO(zipped.content)) as archive:
+        names = archive.namelist()
+        assert len(names) == 5 and all(n.startswith("square/") for n in names)
+        assert all(decode_png(archive.read(n)).shape == (SIZE, SIZE) for n in names)
+
+    params = {"class": "triangle", "n": 6, "format": "npz", "seed": 7}
+    first = client.get(url, params=params).content
+    arrays = np.load(io.BytesIO(first))
+    assert arrays["x"].shape == (6, SIZE, SIZE, 1) and arrays["x"].dtype == np.uint8
+    assert arrays["y"].tolist() == [SHAPES.index("triangle")] * 6
+    assert client.get(url, params=params).content == first, "same seed must give the same bytes"
+    assert client.get(url, params={**params, "seed": 8}).content != first
+    truncated = client.get(url, params={**params, "truncation": 0.3}).content
+    assert truncated != first, "truncation must change the output"
+
+    every = np.load(io.BytesIO(client.get(url, params={"n": 2, "format": "npz"}).content))
+    assert every["y"].tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def check_archive(client: httpx.Client, model_id: str, per_class: int = 7) -> None:
+    """ImageFolder layout with the real and synthetic counts the manifest states."""
+    response = client.get(
+        f"/v1/models/{model_id}/archive", params={"per_class": per_class, "seed": 5, "truncation": 1.0}
+    )
+    assert response.status_code == 200, response.text
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        names = archive.namelist()
+        manifest = json.loads(archive.read("manifest.json"))
+        for shape in SHAPES:
+            real = [n for n in names if n.startswith(f"{shape}/real_")]
+            synthetic = [n for n in names if n.startswith(f"{shape}/synthetic_")]
+            assert len(real) == PER_CLASS and len(synthetic) == per_class
+            assert decode_png(archive.read(synthetic[0])).shape == (SIZE, SIZE)
+            assert manifest["counts"][shape] == {"real": PER_CLASS, "synthetic": per_class}
+    assert manifest["model_id"] == model_id and manifest["truncation"] == 1.0
+    assert len(names) == len(SHAPES) * (PER_CLASS + per_class) + 1
+
+
+def check_onnx(client: httpx.Client, model_id: str) -> None:
+    """The downloaded generator runs in ONNX Runtime with a dynamic batch."""
+    response = client.get(f"/v1/models/{model_id}/generator.onnx")
+    assert response.status_code == 200
+    session = ort.InferenceSession(response.content, providers=["CPUExecutionProvider"])
+    z_dim = session.get_inputs()[0].shape[1]
+    feeds = {"latent": np.zeros((3, z_dim), np.float32), "class": np.array([0, 1, 2], np.int64)}
+    (images,) = session.run(None, feeds)
+    assert images.shape == (3, 1, SIZE, SIZE)
+    assert -1.0 <= images.min() and images.max() <= 1.0

@@ -1,0 +1,106 @@
+"""Throw-away Redis and PostgreSQL servers for tests, and process helpers.
+
+Like pytest-redis / pytest-postgresql: a URL from the environment wins
+(GANAUG_TEST_REDIS_URL, GANAUG_TEST_DATABASE_URL); else a private server is started from
+the `redis-server` / `initdb` + `pg_ctl` binaries on a free port; else the test fails with
+what to install. Only processes started here are stopped, by pid.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Terminate a process we started, by pid; kill it if it lingers."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _binary(name: str, package: str) -> str:
+    found = shutil.which(name) or next(
+        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
+    )
+    if found is None:
+        pytest.fail(
+            f"'{name}' not found: install {package} (e.g. apt-get install {package}) "
+            f"or point the tests at a server with the environment variable named in tests/servers.py"
+        )
+    return found
+
+
+def start_redis(folder: Path) -> tuple[str, subprocess.Popen]:
+    exe = _binary("redis-server", "redis-server")
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(folder)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    import redis
+
+    wait_for(lambda: redis.Redis(port=port).ping(), 20, "redis-server")
+    return f"redis://127.0.0.1:{port}/0", proc
+
+
+def _as_postgres_user(argv: list[str]) -> list[str]:
+    # initdb and postgres refuse to run as root.
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+def start_postgres(folder: Path) -> tuple[str, Callable[[], None]]:
+    initdb, pg_ctl = _binary("initdb", "postgresql"), _binary("pg_ctl", "postgresql")
+    if os.geteuid() == 0:
+        shutil.chown(folder, user="postgres")
+    data, port = folder / "data", free_port()
+    subprocess.run(
+        _as_postgres_user([initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]),
+        check=True, stdout=subprocess.DEVNULL,
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        _as_postgres_user([pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"),
+                           "-w", "start"]),
+        check=True, stdout=subprocess.DEVNULL,
+    )
+
+    def stop() -> None:
+        subprocess.run(
+            _as_postgres_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]),
+            check=False, stdout=subprocess.DEVNULL,
+        )
+
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop

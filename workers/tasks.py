@@ -1,0 +1,80 @@
+"""Thin Celery tasks: load the job, call training.run, record the result."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+
+import training
+from service.db import repo
+from service.db.session import session_scope
+from service.settings import get_settings
+from workers.celery_app import TRAIN_TASK, app
+
+log = logging.getLogger("ganaug.worker")
+
+
+class _Throttle:
+    """True at most once per `interval_s` seconds."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.last = float("-inf")
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.interval_s:
+            return False
+        self.last = now
+        return True
+
+
+@app.task(name=TRAIN_TASK)
+def train_model(model_id: str) -> str:
+    """Train the model `model_id` queued by the API and record how it ended."""
+    settings = get_settings()
+    url = settings.sqlalchemy_url
+    with session_scope(url) as session:
+        job = repo.claim_model(session, model_id)
+    if job is None:
+        log.info("model %s is not runnable (cancelled, finished or gone); skipping", model_id)
+        return "skipped"
+    config = training.TrainConfig.model_validate(job.config)
+    progress_due, cancel_due = _Throttle(settings.progress_interval_s), _Throttle(
+        settings.cancel_poll_s
+    )
+
+    def on_progress(progress: training.Progress) -> None:
+        if progress_due.due() or progress.step >= progress.total_steps:
+            with session_scope(url) as session:
+                repo.record_progress(session, model_id, asdict(progress))
+
+    def should_abort() -> bool:
+        if not cancel_due.due():
+            return False
+        with session_scope(url) as session:
+            return repo.cancel_requested(session, model_id)
+
+    try:
+        result = training.run(
+            config,
+            dataset_dir=settings.datasets_dir / job.dataset_id,
+            out_dir=settings.models_dir / model_id,
+            model_id=model_id,
+            progress_fn=on_progress,
+            abort_fn=should_abort,
+            device=settings.device,
+        )
+    except training.TrainingAborted:
+        with session_scope(url) as session:
+            repo.finish_model(session, model_id, status="cancelled")
+        return "cancelled"
+    except Exception as exc:
+        log.exception("training of model %s failed", model_id)
+        with session_scope(url) as session:
+            repo.finish_model(session, model_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+        return "failed"
+    with session_scope(url) as session:
+        repo.finish_model(session, model_id, status="succeeded", final_losses=result.final_losses)
+    return "succeeded"
