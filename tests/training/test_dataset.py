@@ -333,9 +333,14 @@ def test_single_class_is_refused(tmp_path, dest):
     refused(src, dest, "single_class", 422, "circle", "two or more classes")
 
 
-def test_undecodable_image_names_the_member(tmp_path, dest):
+@pytest.mark.parametrize(
+    "content",
+    [b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, image_bytes(size=(64, 64))[:-40]],
+    ids=["bad-header", "truncated-pixels"],  # refused while scanning / while decoding
+)
+def test_undecodable_image_names_the_member(tmp_path, dest, content):
     members = class_members()
-    members["square/broken.png"] = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
+    members["square/broken.png"] = content
     src = write_zip(tmp_path / "bad.zip", members)
     refused(src, dest, "corrupt_image", 422, "square/broken.png")
 
