@@ -333,6 +333,17 @@ def test_single_class_is_refused(tmp_path, dest):
     refused(src, dest, "single_class", 422, "circle", "two or more classes")
 
 
+def test_npz_with_one_label_is_a_single_class(tmp_path, dest):
+    src = write_npz(tmp_path / "one.npz", x=np.zeros((3, 8, 8), np.uint8), y=np.full(3, 4))
+    refused(src, dest, "single_class", 422, "'4'", "two or more classes")
+
+
+def test_npz_without_images_is_empty(tmp_path, dest):
+    x, y = np.zeros((0, 8, 8), np.uint8), np.zeros(0, np.int64)
+    src = write_npz(tmp_path / "none.npz", x=x, y=y)
+    refused(src, dest, "empty_dataset", 422, "empty")
+
+
 @pytest.mark.parametrize(
     "content",
     [b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, image_bytes(size=(64, 64))[:-40]],
