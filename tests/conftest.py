@@ -122,3 +122,11 @@ def processes() -> Iterator[list[ServiceProcess]]:
     yield started
     for process in reversed(started):
         process.stop()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Expose each phase's report on the test item (rep_call), for log dumps on failure."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -1,0 +1,127 @@
+"""The whole path a user walks, against real processes.
+
+Distributed: real Redis broker, real PostgreSQL, a `ganaug worker` process and a
+`ganaug serve` process that is restarted between training and sampling.
+Embedded: one `ganaug serve` with SQLite and the filesystem broker, nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.api_flows import (
+    check_archive,
+    check_onnx,
+    check_samples,
+    upload_and_train,
+    wait_for_model,
+)
+from tests.conftest import TINY_TRAINING, Api, ServiceProcess, service_env
+
+TRAIN_TIMEOUT = 300
+
+
+def check_trained_model(client, model_id: str, data_dir: Path) -> dict:
+    model = wait_for_model(client, model_id, {"succeeded"}, TRAIN_TIMEOUT)
+    progress = model["progress"]
+    assert progress["step"] == progress["total_steps"] == TINY_TRAINING["steps"]
+    assert progress["fraction"] == 1.0 and progress["losses"]
+    assert model["started_at"] and model["finished_at"] and model["error"] is None
+    files = {p.name for p in (data_dir / "models" / model_id).iterdir()}
+    assert {"generator.onnx", "manifest.json", "checkpoint.pt", "samples.png"} <= files
+    manifest = json.loads((data_dir / "models" / model_id / "manifest.json").read_text())
+    assert manifest["classes"] == ["circle", "square", "triangle"]
+    return model
+
+
+def test_distributed_end_to_end(tmp_path, redis_url, postgres_url, processes):
+    data_dir = tmp_path / "shared-data"
+    env = service_env(
+        data_dir,
+        GANAUG_BROKER_URL=redis_url,
+        GANAUG_DATABASE_URL=postgres_url,
+        GANAUG_QUEUE=f"test-{uuid.uuid4().hex[:8]}",
+    )
+    processes.append(ServiceProcess(["worker"], env, tmp_path / "worker.log").start())
+    api = Api(env, tmp_path / "api.log").start()
+    processes.append(api)
+    with api.client() as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+        created = upload_and_train(client, TINY_TRAINING)
+        model_id = created["model"]["id"]
+        check_trained_model(client, model_id, data_dir)
+        params = {"class": "square", "n": 4, "format": "npz", "seed": 11, "truncation": 0.8}
+        before = client.get(f"/v1/models/{model_id}/samples", params=params).content
+
+    api.stop()  # metadata lives in PostgreSQL and files on the shared directory
+    restarted = Api(env, tmp_path / "api2.log").start()
+    processes.append(restarted)
+    with restarted.client() as client:
+        after = client.get(f"/v1/models/{model_id}/samples", params=params)
+        assert after.status_code == 200 and after.content == before
+        check_samples(client, model_id)
+        check_archive(client, model_id)
+        check_onnx(client, model_id)
+        listed = client.get("/v1/models", params={"dataset_id": created["id"]}).json()
+        assert listed["count"] == 1 and listed["data"][0]["id"] == model_id
+
+    with psycopg.connect(postgres_url) as conn:
+        row = conn.execute("SELECT status, tenant_id FROM models WHERE id = %s", (model_id,)).one()
+    assert row == ("succeeded", "default")
+
+
+def test_cancel_stops_training_within_seconds(tmp_path, redis_url, postgres_url, processes):
+    env = service_env(
+        tmp_path / "data",
+        GANAUG_BROKER_URL=redis_url,
+        GANAUG_DATABASE_URL=postgres_url,
+        GANAUG_QUEUE=f"test-{uuid.uuid4().hex[:8]}",
+    )
+    processes.append(ServiceProcess(["worker"], env, tmp_path / "worker.log").start())
+    api = Api(env, tmp_path / "api.log").start()
+    processes.append(api)
+    with api.client() as client:
+        created = upload_and_train(client, {**TINY_TRAINING, "steps": 100_000})
+        model_id = created["model"]["id"]
+        running = wait_for_model(client, model_id, {"running"}, TRAIN_TIMEOUT)
+        assert running["status"] == "running"
+        asked = time.monotonic()
+        response = client.post(f"/v1/models/{model_id}/cancel")
+        assert response.status_code == 202
+        cancelled = wait_for_model(client, model_id, {"cancelled"}, 15)
+        assert time.monotonic() - asked < 15
+        assert cancelled["progress"]["step"] < 100_000 and cancelled["finished_at"]
+        assert client.get(f"/v1/models/{model_id}/samples").status_code == 409
+
+
+def test_embedded_end_to_end(tmp_path, processes):
+    """`ganaug serve` alone: SQLite, filesystem broker and its own worker process."""
+    data_dir = tmp_path / "data"
+    api = Api(service_env(data_dir), tmp_path / "serve.log").start()
+    processes.append(api)
+    with api.client() as client:
+        assert client.get("/readyz").status_code == 200
+        created = upload_and_train(client, TINY_TRAINING)
+        model_id = created["model"]["id"]
+        check_trained_model(client, model_id, data_dir)
+        check_samples(client, model_id)
+        check_archive(client, model_id, per_class=3)
+        check_onnx(client, model_id)
+    assert (data_dir / "ganaug.db").exists()
+
+
+@pytest.fixture(autouse=True)
+def _show_logs_on_failure(request, processes):
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for process in processes:
+            print(f"--- {process.args[0]} log ---\n{process.log()}")
