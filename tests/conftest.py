@@ -31,11 +31,11 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     if url := os.environ.get("GANAUG_TEST_DATABASE_URL"):
         yield url
         return
-    url, stop = start_postgres(tmp_path_factory.mktemp("pg"))
+    url, stop = start_postgres()
     yield url
     stop()
 

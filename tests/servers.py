@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,8 +82,10 @@ def _as_postgres_user(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
-def start_postgres(folder: Path) -> tuple[str, Callable[[], None]]:
+def start_postgres() -> tuple[str, Callable[[], None]]:
     initdb, pg_ctl = _binary("initdb", "postgresql"), _binary("pg_ctl", "postgresql")
+    # Not under pytest's 0700 temp root: the postgres user must reach it when we are root.
+    folder = Path(tempfile.mkdtemp(prefix="ganaug-pg-"))
     if os.geteuid() == 0:
         shutil.chown(folder, user="postgres")
     data, port = folder / "data", free_port()
@@ -102,5 +105,6 @@ def start_postgres(folder: Path) -> tuple[str, Callable[[], None]]:
             _as_postgres_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]),
             check=False, stdout=subprocess.DEVNULL,
         )
+        shutil.rmtree(folder, ignore_errors=True)
 
     return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop

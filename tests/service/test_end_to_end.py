@@ -74,7 +74,7 @@ def test_distributed_end_to_end(tmp_path, redis_url, postgres_url, processes):
         assert listed["count"] == 1 and listed["data"][0]["id"] == model_id
 
     with psycopg.connect(postgres_url) as conn:
-        row = conn.execute("SELECT status, tenant_id FROM models WHERE id = %s", (model_id,)).one()
+        row = conn.execute("SELECT status, tenant_id FROM models WHERE id = %s", (model_id,)).fetchone()
     assert row == ("succeeded", "default")
 
 
