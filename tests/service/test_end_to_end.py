@@ -8,6 +8,8 @@ Embedded: one `ganaug serve` with SQLite and the filesystem broker, nothing else
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -125,3 +127,36 @@ def _show_logs_on_failure(request, processes):
     if report is not None and report.failed:
         for process in processes:
             print(f"--- {process.args[0]} log ---\n{process.log()}")
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def test_training_process_lost_is_requeued(tmp_path, redis_url, postgres_url, processes):
+    """The pool process that trains is killed (as the OOM killer would): the job reruns."""
+    env = service_env(
+        tmp_path / "data",
+        GANAUG_BROKER_URL=redis_url,
+        GANAUG_DATABASE_URL=postgres_url,
+        GANAUG_QUEUE=f"test-{uuid.uuid4().hex[:8]}",
+    )
+    worker = ServiceProcess(["worker"], env, tmp_path / "worker.log").start()
+    processes.append(worker)
+    api = Api(env, tmp_path / "api.log").start()
+    processes.append(api)
+    with api.client() as client:
+        created = upload_and_train(client, {**TINY_TRAINING, "steps": 150})
+        model_id = created["model"]["id"]
+        deadline = time.monotonic() + TRAIN_TIMEOUT
+        while (model := client.get(f"/v1/models/{model_id}").json())["progress"]["step"] < 10:
+            assert model["status"] in ("queued", "running") and time.monotonic() < deadline
+            time.sleep(0.2)
+        assert model["progress"]["eta_seconds"] is not None
+        first_start = model["started_at"]
+        (training_pid,) = _children(worker.proc.pid)  # prefork pool of one
+        os.kill(training_pid, signal.SIGKILL)
+        finished = wait_for_model(client, model_id, {"succeeded"}, TRAIN_TIMEOUT)
+        assert finished["started_at"] > first_start, "the job ran again after the loss"
+        assert finished["progress"]["step"] == 150
