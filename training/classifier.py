@@ -1,0 +1,263 @@
+"""The small CNN that judges synthetic images: downstream classifier and evaluator (torch).
+
+Images enter the network as float NCHW in [-1, 1] (`models.images.to_unit_nchw`), the
+same range the generator emits, so the exported evaluator scores generator output as is.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.artifact import atomic_write_bytes
+from models.images import to_unit_nchw
+from models.networks import MAX_SIZE, MIN_SIZE
+from training.export import MAX_ABS_DIFF, OPSET
+
+FEATURES = 128
+MAX_GRID = 4  # final feature map is at most 4x4, so 128 px input keeps the FC layer small
+
+
+class SmallCNN(nn.Module):
+    """3 x (3x3 conv, ReLU, 2x2 max-pool) with 32/64/128 channels, FC 128, dropout 0.3, FC K."""
+
+    def __init__(self, num_classes: int, channels: int, size: int):
+        super().__init__()
+        if not MIN_SIZE <= size <= MAX_SIZE:
+            raise ValueError(f"image size must be in {MIN_SIZE}..{MAX_SIZE}, got {size}")
+        self.kwargs = dict(num_classes=num_classes, channels=channels, size=size)
+        blocks: list[nn.Module] = []
+        in_ch = channels
+        for out_ch in (32, 64, 128):
+            blocks += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            in_ch = out_ch
+        grid = size // 8  # three floor-halvings; 3 at 28 px as in the reference CNN
+        shrink = -(-grid // MAX_GRID)
+        if shrink > 1:  # only above 39 px: average-pool down to at most MAX_GRID x MAX_GRID
+            blocks.append(nn.AvgPool2d(shrink))
+            grid //= shrink
+        self.convs = nn.Sequential(*blocks)
+        self.fc = nn.Linear(in_ch * grid * grid, FEATURES)
+        self.dropout = nn.Dropout(0.3)
+        self.head = nn.Linear(FEATURES, num_classes)
+
+    def config(self) -> dict[str, int]:
+        """Constructor kwargs: `SmallCNN(**m.config())` rebuilds the architecture."""
+        return dict(self.kwargs)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations (B, 128), after the ReLU, of images in [-1, 1]."""
+        h = self.convs(x).flatten(1)  # (B, 128 * g * g)
+        return F.relu(self.fc(h))  # (B, 128)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.features(x)))  # (B, K) logits
+
+
+@dataclass(frozen=True)
+class ClassifierBudget:
+    """Optimisation budget of one classifier run (the RESEARCH.md reference values)."""
+
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-3
+
+
+def shift_radius(size: int) -> int:
+    """Largest classic-augmentation shift in pixels: 2 px at 28 px, scaled with size."""
+    return max(2, round(2 * size / 28))
+
+
+def random_shift(x: torch.Tensor, radius: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each image of (B, C, H, W) by its own integer (dy, dx) in [-radius, radius].
+
+    Uncovered pixels become black (-1), i.e. zero padding in uint8 pixel space.
+    """
+    b, _, h, w = x.shape
+    padded = F.pad(x, (radius,) * 4, value=-1.0).permute(0, 2, 3, 1)  # (B, H+2r, W+2r, C)
+    dy, dx = torch.randint(0, 2 * radius + 1, (2, b, 1), generator=generator).to(x.device)
+    rows = dy + torch.arange(h, device=x.device)  # (B, H)
+    cols = dx + torch.arange(w, device=x.device)  # (B, W)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return padded[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # (B, C, H, W)
+
+
+def _batch_order(n: int, budget: ClassifierBudget, generator: torch.Generator) -> torch.Tensor:
+    """Row indices (steps, batch_size): shuffled epochs laid end to end."""
+    needed = budget.steps * budget.batch_size
+    epochs = [torch.randperm(n, generator=generator) for _ in range(-(-needed // n))]
+    return torch.cat(epochs)[:needed].view(budget.steps, budget.batch_size)
+
+
+def _training_rows(
+    x: np.ndarray,
+    y: np.ndarray,
+    synthetic: tuple[np.ndarray, np.ndarray] | None,
+    synthetic_weight: float,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Real and synthetic rows stacked on the device: images, labels, per-row loss weights."""
+    xs, ys = synthetic if synthetic is not None else (x[:0], y[:0])
+    if xs.shape[1:] != x.shape[1:] or len(xs) != len(ys):
+        raise ValueError(
+            f"synthetic images {xs.shape} / labels {np.shape(ys)} do not match real {x.shape}"
+        )
+    images = torch.from_numpy(to_unit_nchw(np.concatenate([x, xs]))).to(device)
+    labels = torch.from_numpy(np.concatenate([y, ys]).astype(np.int64)).to(device)
+    weights = torch.ones(len(labels), device=device)
+    weights[len(x) :] = synthetic_weight
+    return images, labels, weights
+
+
+def train_classifier(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    num_classes: int,
+    budget: ClassifierBudget = ClassifierBudget(),
+    seed: int,
+    classic_augment: bool = True,
+    synthetic: tuple[np.ndarray, np.ndarray] | None = None,
+    synthetic_weight: float = 1.0,
+    device: str | None = None,
+) -> SmallCNN:
+    """Train a SmallCNN with Adam on real (and optional synthetic) rows; same seed, same net.
+
+    Args:
+        x, y: uint8 (N, S, S, C) real images and int64 (N,) labels in 0..num_classes-1.
+        classic_augment: shift every batch by random integers up to `shift_radius(S)` px.
+        synthetic: extra (images, labels) rows, shuffled together with the real rows.
+        synthetic_weight: factor on the loss of synthetic rows (the batch loss is the mean
+            of weighted per-row losses).
+        device: torch device; by default CUDA when available. Bit-for-bit repeatable on CPU.
+
+    Returns:
+        The trained model in eval mode, on `device`.
+    """
+    if x.ndim != 4 or x.shape[1] != x.shape[2] or len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"expected images (N, S, S, C) and labels (N,), got {x.shape}, {y.shape}")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    images, labels, weights = _training_rows(x, y, synthetic, synthetic_weight, dev)
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"labels must be in 0..{num_classes - 1}")
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)  # weights and dropout; the caller's RNG is restored after
+        model = SmallCNN(num_classes, x.shape[3], x.shape[1]).to(dev)
+        generator = torch.Generator().manual_seed(seed)  # batch order and shifts, on CPU
+        _fit(model, images, labels, weights, budget, classic_augment, generator)
+    return model.eval()
+
+
+def _fit(
+    model: SmallCNN,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor,
+    budget: ClassifierBudget,
+    classic_augment: bool,
+    generator: torch.Generator,
+) -> None:
+    optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr)
+    radius = shift_radius(images.shape[-1])
+    model.train()
+    for rows in _batch_order(len(labels), budget, generator).to(images.device):
+        batch = images[rows]  # (B, C, S, S)
+        if classic_augment:
+            batch = random_shift(batch, radius, generator)
+        loss = F.cross_entropy(model(batch), labels[rows], reduction="none")  # (B,)
+        optimizer.zero_grad(set_to_none=True)
+        (loss * weights[rows]).mean().backward()
+        optimizer.step()
+
+
+@torch.no_grad()
+def _run_batches(
+    model: SmallCNN,
+    x: np.ndarray,
+    batch_size: int,
+    fn: Callable[[SmallCNN, torch.Tensor], torch.Tensor],
+) -> np.ndarray:
+    """Apply fn(model, images in [-1, 1]) to uint8 NHWC x in batches; float32 numpy out."""
+    model.eval()
+    device = next(model.parameters()).device
+    starts = range(0, len(x), batch_size) or [0]  # one empty batch gives a (0, D) result
+    outputs = [
+        fn(model, torch.from_numpy(to_unit_nchw(x[start : start + batch_size])).to(device))
+        for start in starts
+    ]
+    return torch.cat(outputs).float().cpu().numpy()
+
+
+def predict_proba(model: SmallCNN, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Class probabilities float32 (N, K) for uint8 (N, S, S, C) images."""
+    return _run_batches(model, x, batch_size, lambda m, b: torch.softmax(m(b), dim=1))
+
+
+def extract_features(model: SmallCNN, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Penultimate features float32 (N, 128) for uint8 (N, S, S, C) images."""
+    return _run_batches(model, x, batch_size, lambda m, b: m.features(b))
+
+
+def accuracy(model: SmallCNN, x: np.ndarray, y: np.ndarray) -> float:
+    """Fraction of images whose most probable class is their label."""
+    return float(np.mean(predict_proba(model, x).argmax(axis=1) == y))
+
+
+class _Evaluator(nn.Module):
+    """The exported graph: images in [-1, 1] -> (softmax probabilities, features)."""
+
+    def __init__(self, model: SmallCNN):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.model.features(image)  # (B, 128)
+        return torch.softmax(self.model.head(features), dim=1), features  # (B, K), (B, 128)
+
+
+def export_evaluator_onnx(model: SmallCNN, path: Path) -> None:
+    """Write `model` as ONNX: input `image` float32 (B, C, H, W) in [-1, 1], dynamic batch;
+    outputs `probs` (B, K) and `features` (B, 128). Raises RuntimeError if ONNX Runtime
+    disagrees with torch.
+    """
+    evaluator = _Evaluator(copy.deepcopy(model).cpu().eval())
+    config = model.config()
+    shape = (config["channels"], config["size"], config["size"])
+    rng = torch.Generator().manual_seed(0)  # leave the global RNG of the caller alone
+    buf = io.BytesIO()
+    torch.onnx.export(
+        evaluator,
+        (torch.rand(3, *shape, generator=rng) * 2 - 1,),
+        buf,
+        dynamo=False,
+        opset_version=OPSET,
+        input_names=["image"],
+        output_names=["probs", "features"],
+        dynamic_axes={"image": {0: "B"}, "probs": {0: "B"}, "features": {0: "B"}},
+    )
+    _check_against_torch(evaluator, buf.getvalue(), torch.rand(5, *shape, generator=rng) * 2 - 1)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def _check_against_torch(evaluator: _Evaluator, onnx_model: bytes, image: torch.Tensor) -> None:
+    with torch.no_grad():
+        expected = [t.numpy() for t in evaluator(image)]
+    session = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
+    actual = session.run(["probs", "features"], {"image": image.numpy()})
+    for name, got, want in zip(("probs", "features"), actual, expected, strict=True):
+        scale = max(1.0, float(np.abs(want).max()))  # features are unbounded: compare relative
+        diff = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
+        if diff > MAX_ABS_DIFF * scale:
+            raise RuntimeError(
+                f"ONNX export mismatch on {name}: shape {got.shape} vs {want.shape}, "
+                f"max abs diff {diff:.2e}"
+            )
