@@ -84,7 +84,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     x, y = shapes_arrays(20, SIZE, seed=0)
     x = x[..., None]
     write_generator(out, x, y)
-    budget = ClassifierBudget(steps=150, batch_size=32)
+    budget = ClassifierBudget(steps=100, batch_size=32)
     evaluator = train_classifier(x, y, num_classes=3, budget=budget, seed=0, device="cpu")
     export_evaluator_onnx(evaluator, out / EVALUATOR_FILE)
     return out
