@@ -1,0 +1,188 @@
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from PIL import Image
+
+import training
+from models.artifact import read_manifest
+from models.evaluator import EVALUATOR_FILE
+from tests.factories import SHAPES, shapes_arrays
+from training import TrainConfig, TrainingAborted
+from training.classifier import ClassifierBudget
+from training.report import (
+    REPORT_BUDGETS,
+    REPORT_FILE,
+    ReportBudget,
+    build_report,
+    classification_accuracy_score,
+)
+from training.split import SPLIT_FILE, stratified_split
+
+TINY_GAN = dict(steps=40, batch_size=16, g_channels=16, d_channels=16, z_dim=16, seed=1)
+PICTURES = ("samples", "truncation_sweep", "losses", "lipschitz", "embedding", "recipes")
+
+
+def write_dataset(root: Path, x: np.ndarray, y: np.ndarray) -> Path:
+    """The stored-dataset format of `training.dataset.ingest`."""
+    root.mkdir(parents=True)
+    np.save(root / "x.npy", x[..., None])
+    np.save(root / "y.npy", y)
+    meta = {
+        "classes": list(SHAPES),
+        "counts": np.bincount(y).tolist(),
+        "image": {"height": x.shape[1], "width": x.shape[2], "channels": 1},
+        "num_images": len(y),
+        "source_format": "npz",
+    }
+    (root / "dataset.json").write_text(json.dumps(meta))
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """A tiny GAN on 3 classes of 16 px shapes, with a held-out split."""
+    root = tmp_path_factory.mktemp("report")
+    x, y = shapes_arrays(per_class=30, size=16, seed=0)
+    dataset = write_dataset(root / "dataset", x, y)
+    model_dir = root / "model"
+    training.run(
+        TrainConfig(**TINY_GAN),
+        dataset_dir=dataset,
+        out_dir=model_dir,
+        model_id="tiny-report",
+        device="cpu",
+    )
+    if not (model_dir / SPLIT_FILE).exists():  # the loop writes it once it holds data out
+        stratified_split(y, 0.2, seed=0).save(model_dir)
+    return SimpleNamespace(dataset=dataset, model_dir=model_dir, x=x, y=y)
+
+
+@pytest.fixture(scope="module")
+def report(trained: SimpleNamespace) -> SimpleNamespace:
+    stages: list[tuple[str, float]] = []
+    result = build_report(
+        trained.model_dir,
+        trained.dataset,
+        budget=ReportBudget.fast(),
+        progress_fn=lambda stage, f: stages.append((stage, f)),
+        device="cpu",
+    )
+    return SimpleNamespace(result=result, stages=stages)
+
+
+def finite_numbers(value) -> list[float]:
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in finite_numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in finite_numbers(v)]
+    return [value] if isinstance(value, float) else []
+
+
+def test_report_json_holds_every_section_with_finite_numbers(trained, report):
+    on_disk = json.loads((trained.model_dir / REPORT_FILE).read_text())
+    assert on_disk == report.result
+    for key in (
+        "recipe",
+        "t_star",
+        "truncation_sweep",
+        "recipes",
+        "downstream_lift",
+        "cas",
+        "ratio_study",
+        "metrics",
+        "evaluator",
+        "per_class",
+        "pictures",
+        "budget",
+        "timings_s",
+        "notes",
+    ):
+        assert key in on_disk
+    assert all(math.isfinite(n) for n in finite_numbers(on_disk))
+    overall = on_disk["metrics"]["overall"]
+    for side in ("synthetic", "real_train"):
+        assert overall[side]["fid"] >= 0 and 0 <= overall[side]["precision"] <= 1
+    assert len(on_disk["metrics"]["per_class"]) == len(SHAPES)
+    assert 0 <= on_disk["cas"]["accuracy"] <= 1
+    assert [row["truncation"] for row in on_disk["truncation_sweep"]] == [0.75, None]
+    assert on_disk["recipes"][0]["ratio"] == 0 and on_disk["recipes"][0]["lift"] == 0
+    assert len(on_disk["recipes"]) == 1 + 2 * len(set([None, on_disk["t_star"]]))
+    assert on_disk["notes"]
+
+
+def test_pictures_are_png_files(trained, report):
+    assert sorted(report.result["pictures"]) == sorted(PICTURES)
+    for relative in report.result["pictures"].values():
+        with Image.open(trained.model_dir / relative) as image:
+            assert image.format == "PNG"
+            image.load()
+            assert image.width > 50 and image.height > 50
+
+
+def test_manifest_records_t_star_and_a_recipe_from_the_sweep(trained, report):
+    evaluation = read_manifest(trained.model_dir).evaluation
+    assert evaluation is not None and evaluation.report_file == REPORT_FILE
+    sweep = [point.truncation for point in evaluation.truncation_sweep]
+    assert evaluation.t_star in sweep
+    recipe = evaluation.recipe.model_dump()
+    rows = [row for row in report.result["recipes"] if row["status"] == "ok"]
+    assert any(
+        all(row[k] == recipe[k] for k in ("ratio", "truncation", "filter"))
+        and row["accuracy"] == pytest.approx(recipe["heldout_accuracy"])
+        for row in rows
+    )
+    assert recipe["lift"] == pytest.approx(recipe["heldout_accuracy"] - recipe["baseline_accuracy"])
+    assert (recipe["ratio"] == 0) == (not report.result["synthetic_helped"])
+
+
+def test_evaluator_onnx_runs(trained, report):
+    session = ort.InferenceSession(
+        str(trained.model_dir / EVALUATOR_FILE), providers=["CPUExecutionProvider"]
+    )
+    images = (trained.x[:5, None].astype(np.float32) / 127.5 - 1).astype(np.float32)
+    probs, features = session.run(["probs", "features"], {"image": images})
+    assert probs.shape == (5, len(SHAPES)) and features.shape == (5, 128)
+    assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+
+def test_progress_rises_to_one(report):
+    fractions = [f for _, f in report.stages]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert {"evaluator", "truncation_sweep", "recipe_search"} <= {s for s, _ in report.stages}
+
+
+def test_abort_fn_stops_the_report(trained, tmp_path):
+    calls = iter(range(1000))
+    with pytest.raises(TrainingAborted):
+        build_report(
+            trained.model_dir,
+            trained.dataset,
+            budget=ReportBudget.fast(),
+            abort_fn=lambda: next(calls) >= 3,
+            device="cpu",
+        )
+
+
+def test_shuffled_labels_score_a_worse_cas(trained):
+    x, y = trained.x[..., None], trained.y
+    train, test = np.arange(0, len(y), 2), np.arange(1, len(y), 2)  # half of every class each
+    shuffled = np.random.default_rng(0).permutation(y[train])
+    kwargs = dict(
+        num_classes=len(SHAPES),
+        budget=ClassifierBudget(steps=60, batch_size=32),
+        seeds=(0,),
+        device="cpu",
+    )
+    right = classification_accuracy_score((x[train], y[train]), (x[test], y[test]), **kwargs)
+    wrong = classification_accuracy_score((x[train], shuffled), (x[test], y[test]), **kwargs)
+    assert right > 0.8 and wrong < right - 0.3
+
+
+def test_budgets_by_name():
+    assert REPORT_BUDGETS["fast"] == ReportBudget.fast()
+    assert REPORT_BUDGETS["standard"] == ReportBudget.standard()

@@ -1,0 +1,792 @@
+"""The quality report: how close a model's synthetic images come to the real ones, and
+whether adding them actually helps a classifier (torch).
+
+Everything is judged on the held-out split the GAN never saw (`training.split`). An
+evaluator CNN trained on the train split gives the feature space of the distribution
+metrics and the confidence that `filter=confident` uses. Each recipe (how many synthetic
+images, which truncation, which filter) is scored by training the same small classifier,
+with classic augmentation, on real + synthetic images and comparing its held-out accuracy
+with real-only training under the same budget and seeds. Synthetic data is recommended
+only when it beats real-only training by more than the noise of the held-out set.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from models.artifact import (
+    Evaluation,
+    Recipe,
+    TruncationPoint,
+    atomic_write_bytes,
+    read_manifest,
+    write_manifest,
+)
+from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
+from models.filtering import FilterExhausted, generate_filtered
+from models.sampler import GeneratorSampler
+from models.truncation import sample_latents
+from training import metrics
+from training import report_plots as plots
+from training.classifier import (
+    ClassifierBudget,
+    export_evaluator_onnx,
+    predict_proba,
+    train_classifier,
+)
+from training.errors import TrainingAborted
+from training.split import SPLIT_FILE, Split
+
+REPORT_FILE = "report.json"
+PICTURES_DIR = "report"
+REPORT_FORMAT = "ganaug.report/1"
+FILTERS = ("none", "confident")
+PICTURE_SAMPLES = 8  # images per class in the sample grid
+
+Truncation = float | None
+
+
+@dataclass(frozen=True)
+class ReportBudget:
+    """How much work the report does; `standard()` for real data, `fast()` for tests."""
+
+    evaluator: ClassifierBudget = ClassifierBudget(steps=800)  # feature space + confidence
+    quick: ClassifierBudget = ClassifierBudget(steps=300)  # every classifier compared
+    seeds: tuple[int, ...] = (0,)  # classifier seeds averaged for every comparison
+    truncations: tuple[Truncation, ...] = (0.5, 0.75, 1.0, 1.5, 2.0, None)
+    sweep_ratio: float = 1.0  # synthetic:real in the truncation sweep
+    ratios: tuple[float, ...] = (0.5, 1.0, 2.0)  # synthetic per class, x the real count
+    fixed_total_fractions: tuple[float, ...] = (0.5,)  # synthetic share at a fixed total
+    min_confidence: float = 0.9  # filter=confident keeps images the evaluator trusts this much
+    metric_samples_per_class: int = 500  # cap on images per class in FID, KID and PRDC
+    kid_subsets: int = 50
+    min_lift_se: float = 1.0  # recommend synthetic only above this many standard errors
+    seed: int = 0  # latents, KID subsets, the evaluator and the real subsets
+
+    @classmethod
+    def standard(cls) -> ReportBudget:
+        """About 5 minutes on 2 CPU cores for 500 images of 28 px."""
+        return cls()
+
+    @classmethod
+    def fast(cls) -> ReportBudget:
+        """Seconds: for tests and tiny datasets; the numbers are rough."""
+        return cls(
+            evaluator=ClassifierBudget(steps=40, batch_size=32),
+            quick=ClassifierBudget(steps=20, batch_size=32),
+            truncations=(0.75, None),
+            ratios=(1.0,),
+            min_confidence=0.5,
+            metric_samples_per_class=50,
+            kid_subsets=10,
+        )
+
+    @property
+    def max_ratio(self) -> float:
+        """The most synthetic images per real one that any classifier trains on."""
+        return max((*self.ratios, *self.fixed_total_fractions, self.sweep_ratio, 1.0))
+
+
+REPORT_BUDGETS = {"fast": ReportBudget.fast(), "standard": ReportBudget.standard()}
+
+
+@dataclass(frozen=True)
+class RealData:
+    """The dataset split as the GAN saw it: it trained on the train images only."""
+
+    classes: list[str]
+    x_train: np.ndarray  # uint8 (N, S, S, C)
+    y_train: np.ndarray  # int64 (N,)
+    x_test: np.ndarray  # the held-out images, or the train ones when there are none
+    y_test: np.ndarray
+    heldout: bool
+
+    @property
+    def test(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.x_test, self.y_test
+
+    @property
+    def train_counts(self) -> np.ndarray:
+        return np.bincount(self.y_train, minlength=len(self.classes))
+
+
+def load_real(model_dir: Path, dataset_dir: Path) -> RealData:
+    """Read the stored dataset and split it with the model's split.json (none: no held-out)."""
+    classes = json.loads((dataset_dir / "dataset.json").read_text())["classes"]
+    x, y = np.load(dataset_dir / "x.npy"), np.load(dataset_dir / "y.npy").astype(np.int64)
+    if (model_dir / SPLIT_FILE).exists():
+        split = Split.load(model_dir)
+        train, holdout = split.train, split.holdout
+    else:
+        train, holdout = np.arange(len(y)), np.arange(0)
+    test = holdout if holdout.size else train
+    return RealData(classes, x[train], y[train], x[test], y[test], heldout=bool(holdout.size))
+
+
+class SyntheticPool:
+    """Synthetic images per (truncation, filter), generated once with seeded latents.
+
+    Every truncation starts from the same latents, clamped differently, so the sweep
+    compares truncations on common random numbers rather than on different draws.
+    """
+
+    def __init__(
+        self,
+        sampler: GeneratorSampler,
+        scorer: EvaluatorScorer | None,
+        train_counts: np.ndarray,
+        budget: ReportBudget,
+    ):
+        self.sampler, self.scorer, self.budget = sampler, scorer, budget
+        self.counts = train_counts
+        self.per_class = np.ceil(budget.max_ratio * train_counts).astype(int)
+        self._images: dict[tuple[Truncation, str], list[np.ndarray] | FilterExhausted] = {}
+
+    def take(
+        self, truncation: Truncation, filter: str, ratio: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """round(ratio x real count) images of every class and their labels.
+
+        Raises:
+            FilterExhausted: filter="confident" found too few images the evaluator trusts.
+        """
+        images = self._draw(truncation, filter)
+        wanted = np.minimum(np.round(ratio * self.counts).astype(int), self.per_class)
+        x = np.concatenate(
+            [class_images[:n] for class_images, n in zip(images, wanted, strict=True)]
+        )
+        return x, np.repeat(np.arange(len(wanted)), wanted)
+
+    def _draw(self, truncation: Truncation, filter: str) -> list[np.ndarray]:
+        key = (truncation, filter)
+        if key not in self._images:
+            try:
+                self._images[key] = [
+                    self._class_images(c, int(n), truncation, filter)
+                    for c, n in enumerate(self.per_class)
+                ]
+            except FilterExhausted as exc:
+                self._images[key] = exc  # remembered: the same draw would fail again
+        drawn = self._images[key]
+        if isinstance(drawn, FilterExhausted):
+            raise drawn
+        return drawn
+
+    def _class_images(self, c: int, n: int, truncation: Truncation, filter: str) -> np.ndarray:
+        rng = np.random.default_rng([self.budget.seed, c, FILTERS.index(filter)])
+        if filter == "confident":
+            return generate_filtered(
+                self.sampler,
+                self.scorer,
+                c,
+                n,
+                rng,
+                truncation=truncation,
+                mode="clamp",
+                min_confidence=self.budget.min_confidence,
+            )
+        latents = sample_latents(rng, n, self.sampler.manifest.z_dim, truncation=truncation)
+        return self.sampler.generate(np.full(n, c, dtype=np.int64), latents)
+
+
+def heldout_correct(
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    *,
+    num_classes: int,
+    budget: ClassifierBudget,
+    seed: int,
+    device: str | None = None,
+) -> np.ndarray:
+    """Train a classifier (classic augmentation) on `train`; bool (N,): which `test` images
+    it gets right."""
+    kwargs = dict(num_classes=num_classes, budget=budget, seed=seed, device=device)
+    model = train_classifier(*train, classic_augment=True, **kwargs)
+    return predict_proba(model, test[0]).argmax(axis=1) == test[1]
+
+
+def classification_accuracy_score(
+    synthetic: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    *,
+    num_classes: int,
+    budget: ClassifierBudget,
+    seeds: tuple[int, ...],
+    device: str | None = None,
+) -> float:
+    """CAS (Ravuri & Vinyals 2019): real-test accuracy of classifiers trained on synthetic only."""
+    kwargs = dict(num_classes=num_classes, budget=budget, device=device)
+    return float(np.mean([heldout_correct(synthetic, test, seed=s, **kwargs) for s in seeds]))
+
+
+@dataclass(frozen=True)
+class Mix:
+    """A classifier's training set: some of the real train images plus synthetic ones."""
+
+    ratio: float = 0.0  # synthetic per class, as a multiple of the real train count
+    truncation: Truncation = None
+    filter: str = "none"
+    real_fraction: float = 1.0  # share of each class's real train images kept
+
+
+BASELINE = Mix()
+
+
+class Trials:
+    """Trains quick classifiers on mixes and remembers which held-out images each got right."""
+
+    def __init__(
+        self,
+        data: RealData,
+        pool: SyntheticPool,
+        budget: ReportBudget,
+        device: str | None,
+        before_training: Callable[[], None],
+    ):
+        self.data, self.pool, self.budget, self.device = data, pool, budget, device
+        self.before_training = before_training
+        rng = np.random.default_rng(budget.seed)
+        # One fixed order per class, so a smaller real share is a subset of a larger one.
+        self.real_order = [
+            rng.permutation(np.flatnonzero(data.y_train == c)) for c in range(len(data.classes))
+        ]
+        self._correct: dict[tuple[Mix, int], np.ndarray] = {}
+
+    def correct(self, mix: Mix) -> np.ndarray:
+        """bool (seeds, held-out images): right answers of the mix's classifier per seed."""
+        if mix.ratio == 0:  # no synthetic rows: truncation and filter do not matter
+            mix = Mix(real_fraction=mix.real_fraction)
+        return np.stack([self._correct_one(mix, seed) for seed in self.budget.seeds])
+
+    def _correct_one(self, mix: Mix, seed: int) -> np.ndarray:
+        key = (mix, seed)
+        if key not in self._correct:
+            self.before_training()
+            self._correct[key] = heldout_correct(
+                self.rows(mix),
+                self.data.test,
+                num_classes=len(self.data.classes),
+                budget=self.budget.quick,
+                seed=seed,
+                device=self.device,
+            )
+        return self._correct[key]
+
+    def rows(self, mix: Mix) -> tuple[np.ndarray, np.ndarray]:
+        """The training images and labels of a mix (synthetic rows after the real ones)."""
+        keep = np.concatenate(
+            [order[: round(mix.real_fraction * len(order))] for order in self.real_order]
+        )
+        x, y = self.data.x_train[np.sort(keep)], self.data.y_train[np.sort(keep)]
+        if mix.ratio > 0:
+            xs, ys = self.pool.take(mix.truncation, mix.filter, mix.ratio)
+            x, y = np.concatenate([x, xs]), np.concatenate([y, ys])
+        return x, y
+
+
+def compare(correct: np.ndarray, baseline: np.ndarray) -> dict[str, float]:
+    """Mean accuracy over seeds and the lift over the baseline with its paired standard error.
+
+    The standard error comes from per-image differences on the same held-out images, so it
+    measures how much the lift could move with a different held-out sample.
+    """
+    per_image = correct.mean(axis=0) - baseline.mean(axis=0)
+    n = len(per_image)
+    return {
+        "accuracy": float(correct.mean()),
+        "accuracy_std": float(correct.mean(axis=1).std()),  # across classifier seeds
+        "lift": float(per_image.mean()),
+        "lift_se": float(per_image.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
+    }
+
+
+class Stages:
+    """Reports overall progress, checks abort_fn between units of work, times each stage."""
+
+    # Rough shares of the run time on CPU, in the order the stages run.
+    WEIGHTS = {
+        "data": 0.02,
+        "evaluator": 0.12,
+        "metrics": 0.06,
+        "truncation_sweep": 0.25,
+        "recipe_search": 0.35,
+        "cas": 0.04,
+        "ratio_study": 0.1,
+        "pictures": 0.05,
+        "write": 0.01,
+    }
+
+    def __init__(self, progress_fn: Callable | None, abort_fn: Callable | None):
+        self.progress_fn, self.abort_fn = progress_fn, abort_fn
+        self.timings_s: dict[str, float] = {}
+        self.name, self.done, self.units, self.ticks, self.started = "", 0.0, 1, 0, 0.0
+
+    def start(self, name: str, units: int = 1) -> None:
+        """Begin a stage expected to call `tick` about `units` times."""
+        self._close()
+        self.name, self.units, self.ticks = name, max(units, 1), 0
+        self.started = time.perf_counter()
+        self.tick(count=False)
+
+    def tick(self, count: bool = True) -> None:
+        """A unit of work is about to start: abort if asked, else report progress."""
+        if self.abort_fn is not None and self.abort_fn():
+            raise TrainingAborted(f"quality report aborted during {self.name}")
+        self.ticks += count
+        share = min(self.ticks / self.units, 1.0) * self.WEIGHTS[self.name]
+        self._report(self.name, min(self.done + share, 1.0))
+
+    def finish(self) -> None:
+        self._close()
+        self._report("done", 1.0)
+
+    def _report(self, stage: str, fraction: float) -> None:
+        if self.progress_fn is not None:
+            self.progress_fn(stage, fraction)
+
+    def _close(self) -> None:
+        if self.name:
+            self.timings_s[self.name] = round(time.perf_counter() - self.started, 2)
+            self.done += self.WEIGHTS[self.name]
+            self.name = ""
+
+
+def _or_none(metric: Callable, *args, **kwargs):
+    """The metric's value, or None where the sets are too small for it."""
+    try:
+        return metric(*args, **kwargs)
+    except ValueError:  # training.metrics refuses sets too small to estimate from
+        return None
+
+
+def distribution_metrics(
+    reference: np.ndarray, candidate: np.ndarray, *, kid_subsets: int, seed: int
+) -> dict[str, float | None]:
+    """FID, KID and precision/recall/density/coverage of candidate features vs reference ones."""
+    k = min(metrics.PRDC_K, len(reference) - 1, len(candidate) - 1)
+    kid = _or_none(metrics.kid, candidate, reference, subsets=kid_subsets, seed=seed)
+    prdc = _or_none(metrics.prdc, reference, candidate, k=k) if k >= 1 else None
+    return {
+        "fid": _or_none(metrics.fid, candidate, reference),
+        "kid": kid[0] if kid else None,
+        "kid_std": kid[1] if kid else None,
+        "prdc_k": k if prdc else None,
+        **(prdc or dict.fromkeys(("precision", "recall", "density", "coverage"))),
+    }
+
+
+def first_per_class(labels: np.ndarray, cap: int) -> np.ndarray:
+    """Indices of the first `cap` rows of every class, in row order."""
+    return np.sort(np.concatenate([np.flatnonzero(labels == c)[:cap] for c in np.unique(labels)]))
+
+
+def per_class_accuracy(correct: np.ndarray, labels: np.ndarray, num_classes: int) -> list:
+    """Mean of bool (seeds, N) over seeds and the images of each class (None: no images)."""
+    return [
+        float(correct[:, labels == c].mean()) if (labels == c).any() else None
+        for c in range(num_classes)
+    ]
+
+
+def _json_ready(value):
+    """Replace non-finite floats with None and tuples with lists, so json.dumps stays strict."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def recipe_row(mix: Mix, budget: ReportBudget) -> dict:
+    """The settings of a mix as a row of the recipe table."""
+    return {
+        "ratio": mix.ratio,
+        "truncation": mix.truncation,
+        "filter": mix.filter,
+        "min_confidence": budget.min_confidence if mix.filter == "confident" else 0.0,
+    }
+
+
+def recommend(rows: list[dict], min_lift_se: float) -> tuple[Recipe | None, dict | None, bool]:
+    """The most accurate synthetic recipe if it beats real-only training beyond noise,
+    else ratio 0 (add no synthetic images).
+
+    Returns:
+        (recipe, best synthetic row, whether synthetic data helped); None, None, False
+        when no recipe was tried (no held-out images).
+    """
+    if not rows:
+        return None, None, False
+    baseline = rows[0]["accuracy"]  # row 0 is real-only training
+    tried = [row for row in rows[1:] if row["status"] == "ok"]
+    best = max(tried, key=lambda row: row["accuracy"], default=None)  # first of equals wins
+    helped = best is not None and best["lift"] > max(0.0, min_lift_se * best["lift_se"])
+    chosen = best if helped else rows[0]
+    recipe = Recipe(
+        **{key: chosen[key] for key in ("ratio", "truncation", "filter", "min_confidence")},
+        heldout_accuracy=chosen["accuracy"],
+        baseline_accuracy=baseline,
+        lift=chosen["lift"],
+    )
+    return recipe, best, helped
+
+
+def notes(
+    data: RealData, rows: list[dict], best: dict | None, helped: bool, min_lift_se: float
+) -> list[str]:
+    """Plain sentences that say what the numbers mean for someone adding synthetic data."""
+    if not data.heldout:
+        return [
+            "No held-out split (holdout_fraction 0): FID, KID and PRDC compare the samples "
+            "with the training images the GAN saw, which rewards memorisation; CAS, the "
+            "truncation sweep and the recipe search need held-out images and were skipped."
+        ]
+    n = len(data.y_test)
+    said = [
+        f"Judged on {n} held-out images the GAN never saw: one image is {100 / n:.2g} "
+        "accuracy points, so read every lift with its standard error (lift_se).",
+        "Read FID, KID and PRDC against real_train: the same numbers for real training "
+        "images vs the held-out ones, which a perfect generator would match.",
+    ]
+    if best is None:
+        return [*said, "No synthetic recipe could be tried: add no synthetic images."]
+    verdict = (
+        f"{plots.recipe_label(best)} scored {best['accuracy']:.1%} vs "
+        f"{rows[0]['accuracy']:.1%} for real images only "
+        f"({100 * best['lift']:+.1f} ± {100 * best['lift_se']:.1f} points)"
+    )
+    if helped:
+        return [
+            *said,
+            f"Synthetic data helped: {verdict}. It was chosen on these held-out "
+            "images, so expect a little less on new data.",
+        ]
+    return [
+        *said,
+        f"Synthetic data did not help: the best recipe, {verdict}, does not beat "
+        f"real images only by more than {min_lift_se:g} standard error. Train on the real "
+        "images alone (recommended ratio 0).",
+    ]
+
+
+class ReportRun:
+    """The state the stages of one report share: data, generator, evaluator, trained mixes."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        dataset_dir: Path,
+        budget: ReportBudget,
+        stages: Stages,
+        device: str | None,
+    ):
+        self.model_dir, self.budget, self.stages, self.device = model_dir, budget, stages, device
+        self.manifest = read_manifest(model_dir)
+        self.data = load_real(model_dir, dataset_dir)
+        if self.data.classes != self.manifest.classes:
+            raise ValueError(
+                f"dataset classes {self.data.classes} differ from the model's "
+                f"{self.manifest.classes}; pass the dataset the model trained on"
+            )
+        self.sampler = GeneratorSampler(model_dir)
+        self.scorer: EvaluatorScorer
+        self.pool: SyntheticPool
+        self.trials: Trials
+
+    def metric_kwargs(self) -> dict:
+        return {"kid_subsets": self.budget.kid_subsets, "seed": self.budget.seed}
+
+    def train_evaluator(self) -> dict:
+        """Train the evaluator on the train split, export it, and score the held-out images."""
+        self.stages.start("evaluator")
+        data, budget = self.data, self.budget
+        model = train_classifier(
+            data.x_train,
+            data.y_train,
+            num_classes=len(data.classes),
+            budget=budget.evaluator,
+            seed=budget.seed,
+            classic_augment=True,
+            device=self.device,
+        )
+        export_evaluator_onnx(model, self.model_dir / EVALUATOR_FILE)
+        self.scorer = EvaluatorScorer(self.model_dir)
+        self.pool = SyntheticPool(self.sampler, self.scorer, data.train_counts, budget)
+        self.trials = Trials(data, self.pool, budget, self.device, self.stages.tick)
+        probs, self.test_features = self.scorer.score(data.x_test)
+        self.evaluator_correct = probs.argmax(axis=1) == data.y_test
+        accuracy = float(self.evaluator_correct.mean()) if data.heldout else None
+        return {
+            "file": EVALUATOR_FILE,
+            "budget": asdict(budget.evaluator),
+            "heldout_accuracy": accuracy,
+        }
+
+    def distribution(self) -> dict:
+        """FID, KID, PRDC and inception accuracy of untruncated samples, overall and per class.
+
+        Synthetic and real-train sets get the same size per class, since FID's bias
+        depends on it: the real_train numbers are then the floor to read the others against.
+        """
+        self.stages.start("metrics")
+        cap = self.budget.metric_samples_per_class
+        syn_x, syn_y = self.pool.take(None, "none", 1.0)
+        keep = first_per_class(syn_y, cap)
+        (syn_probs, syn_f), syn_y = self.scorer.score(syn_x[keep]), syn_y[keep]
+        train = np.sort(np.concatenate([order[:cap] for order in self.trials.real_order]))
+        train_f, train_y = self.scorer.score(self.data.x_train[train])[1], self.data.y_train[train]
+
+        def block(c: int | None) -> dict:
+            syn, real, ref = (
+                y == c if c is not None else slice(None) for y in (syn_y, train_y, self.data.y_test)
+            )
+            reference = self.test_features[ref]
+            synthetic = distribution_metrics(reference, syn_f[syn], **self.metric_kwargs())
+            floor = distribution_metrics(reference, train_f[real], **self.metric_kwargs())
+            return {
+                "reference_images": len(reference),
+                "synthetic_images": len(syn_f[syn]),
+                "inception_accuracy": float(np.mean(syn_probs[syn].argmax(1) == syn_y[syn])),
+                "synthetic": synthetic,
+                "real_train": floor if self.data.heldout else None,
+            }
+
+        return {
+            "reference": "heldout" if self.data.heldout else "train",
+            "truncation": None,
+            "overall": block(None),
+            "per_class": [{"class": name, **block(c)} for c, name in enumerate(self.data.classes)],
+        }
+
+    def truncation_sweep(self) -> tuple[list[dict], Truncation]:
+        """Held-out accuracy with real + synthetic images at each truncation; t* is the best."""
+        truncations, ratio = self.budget.truncations, self.budget.sweep_ratio
+        self.stages.start("truncation_sweep", (len(truncations) + 1) * len(self.budget.seeds))
+        if not self.data.heldout:
+            return [], None
+        baseline = self.trials.correct(BASELINE)
+        rows = []
+        for t in truncations:
+            correct = self.trials.correct(Mix(ratio, t))
+            x, y = self.pool.take(t, "none", ratio)
+            probs, feats = self.scorer.score(x)
+            fidelity = distribution_metrics(self.test_features, feats, **self.metric_kwargs())
+            inception = float(np.mean(probs.argmax(1) == y))
+            rows.append(
+                {
+                    "truncation": t,
+                    **compare(correct, baseline),
+                    "inception_accuracy": inception,
+                    **fidelity,
+                }
+            )
+        best = max(rows, key=lambda row: row["accuracy"])  # first of equals: the budget's order
+        return rows, best["truncation"]
+
+    def recipe_search(self, t_star: Truncation) -> list[dict]:
+        """Every recipe (ratio x truncation x filter) vs real-only training; row 0 is real-only."""
+        budget = self.budget
+        mixes = [
+            Mix(ratio, t, f)
+            for ratio in budget.ratios
+            for t in dict.fromkeys((None, t_star))
+            for f in FILTERS
+        ]
+        self.stages.start("recipe_search", (len(mixes) + 1) * len(budget.seeds))
+        if not self.data.heldout:
+            return []
+        baseline = self.trials.correct(BASELINE)
+        rows = []
+        for mix in [BASELINE, *mixes]:
+            try:
+                result = {"status": "ok", **compare(self.trials.correct(mix), baseline)}
+            except FilterExhausted as exc:
+                result = {"status": "skipped", "reason": str(exc)}
+            rows.append({**recipe_row(mix, budget), **result})
+        return rows
+
+    def cas(self) -> dict | None:
+        """Classification accuracy score of untruncated samples, next to real-only training."""
+        self.stages.start("cas", len(self.budget.seeds))
+        if not self.data.heldout:
+            return None
+        self.stages.tick()
+        cas = classification_accuracy_score(
+            self.pool.take(None, "none", 1.0),
+            self.data.test,
+            num_classes=len(self.data.classes),
+            budget=self.budget.quick,
+            seeds=self.budget.seeds,
+            device=self.device,
+        )
+        real = float(self.trials.correct(BASELINE).mean())
+        return {"truncation": None, "accuracy": cas, "real_accuracy": real, "gap": real - cas}
+
+    def ratio_study(self, t_star: Truncation) -> dict:
+        """Accuracy as synthetic images are added (extra) or replace real ones (fixed total)."""
+        budget = self.budget
+        self.stages.start("ratio_study", len(budget.fixed_total_fractions) * len(budget.seeds))
+        if not self.data.heldout:
+            return {"truncation": None, "extra": [], "fixed_total": []}
+        baseline = self.trials.correct(BASELINE)
+
+        def row(key: str, value: float, mix: Mix) -> dict:
+            return {key: value, **compare(self.trials.correct(mix), baseline)}
+
+        extra = [row("ratio", r, Mix(r, t_star)) for r in (0.0, *budget.ratios)]
+        fixed = [
+            row("synthetic_fraction", f, Mix(f, t_star, real_fraction=1 - f))
+            for f in (0.0, *budget.fixed_total_fractions)
+        ]
+        return {"truncation": t_star, "filter": "none", "extra": extra, "fixed_total": fixed}
+
+    def per_class(self, recipe: Recipe | None) -> list[dict]:
+        """Images and held-out accuracy per class: evaluator, real only, the recipe."""
+        y, k = self.data.y_test, len(self.data.classes)
+        columns = {"train_images": self.data.train_counts.tolist()}
+        if self.data.heldout and recipe is not None:
+            mix = Mix(recipe.ratio, recipe.truncation, recipe.filter)
+            columns["heldout_images"] = np.bincount(y, minlength=k).tolist()
+            columns["evaluator_accuracy"] = per_class_accuracy(self.evaluator_correct[None], y, k)
+            columns["baseline_accuracy"] = per_class_accuracy(self.trials.correct(BASELINE), y, k)
+            columns["recipe_accuracy"] = per_class_accuracy(self.trials.correct(mix), y, k)
+        return [
+            {"class": name, **{key: values[c] for key, values in columns.items()}}
+            for c, name in enumerate(self.data.classes)
+        ]
+
+    def pictures(self, t_star: Truncation, sweep: list[dict], recipes: list[dict]) -> dict:
+        """Draw report/<name>.png; returns {name: path relative to the model directory}."""
+        self.stages.start("pictures", len(plots.PICTURES))
+        real_f = self.scorer.score(self.data.x_train)[1]
+        real = (real_f, self.data.y_train)
+        if self.data.heldout:
+            real = (
+                np.concatenate([real_f, self.test_features]),
+                np.concatenate([self.data.y_train, self.data.y_test]),
+            )
+        syn_x, syn_y = self.pool.take(t_star, "none", 1.0)
+        return plots.draw_all(
+            self.model_dir,
+            PICTURES_DIR,
+            classes=self.data.classes,
+            images_at=self.picture_images,
+            truncations=self.budget.truncations,
+            t_star=t_star,
+            sweep=sweep,
+            recipes=recipes,
+            real=real,
+            synthetic=(self.scorer.score(syn_x)[1], syn_y),
+            before_each=self.stages.tick,
+        )
+
+    def picture_images(self, truncation: Truncation) -> np.ndarray:
+        """uint8 (classes, PICTURE_SAMPLES, H, W, C), from the same latents at every truncation."""
+        k, image = len(self.data.classes), self.manifest.image
+        labels = np.repeat(np.arange(k), PICTURE_SAMPLES)
+        rng = np.random.default_rng(self.budget.seed)
+        latents = sample_latents(rng, len(labels), self.manifest.z_dim, truncation=truncation)
+        images = self.sampler.generate(labels, latents)
+        return images.reshape(k, PICTURE_SAMPLES, image.height, image.width, image.channels)
+
+
+def build_report(
+    model_dir: Path,
+    dataset_dir: Path,
+    *,
+    budget: ReportBudget = ReportBudget(),
+    progress_fn: Callable[[str, float], None] | None = None,
+    abort_fn: Callable[[], bool] | None = None,
+    device: str | None = None,
+) -> dict:
+    """Measure a trained model's samples and find whether, and how, to add them to real data.
+
+    Writes report.json, report/<picture>.png and evaluator.onnx into model_dir, and the
+    findings (t*, the truncation sweep, the recommended recipe) into the manifest.
+
+    Args:
+        model_dir: written by `training.run`, with split.json (none: no held-out images).
+        dataset_dir: the stored dataset the model was trained on.
+        progress_fn: called with (stage, overall fraction in [0, 1]) as the report advances.
+        abort_fn: returning True stops the report with `TrainingAborted` before the next
+            classifier training or picture.
+
+    Returns:
+        The report, as written to report.json.
+    """
+    model_dir, dataset_dir = Path(model_dir), Path(dataset_dir)
+    stages = Stages(progress_fn, abort_fn)
+    stages.start("data")
+    run = ReportRun(model_dir, dataset_dir, budget, stages, device)
+    evaluator = run.train_evaluator()
+    distribution = run.distribution()
+    sweep, t_star = run.truncation_sweep()
+    recipes = run.recipe_search(t_star)
+    recipe, best, helped = recommend(recipes, budget.min_lift_se)
+    cas, ratio_study = run.cas(), run.ratio_study(t_star)
+    pictures = run.pictures(t_star, sweep, recipes)
+    stages.start("write")
+    report = _json_ready(
+        {
+            "format": REPORT_FORMAT,
+            "model_id": run.manifest.model_id,
+            "created_at": datetime.now(UTC).isoformat(),
+            "heldout": run.data.heldout,
+            "notes": notes(run.data, recipes, best, helped, budget.min_lift_se),
+            "recipe": recipe.model_dump() if recipe else None,
+            "synthetic_helped": helped,
+            "t_star": t_star,
+            "truncation_sweep": sweep,
+            "recipes": recipes,
+            "downstream_lift": downstream_lift(sweep, t_star, budget.sweep_ratio),
+            "cas": cas,
+            "ratio_study": ratio_study,
+            "metrics": distribution,
+            "evaluator": evaluator,
+            "per_class": run.per_class(recipe),
+            "pictures": pictures,
+            "budget": asdict(budget),
+            "timings_s": {**stages.timings_s, "total": round(sum(stages.timings_s.values()), 2)},
+        }
+    )
+    text = json.dumps(report, indent=2, allow_nan=False) + "\n"
+    atomic_write_bytes(model_dir / REPORT_FILE, text.encode())
+    write_manifest(model_dir, run.manifest.model_copy(update={"evaluation": evaluation(report)}))
+    stages.finish()
+    return report
+
+
+def evaluation(report: dict) -> Evaluation:
+    """The manifest's summary of a report."""
+    sweep = [
+        TruncationPoint(truncation=row["truncation"], accuracy=row["accuracy"])
+        for row in report["truncation_sweep"]
+    ]
+    recipe = Recipe(**report["recipe"]) if report["recipe"] else None
+    return Evaluation(
+        t_star=report["t_star"],
+        truncation_sweep=sweep,
+        recipe=recipe,
+        evaluator_file=EVALUATOR_FILE,
+        report_file=REPORT_FILE,
+    )
+
+
+def downstream_lift(sweep: list[dict], t_star: Truncation, ratio: float) -> dict | None:
+    """Real + synthetic at t* (the sweep's ratio) vs real only: the sweep's best row."""
+    row = next((row for row in sweep if row["truncation"] == t_star), None)
+    if row is None:
+        return None
+    keys = ("accuracy", "accuracy_std", "lift", "lift_se")
+    return {"ratio": ratio, "truncation": t_star, **{key: row[key] for key in keys}}
