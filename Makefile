@@ -20,11 +20,12 @@ run: $(STAMP)          ## embedded mode: API + worker, SQLite, filesystem broker
 worker: $(STAMP)
 	$(BIN)/ganaug worker
 
+# Tiny test networks run faster single-threaded than with threads fighting over 2 cores.
 test: $(STAMP)         ## fast tier (slow and gpu tests deselected)
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m slow
 
 test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -m gpu

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from service.db.migrate import upgrade_database
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimitMiddleware
-from service.routes import datasets, health, models
+from service.routes import datasets, health, models, reports
 from service.settings import Settings, get_settings
 from workers.celery_app import make_celery, prepare_embedded_broker
 
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes, path_prefix="/"
     )
     install_error_handlers(app)
-    for router in (health.router, datasets.router, models.router):
+    for router in (health.router, datasets.router, models.router, reports.router):
         app.include_router(router)
     logging.getLogger("ganaug").setLevel(logging.INFO)
     return app

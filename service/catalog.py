@@ -79,15 +79,22 @@ def create_dataset(
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         info = ingest(
-            upload, filename, dest, limits=ingest_limits(settings),
-            image_size=image_size, channels=channels,
+            upload,
+            filename,
+            dest,
+            limits=ingest_limits(settings),
+            image_size=image_size,
+            channels=channels,
         )
     except DatasetError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from exc
     try:
         row = repo.add_dataset(
-            session, tenant_id=tenant_id, dataset_id=dataset_id,
-            name=name or Path(filename).stem or dataset_id, info=info,
+            session,
+            tenant_id=tenant_id,
+            dataset_id=dataset_id,
+            name=name or Path(filename).stem or dataset_id,
+            info=info,
         )
         session.commit()
         return row
@@ -100,7 +107,8 @@ def delete_dataset(settings: Settings, session: Session, dataset: Dataset) -> No
     """Delete a dataset with its finished models; refuse while one of them trains."""
     if repo.count_active_models(session, dataset.id):
         raise ApiError(
-            409, "dataset_in_use",
+            409,
+            "dataset_in_use",
             "A model of this dataset is queued or training; cancel it first.",
         )
     model_ids = repo.dataset_model_ids(session, dataset.id)
@@ -125,7 +133,10 @@ def queue_model(
 ) -> Model:
     """Insert a queued model row (committed, so the worker sees it) and send its task."""
     model = repo.add_model(
-        session, tenant_id=tenant_id, model_id=repo.new_id(), dataset=dataset,
+        session,
+        tenant_id=tenant_id,
+        model_id=repo.new_id(),
+        dataset=dataset,
         config=config.model_dump(mode="json"),
     )
     session.commit()
@@ -135,7 +146,9 @@ def queue_model(
         log.exception("could not queue model %s", model.id)
         repo.delete_model(session, model)
         session.commit()
-        raise ApiError(503, "broker_unavailable", "The job queue is unreachable; retry later.") from exc
+        raise ApiError(
+            503, "broker_unavailable", "The job queue is unreachable; retry later."
+        ) from exc
     return model
 
 

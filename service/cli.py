@@ -11,7 +11,9 @@ import typer
 
 from service.settings import get_settings
 
-app = typer.Typer(help="ganaug: class-conditional GAN data augmentation service.", no_args_is_help=True)
+app = typer.Typer(
+    help="ganaug: class-conditional GAN data augmentation service.", no_args_is_help=True
+)
 log = logging.getLogger("ganaug.cli")
 
 
@@ -30,7 +32,9 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port (GANAUG_PORT)")] = None,
     worker: Annotated[
         bool | None,
-        typer.Option("--worker/--no-worker", help="start a worker process; default: in embedded mode"),
+        typer.Option(
+            "--worker/--no-worker", help="start a worker process; default: in embedded mode"
+        ),
     ] = None,
 ) -> None:
     """Serve the REST API; in embedded mode also start a training worker process."""
@@ -79,8 +83,8 @@ def run_worker(
 ) -> None:
     """Run a Celery worker that trains models (on CUDA when available)."""
     from service.db.migrate import upgrade_database
-    from workers.celery_app import prepare_embedded_broker
     from workers.celery_app import app as celery_app
+    from workers.celery_app import prepare_embedded_broker
 
     settings = get_settings()
     prepare_embedded_broker(settings)

@@ -7,45 +7,106 @@ import json
 import re
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from models.artifact import MANIFEST_FILE
+from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
+from models.filtering import FilterExhausted, iter_filtered
 from models.images import encode_png, image_grid
 from models.sampler import GeneratorSampler
 from models.truncation import sample_latents
 
 CHUNK = 128  # images generated and zipped at a time: archive memory stays flat
+MAX_DRAW_FACTOR = 20  # filter=confident gives up after drawing 20x the images asked for
 
 
 @dataclass(frozen=True)
-class SampleRequest:
-    class_indices: list[int]  # classes to draw, each `n` times
-    n: int
-    truncation: float | None
-    truncation_mode: str
-    seed: int
+class Draw:
+    """How latents are drawn and which samples are kept."""
+
+    truncation: float | None = None
+    truncation_mode: str = "clamp"
+    min_confidence: float | None = None  # None: keep every sample; else evaluator filter
 
 
-@lru_cache(maxsize=4)
-def load_sampler(model_dir: str) -> GeneratorSampler:
-    """One ONNX Runtime session per model directory, kept for later requests."""
+@lru_cache(maxsize=8)
+def _sampler(model_dir: str, _manifest_version: int) -> GeneratorSampler:
     return GeneratorSampler(Path(model_dir))
 
 
-def generate(sampler: GeneratorSampler, req: SampleRequest) -> tuple[np.ndarray, np.ndarray]:
-    """Images uint8 (N, H, W, C) and labels int64 (N,), deterministic for the request."""
-    rng = np.random.default_rng(req.seed)
-    z_dim = sampler.manifest.z_dim
-    latents = [
-        sample_latents(rng, req.n, z_dim, truncation=req.truncation, mode=req.truncation_mode)
-        for _ in req.class_indices
+def load_sampler(model_dir: Path) -> GeneratorSampler:
+    """One ONNX Runtime session per model, reloaded when its manifest changes (the report)."""
+    return _sampler(str(model_dir), (model_dir / MANIFEST_FILE).stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _scorer(model_dir: str, _version: int) -> EvaluatorScorer:
+    return EvaluatorScorer(Path(model_dir))
+
+
+def load_scorer(model_dir: Path) -> EvaluatorScorer | None:
+    """The model's evaluator (written by the quality report), or None before the report."""
+    path = model_dir / EVALUATOR_FILE
+    return _scorer(str(model_dir), path.stat().st_mtime_ns) if path.exists() else None
+
+
+def _class_chunks(
+    sampler: GeneratorSampler,
+    scorer: EvaluatorScorer | None,
+    index: int,
+    count: int,
+    rng: np.random.Generator,
+    draw: Draw,
+) -> Iterator[np.ndarray]:
+    """Images of one class, `count` in all, in chunks of at most CHUNK."""
+    if draw.min_confidence is not None:
+        batches = iter_filtered(
+            sampler,
+            scorer,
+            index,
+            rng,
+            truncation=draw.truncation,
+            mode=draw.truncation_mode,
+            min_confidence=draw.min_confidence,
+            chunk=CHUNK,
+            max_draws=MAX_DRAW_FACTOR * count,
+        )
+        kept = 0
+        while kept < count:
+            batch = next(batches)[: count - kept]
+            kept += len(batch)
+            yield batch
+        return
+    for start in range(0, count, CHUNK):
+        size = min(CHUNK, count - start)
+        z = sample_latents(
+            rng, size, sampler.manifest.z_dim, truncation=draw.truncation, mode=draw.truncation_mode
+        )
+        yield sampler.generate(np.full(size, index, dtype=np.int64), z)
+
+
+def generate(
+    sampler: GeneratorSampler,
+    scorer: EvaluatorScorer | None,
+    class_indices: list[int],
+    n: int,
+    seed: int,
+    draw: Draw,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`n` images of each class: uint8 (N, H, W, C) and labels int64 (N,), deterministic."""
+    rng = np.random.default_rng(seed)
+    images = [
+        chunk
+        for index in class_indices
+        for chunk in _class_chunks(sampler, scorer, index, n, rng, draw)
     ]
-    labels = np.repeat(np.asarray(req.class_indices, dtype=np.int64), req.n)
-    images = sampler.generate(labels, np.concatenate(latents).astype(np.float32))
-    return images, labels
+    labels = np.repeat(np.asarray(class_indices, dtype=np.int64), n)
+    return np.concatenate(images), labels
 
 
 def render(images: np.ndarray, labels: np.ndarray, names: list[str], fmt: str, n: int) -> bytes:
@@ -77,11 +138,11 @@ def folder_names(names: list[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class ArchiveRequest:
-    per_class: int
-    truncation: float | None
-    truncation_mode: str
+    synthetic_counts: list[int]  # per class
+    draw: Draw
     seed: int
     include_real: bool
+    recipe: dict[str, Any] | None = None  # the recommended recipe, when it chose the counts
 
 
 class _Spool(io.RawIOBase):
@@ -110,7 +171,11 @@ def _entry(name: str) -> zipfile.ZipInfo:
 
 
 def stream_archive(
-    sampler: GeneratorSampler, dataset_dir: Path, model_id: str, req: ArchiveRequest
+    sampler: GeneratorSampler,
+    scorer: EvaluatorScorer | None,
+    dataset_dir: Path,
+    model_id: str,
+    req: ArchiveRequest,
 ) -> Iterator[bytes]:
     """Yield an ImageFolder zip: <class>/real_*.png, <class>/synthetic_*.png, manifest.json."""
     names = sampler.manifest.classes
@@ -119,33 +184,46 @@ def stream_archive(
     y = np.load(dataset_dir / "y.npy") if req.include_real else None
     spool = _Spool()
     counts: dict[str, dict[str, int]] = {}
+    error: str | None = None
     with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_STORED) as archive:
         for index, folder in enumerate(folders):
             real = np.flatnonzero(y == index) if y is not None else np.empty(0, dtype=np.int64)
             for j, row in enumerate(real):
-                archive.writestr(_entry(f"{folder}/real_{j:05d}.png"), encode_png(np.asarray(x[row])))
+                archive.writestr(
+                    _entry(f"{folder}/real_{j:05d}.png"), encode_png(np.asarray(x[row]))
+                )
                 if j % CHUNK == CHUNK - 1:
                     yield spool.drain()
+            written = 0
             rng = np.random.default_rng([req.seed, index])
-            for start in range(0, req.per_class, CHUNK):
-                count = min(CHUNK, req.per_class - start)
-                z = sample_latents(
-                    rng, count, sampler.manifest.z_dim,
-                    truncation=req.truncation, mode=req.truncation_mode,
-                )
-                images = sampler.generate(np.full(count, index, dtype=np.int64), z)
-                for k, image in enumerate(images):
-                    archive.writestr(_entry(f"{folder}/synthetic_{start + k:05d}.png"), encode_png(image))
-                yield spool.drain()
-            counts[names[index]] = {"real": int(real.size), "synthetic": req.per_class}
+            chunks = _class_chunks(
+                sampler, scorer, index, req.synthetic_counts[index], rng, req.draw
+            )
+            try:
+                for images in chunks:
+                    for image in images:
+                        name = f"{folder}/synthetic_{written:05d}.png"
+                        archive.writestr(_entry(name), encode_png(image))
+                        written += 1
+                    yield spool.drain()
+            except FilterExhausted as exc:  # headers are sent: say so in the manifest instead
+                error = f"class {names[index]}: {exc}"
+            counts[names[index]] = {"real": int(real.size), "synthetic": written}
+            if error:
+                break
         manifest = {
             "model_id": model_id,
-            "truncation": req.truncation,
-            "truncation_mode": req.truncation_mode,
             "seed": req.seed,
             "include_real": req.include_real,
-            "classes": [{"index": i, "name": n, "folder": f} for i, (n, f) in enumerate(zip(names, folders, strict=True))],
+            **asdict(req.draw),
+            "recipe": req.recipe,
+            "classes": [
+                {"index": i, "name": n, "folder": f}
+                for i, (n, f) in enumerate(zip(names, folders, strict=True))
+            ],
             "counts": counts,
+            "complete": error is None,
+            "error": error,
         }
         archive.writestr(_entry("manifest.json"), json.dumps(manifest, indent=2))
     yield spool.drain()

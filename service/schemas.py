@@ -48,6 +48,23 @@ class ProgressPublic(BaseModel):
         )
 
 
+class ReportStatusPublic(BaseModel):
+    status: Literal["none", "queued", "running", "succeeded", "failed"]
+    stage: str | None = None
+    fraction: float = 0.0
+    error: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> ReportStatusPublic:
+        progress = row.report_progress or {}
+        return cls(
+            status=row.report_status,
+            stage=progress.get("stage"),
+            fraction=progress.get("fraction", 0.0),
+            error=row.report_error,
+        )
+
+
 class ModelPublic(BaseModel):
     id: str
     dataset_id: str
@@ -58,6 +75,7 @@ class ModelPublic(BaseModel):
     classes: list[ClassPublic]
     image: ImagePublic
     config: dict[str, Any]
+    report: ReportStatusPublic
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -74,6 +92,7 @@ class ModelPublic(BaseModel):
             classes=[ClassPublic(index=c["index"], name=c["name"]) for c in row.classes],
             image=ImagePublic(**row.image),
             config=row.config,
+            report=ReportStatusPublic.from_row(row),
             created_at=row.created_at,
             started_at=row.started_at,
             finished_at=row.finished_at,

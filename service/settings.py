@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(48 * 3600, gt=0, description="above the longest task")
     worker_concurrency: int = Field(1, ge=1)
     queue: str = Field("training", min_length=1, description="Celery queue of training jobs")
-    progress_interval_s: float = Field(1.0, gt=0, description="DB progress writes at most this often")
+    progress_interval_s: float = Field(
+        1.0, gt=0, description="DB progress writes at most this often"
+    )
     cancel_poll_s: float = Field(1.0, gt=0, description="how often training checks for cancel")
     device: str | None = Field(None, description="torch device for training; None = auto")
 

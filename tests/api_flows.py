@@ -20,7 +20,9 @@ SIZE = 16
 
 def upload_and_train(client: httpx.Client, config: dict) -> dict:
     """POST a shapes dataset with train=true; check the 201 body; return it."""
-    files = {"file": ("shapes.zip", shapes_zip_bytes(per_class=PER_CLASS, size=SIZE), "application/zip")}
+    files = {
+        "file": ("shapes.zip", shapes_zip_bytes(per_class=PER_CLASS, size=SIZE), "application/zip")
+    }
     data = {"name": "shapes", "train": "true", "config": json.dumps(config)}
     response = client.post("/v1/datasets", files=files, data=data)
     assert response.status_code == 201, response.text
@@ -83,7 +85,8 @@ def check_samples(client: httpx.Client, model_id: str) -> None:
 def check_archive(client: httpx.Client, model_id: str, per_class: int = 7) -> None:
     """ImageFolder layout with the real and synthetic counts the manifest states."""
     response = client.get(
-        f"/v1/models/{model_id}/archive", params={"per_class": per_class, "seed": 5, "truncation": 1.0}
+        f"/v1/models/{model_id}/archive",
+        params={"per_class": per_class, "seed": 5, "truncation": 1.0},
     )
     assert response.status_code == 200, response.text
     with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
@@ -109,3 +112,65 @@ def check_onnx(client: httpx.Client, model_id: str) -> None:
     (images,) = session.run(None, feeds)
     assert images.shape == (3, 1, SIZE, SIZE)
     assert -1.0 <= images.min() and images.max() <= 1.0
+
+
+def wait_for_report(client: httpx.Client, model_id: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        model = client.get(f"/v1/models/{model_id}").json()
+        status = model["report"]["status"]
+        if status == "succeeded":
+            return model
+        assert status in ("queued", "running") and time.monotonic() < deadline, model["report"]
+        time.sleep(0.5)
+
+
+def check_report(client: httpx.Client, model_id: str) -> dict:
+    """The report's JSON and pictures are served; its recipe drives the archive."""
+    report = client.get(f"/v1/models/{model_id}/report")
+    assert report.status_code == 200, report.text
+    body = report.json()
+    assert {"samples", "truncation_sweep", "losses", "embedding"} <= set(body["picture_urls"])
+    for url in body["picture_urls"].values():
+        picture = client.get(url)
+        assert picture.status_code == 200 and decode_png(picture.content).ndim in (2, 3)
+    missing = client.get(f"/v1/models/{model_id}/report/nope.png")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "picture_not_found"
+    return body
+
+
+def check_auto_truncation_and_filter(client: httpx.Client, model_id: str, scorer) -> None:
+    """truncation=auto uses the stored t*; filter=confident keeps only confident samples."""
+    url = f"/v1/models/{model_id}/samples"
+    params = {"class": "square", "n": 4, "format": "npz", "seed": 2}
+    auto = client.get(url, params={**params, "truncation": "auto"})
+    assert auto.status_code == 200, auto.text
+    threshold = 0.5
+    filtered = client.get(url, params={**params, "filter": "confident", "min_confidence": threshold})
+    if filtered.status_code == 422:  # a 30-step GAN may not convince the evaluator
+        assert filtered.json()["error"]["code"] == "filter_exhausted"
+        return
+    arrays = np.load(io.BytesIO(filtered.content))
+    assert len(arrays["x"]) == 4
+    assert (scorer.confidence(arrays["x"], arrays["y"]) >= threshold - 1e-6).all()
+
+
+def check_recommended_archive(client: httpx.Client, model_id: str, manifest_recipe: dict) -> None:
+    response = client.get(
+        f"/v1/models/{model_id}/archive", params={"recipe": "recommended", "seed": 1}
+    )
+    assert response.status_code == 200, response.text
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        names = archive.namelist()
+    assert manifest["recipe"] == manifest_recipe
+    expected = round(manifest_recipe["ratio"] * PER_CLASS)
+    for shape in SHAPES:
+        synthetic = [n for n in names if n.startswith(f"{shape}/synthetic_")]
+        assert len(synthetic) == manifest["counts"][shape]["synthetic"]
+        assert len(synthetic) == expected or not manifest["complete"]
+    conflict = client.get(
+        f"/v1/models/{model_id}/archive", params={"recipe": "recommended", "per_class": 3}
+    )
+    assert conflict.status_code == 422
+    assert conflict.json()["error"]["code"] == "recipe_conflict"

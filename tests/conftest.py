@@ -17,7 +17,14 @@ from tests.servers import free_port, start_postgres, start_redis, stop_process, 
 REPO = Path(__file__).resolve().parent.parent
 
 # Small networks and few steps: a real training run that finishes in seconds on 2 cores.
-TINY_TRAINING = {"steps": 30, "batch_size": 16, "g_channels": 16, "d_channels": 16, "z_dim": 16}
+TINY_TRAINING = {
+    "steps": 30,
+    "batch_size": 16,
+    "g_channels": 16,
+    "d_channels": 16,
+    "z_dim": 16,
+    "report": "none",
+}
 
 
 @pytest.fixture(scope="session")
@@ -57,13 +64,15 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
 def service_env(data_dir: Path, **overrides: str) -> dict[str, str]:
     """The environment of an API or worker process of ours (GANAUG_* only from here)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GANAUG_")}
-    env.update({
-        "GANAUG_DATA_DIR": str(data_dir),
-        "GANAUG_PROGRESS_INTERVAL_S": "0.2",
-        "GANAUG_CANCEL_POLL_S": "0.2",
-        "PYTHONUNBUFFERED": "1",
-        "OMP_NUM_THREADS": "1",
-    })
+    env.update(
+        {
+            "GANAUG_DATA_DIR": str(data_dir),
+            "GANAUG_PROGRESS_INTERVAL_S": "0.2",
+            "GANAUG_CANCEL_POLL_S": "0.2",
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": "1",
+        }
+    )
     env.update(overrides)
     return env
 
@@ -78,8 +87,11 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", *self.args], env=self.env, cwd=REPO,
-            stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "service.cli", *self.args],
+            env=self.env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         return self
 

@@ -58,7 +58,7 @@ def _binary(name: str, package: str) -> str:
     if found is None:
         pytest.fail(
             f"'{name}' not found: install {package} (e.g. apt-get install {package}) "
-            f"or point the tests at a server with the environment variable named in tests/servers.py"
+            "or point the tests at a server: GANAUG_TEST_REDIS_URL / GANAUG_TEST_DATABASE_URL"
         )
     return found
 
@@ -67,9 +67,21 @@ def start_redis(folder: Path) -> tuple[str, subprocess.Popen]:
     exe = _binary("redis-server", "redis-server")
     port = free_port()
     proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(folder)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     import redis
 
@@ -91,19 +103,23 @@ def start_postgres() -> tuple[str, Callable[[], None]]:
     data, port = folder / "data", free_port()
     subprocess.run(
         _as_postgres_user([initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]),
-        check=True, stdout=subprocess.DEVNULL,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
     subprocess.run(
-        _as_postgres_user([pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"),
-                           "-w", "start"]),
-        check=True, stdout=subprocess.DEVNULL,
+        _as_postgres_user(
+            [pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
 
     def stop() -> None:
         subprocess.run(
             _as_postgres_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]),
-            check=False, stdout=subprocess.DEVNULL,
+            check=False,
+            stdout=subprocess.DEVNULL,
         )
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -9,6 +9,7 @@ from celery import Celery
 from service.settings import Settings, get_settings
 
 TRAIN_TASK = "ganaug.train_model"
+REPORT_TASK = "ganaug.build_report"
 
 
 def embedded_queue_dirs(settings: Settings) -> tuple[Path, Path, Path]:
@@ -53,7 +54,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,  # a GPU worker holds one job at a time
         worker_concurrency=settings.worker_concurrency,
         task_default_queue=settings.queue,
-        task_routes={TRAIN_TASK: {"queue": settings.queue}},
+        task_routes={name: {"queue": settings.queue} for name in (TRAIN_TASK, REPORT_TASK)},
         worker_hijack_root_logger=False,
     )
     return app

@@ -1,4 +1,4 @@
-"""Thin Celery tasks: load the job, call training.run, record the result."""
+"""Thin Celery tasks: load the job, call training.run / the report, record the result."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import training
 from service.db import repo
 from service.db.session import session_scope
 from service.settings import get_settings
-from workers.celery_app import TRAIN_TASK, app
+from workers.celery_app import REPORT_TASK, TRAIN_TASK, app
 
 log = logging.getLogger("ganaug.worker")
 
@@ -30,6 +30,10 @@ class _Throttle:
         return True
 
 
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
 @app.task(name=TRAIN_TASK)
 def train_model(model_id: str) -> str:
     """Train the model `model_id` queued by the API and record how it ended."""
@@ -41,8 +45,9 @@ def train_model(model_id: str) -> str:
         log.info("model %s is not runnable (cancelled, finished or gone); skipping", model_id)
         return "skipped"
     config = training.TrainConfig.model_validate(job.config)
-    progress_due, cancel_due = _Throttle(settings.progress_interval_s), _Throttle(
-        settings.cancel_poll_s
+    progress_due, cancel_due = (
+        _Throttle(settings.progress_interval_s),
+        _Throttle(settings.cancel_poll_s),
     )
 
     def on_progress(progress: training.Progress) -> None:
@@ -73,8 +78,66 @@ def train_model(model_id: str) -> str:
     except Exception as exc:
         log.exception("training of model %s failed", model_id)
         with session_scope(url) as session:
-            repo.finish_model(session, model_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+            repo.finish_model(session, model_id, status="failed", error=_describe(exc))
+        return "failed"
+    wants_report = config.report != "none"
+    with session_scope(url) as session:
+        repo.finish_model(
+            session,
+            model_id,
+            status="succeeded",
+            final_losses=result.final_losses,
+            report=wants_report,
+        )
+    if wants_report:
+        build_report.delay(model_id)
+    return "succeeded"
+
+
+@app.task(name=REPORT_TASK)
+def build_report(model_id: str) -> str:
+    """Compute the quality report of a succeeded model (metrics, t*, recommended recipe)."""
+    from training.report import REPORT_BUDGETS
+    from training.report import build_report as build
+
+    settings = get_settings()
+    url = settings.sqlalchemy_url
+    with session_scope(url) as session:
+        job = repo.claim_report(session, model_id)
+    if job is None:
+        return "skipped"
+    # A model trained with report=none gets the standard budget when a report is asked for.
+    budget = REPORT_BUDGETS.get(job.config.get("report"), REPORT_BUDGETS["standard"])
+    progress_due, gone_due = (
+        _Throttle(settings.progress_interval_s),
+        _Throttle(settings.cancel_poll_s),
+    )
+
+    def on_progress(stage: str, fraction: float) -> None:
+        if progress_due.due():
+            with session_scope(url) as session:
+                repo.record_report_progress(session, model_id, stage, fraction)
+
+    def model_deleted() -> bool:
+        if not gone_due.due():
+            return False
+        with session_scope(url) as session:
+            return not repo.model_exists(session, model_id)
+
+    try:
+        build(
+            settings.models_dir / model_id,
+            settings.datasets_dir / job.dataset_id,
+            budget=budget,
+            progress_fn=on_progress,
+            abort_fn=model_deleted,
+            device=settings.device,
+        )
+    except Exception as exc:
+        log.exception("report of model %s failed", model_id)
+        with session_scope(url) as session:
+            repo.finish_report(session, model_id, status="failed", error=_describe(exc))
         return "failed"
     with session_scope(url) as session:
-        repo.finish_model(session, model_id, status="succeeded", final_losses=result.final_losses)
+        repo.finish_report(session, model_id, status="succeeded")
     return "succeeded"

@@ -53,8 +53,11 @@ def list_datasets(
     where = Dataset.tenant_id == tenant_id
     count = session.scalar(select(func.count()).select_from(Dataset).where(where)) or 0
     rows = session.scalars(
-        select(Dataset).where(where).order_by(Dataset.created_at.desc(), Dataset.id)
-        .limit(limit).offset(offset)
+        select(Dataset)
+        .where(where)
+        .order_by(Dataset.created_at.desc(), Dataset.id)
+        .limit(limit)
+        .offset(offset)
     ).all()
     return list(rows), count
 
@@ -64,8 +67,10 @@ def dataset_model_ids(session: Session, dataset_id: str) -> list[str]:
 
 
 def count_active_models(session: Session, dataset_id: str) -> int:
-    query = select(func.count()).select_from(Model).where(
-        Model.dataset_id == dataset_id, Model.status.in_(ACTIVE)
+    query = (
+        select(func.count())
+        .select_from(Model)
+        .where(Model.dataset_id == dataset_id, Model.status.in_(ACTIVE))
     )
     return session.scalar(query) or 0
 
@@ -94,6 +99,7 @@ def add_model(
         config=config,
         progress={"step": 0, "total_steps": config["steps"], "losses": {}},
         cancel_requested=False,
+        report_status="none",
         classes=dataset.classes,
         image=dataset.image,
     )
@@ -123,8 +129,11 @@ def list_models(
         conditions.append(Model.status == status)
     count = session.scalar(select(func.count()).select_from(Model).where(*conditions)) or 0
     rows = session.scalars(
-        select(Model).where(*conditions).order_by(Model.created_at.desc(), Model.id)
-        .limit(limit).offset(offset)
+        select(Model)
+        .where(*conditions)
+        .order_by(Model.created_at.desc(), Model.id)
+        .limit(limit)
+        .offset(offset)
     ).all()
     return list(rows), count
 
@@ -179,7 +188,9 @@ def finish_model(
     status: str,
     error: str | None = None,
     final_losses: dict[str, float] | None = None,
+    report: bool = False,
 ) -> None:
+    """Record how training ended; `report` also queues the quality report."""
     row = session.get(Model, model_id)
     if row is None:
         return
@@ -188,3 +199,47 @@ def finish_model(
     row.finished_at = utcnow()
     if final_losses is not None:
         row.progress = {**row.progress, "losses": final_losses}
+    if report:
+        queue_report(session, row)
+
+
+# ---------------------------------------------------------------- quality report
+
+
+def queue_report(session: Session, model: Model) -> None:
+    model.report_status = "queued"
+    model.report_progress = {"stage": "queued", "fraction": 0.0}
+    model.report_error = None
+    session.flush()
+
+
+def claim_report(session: Session, model_id: str) -> Model | None:
+    """Mark a queued (or redelivered running) report running; None when there is nothing to do."""
+    row = session.get(Model, model_id, with_for_update=True)
+    if row is None or row.status != "succeeded" or row.report_status not in ("queued", "running"):
+        return None
+    row.report_status = "running"
+    session.flush()
+    return row
+
+
+def record_report_progress(session: Session, model_id: str, stage: str, fraction: float) -> None:
+    row = session.get(Model, model_id)
+    if row is not None:
+        row.report_progress = {"stage": stage, "fraction": round(fraction, 4)}
+
+
+def finish_report(
+    session: Session, model_id: str, *, status: str, error: str | None = None
+) -> None:
+    row = session.get(Model, model_id)
+    if row is None:
+        return
+    row.report_status = status
+    row.report_error = error
+    if status == "succeeded":
+        row.report_progress = {"stage": "done", "fraction": 1.0}
+
+
+def model_exists(session: Session, model_id: str) -> bool:
+    return session.get(Model, model_id) is not None

@@ -33,9 +33,7 @@ def spooled_upload(upload: UploadFile, folder: Path) -> Iterator[Path]:
         path.unlink(missing_ok=True)
 
 
-@router.post(
-    "", status_code=201, response_model=DatasetPublic, response_model_exclude_none=True
-)
+@router.post("", status_code=201, response_model=DatasetPublic, response_model_exclude_none=True)
 def upload_dataset(
     settings: SettingsDep,
     session: SessionDep,
@@ -50,11 +48,19 @@ def upload_dataset(
 ) -> DatasetPublic:
     train_config = catalog.parse_train_config(config)
     if config and not train:
-        raise ApiError(422, "invalid_config", "config was given without train=true; add train=true.")
+        raise ApiError(
+            422, "invalid_config", "config was given without train=true; add train=true."
+        )
     with spooled_upload(file, settings.uploads_dir) as path:
         dataset = catalog.create_dataset(
-            settings, session, tenant_id=tenant, upload=path, filename=file.filename or "upload",
-            name=name, image_size=image_size, channels=channels,
+            settings,
+            session,
+            tenant_id=tenant,
+            upload=path,
+            filename=file.filename or "upload",
+            name=name,
+            image_size=image_size,
+            channels=channels,
         )
     model = None
     if train:

@@ -34,6 +34,9 @@ def readyz(request: Request) -> JSONResponse:
         checks["broker"] = f"unreachable: {type(exc).__name__}"
     failing = [name for name, state in checks.items() if state != "ok"]
     if failing:
-        return error_response(503, "not_ready", "Not ready: " + "; ".join(
-            f"{name} {checks[name]}" for name in failing))
+        return error_response(
+            503,
+            "not_ready",
+            "Not ready: " + "; ".join(f"{name} {checks[name]}" for name in failing),
+        )
     return JSONResponse({"status": "ready", "checks": checks})

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from models.artifact import GENERATOR_FILE
-from service import catalog, generation
+from models.evaluator import EvaluatorScorer
+from models.filtering import FilterExhausted
+from service import catalog, draws, generation
 from service.db import repo
 from service.db.tables import Model
 from service.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
@@ -19,11 +22,21 @@ from service.schemas import ModelCreate, ModelPublic, ModelsPublic, ModelStatus
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 Truncation = Annotated[
-    float | None, Query(gt=0, description="clamp latents to |z| <= t; omit for none")
+    str | None, Query(description="t > 0 bounds |z| by t; auto = the model's t*; omit for none")
 ]
+Filter = Annotated[
+    Literal["none", "confident"],
+    Query(description="confident: keep samples the evaluator assigns to their class"),
+]
+MinConfidence = Annotated[float, Query(gt=0, le=1, description="threshold of filter=confident")]
 TruncationMode = Annotated[Literal["clamp", "resample"], Query()]
 Seed = Annotated[int | None, Query(ge=0, le=2**63 - 1, description="random when omitted")]
-MEDIA = {"grid": "image/png", "png": "image/png", "zip": "application/zip", "npz": "application/octet-stream"}
+MEDIA = {
+    "grid": "image/png",
+    "png": "image/png",
+    "zip": "application/zip",
+    "npz": "application/octet-stream",
+}
 
 
 @router.post("", status_code=202, response_model=ModelPublic)
@@ -82,7 +95,8 @@ def _ready_model(session: SessionDep, tenant: str, model_id: str) -> Model:
     model = catalog.get_model_or_404(session, tenant, model_id)
     if model.status != "succeeded":
         raise ApiError(
-            409, "model_not_ready",
+            409,
+            "model_not_ready",
             f"The model is {model.status}; samples exist only once it has succeeded.",
         )
     return model
@@ -95,7 +109,8 @@ def _class_index(model: Model, value: str) -> int:
     if value.isdigit() and int(value) < len(names):
         return int(value)
     raise ApiError(
-        422, "unknown_class",
+        422,
+        "unknown_class",
         f"Unknown class '{value}'; use a name or index of: {', '.join(names)}.",
     )
 
@@ -111,23 +126,40 @@ def get_samples(
     settings: SettingsDep,
     session: SessionDep,
     tenant: TenantDep,
-    class_: Annotated[str | None, Query(alias="class", description="name or index; all when omitted")] = None,
+    class_: Annotated[
+        str | None, Query(alias="class", description="name or index; all when omitted")
+    ] = None,
     n: Annotated[int, Query(ge=1, description="images (per class when class is omitted)")] = 16,
     truncation: Truncation = None,
     truncation_mode: TruncationMode = "clamp",
+    filter: Filter = "none",
+    min_confidence: MinConfidence = 0.9,
     seed: Seed = None,
     format: Literal["grid", "png", "zip", "npz"] = "grid",
 ) -> Response:
     model = _ready_model(session, tenant, model_id)
     _check_range("n", n, settings.max_samples)
-    _check_range("truncation", truncation, settings.max_truncation)
     if format == "png" and (n != 1 or class_ is None):
         raise ApiError(422, "invalid_format", "format=png returns one image: pass class and n=1.")
-    indices = [_class_index(model, class_)] if class_ is not None else list(range(len(model.classes)))
+    indices = (
+        [_class_index(model, class_)] if class_ is not None else list(range(len(model.classes)))
+    )
+    model_dir = settings.models_dir / model.id
+    sampler = generation.load_sampler(model_dir)
+    draw = draws.make_draw(
+        sampler.manifest,
+        truncation=truncation,
+        mode=truncation_mode,
+        filter_=filter,
+        min_confidence=min_confidence,
+        max_truncation=settings.max_truncation,
+    )
     seed = seed if seed is not None else random.randrange(2**31)
-    sampler = generation.load_sampler(str(settings.models_dir / model.id))
-    request = generation.SampleRequest(indices, n, truncation, truncation_mode, seed)
-    images, labels = generation.generate(sampler, request)
+    scorer = _scorer_for(draw, model_dir)
+    try:
+        images, labels = generation.generate(sampler, scorer, indices, n, seed, draw)
+    except FilterExhausted as exc:
+        raise ApiError(422, "filter_exhausted", str(exc)) from exc
     body = generation.render(images, labels, sampler.manifest.classes, format, n)
     return Response(body, media_type=MEDIA[format], headers={"X-Seed": str(seed)})
 
@@ -138,26 +170,70 @@ def get_archive(
     settings: SettingsDep,
     session: SessionDep,
     tenant: TenantDep,
-    per_class: Annotated[int, Query(ge=0, description="synthetic images per class")] = 100,
+    per_class: Annotated[
+        int | None, Query(ge=0, description="synthetic images per class (100)")
+    ] = None,
     truncation: Truncation = None,
     truncation_mode: TruncationMode = "clamp",
+    filter: Filter = "none",
+    min_confidence: MinConfidence = 0.9,
+    recipe: Annotated[
+        Literal["recommended"] | None,
+        Query(description="per-class counts, truncation and filter from the quality report"),
+    ] = None,
     seed: Seed = None,
     include_real: bool = True,
 ) -> StreamingResponse:
     model = _ready_model(session, tenant, model_id)
-    _check_range("per_class", per_class, settings.max_per_class)
-    _check_range("truncation", truncation, settings.max_truncation)
+    model_dir = settings.models_dir / model.id
+    sampler = generation.load_sampler(model_dir)
+    if recipe is not None:
+        if per_class is not None or truncation is not None or filter != "none":
+            raise ApiError(
+                422,
+                "recipe_conflict",
+                "recipe=recommended sets per_class, truncation and filter; drop those parameters.",
+            )
+        counts, draw, recipe_used = draws.recommended(
+            sampler.manifest, [c["count"] for c in _dataset_classes(session, tenant, model)]
+        )
+    else:
+        per_class = 100 if per_class is None else per_class
+        _check_range("per_class", per_class, settings.max_per_class)
+        counts, recipe_used = [per_class] * len(model.classes), None
+        draw = draws.make_draw(
+            sampler.manifest,
+            truncation=truncation,
+            mode=truncation_mode,
+            filter_=filter,
+            min_confidence=min_confidence,
+            max_truncation=settings.max_truncation,
+        )
     seed = seed if seed is not None else random.randrange(2**31)
-    sampler = generation.load_sampler(str(settings.models_dir / model.id))
-    request = generation.ArchiveRequest(per_class, truncation, truncation_mode, seed, include_real)
+    request = generation.ArchiveRequest(counts, draw, seed, include_real, recipe_used)
     chunks = generation.stream_archive(
-        sampler, settings.datasets_dir / model.dataset_id, model.id, request
+        sampler,
+        _scorer_for(draw, model_dir),
+        settings.datasets_dir / model.dataset_id,
+        model.id,
+        request,
     )
     headers = {
         "Content-Disposition": f'attachment; filename="ganaug-{model.id}.zip"',
         "X-Seed": str(seed),
     }
     return StreamingResponse(chunks, media_type="application/zip", headers=headers)
+
+
+def _scorer_for(draw: generation.Draw, model_dir: Path) -> EvaluatorScorer | None:
+    scorer = generation.load_scorer(model_dir)
+    if draw.min_confidence is not None and scorer is None:
+        raise ApiError(409, "report_not_ready", "filter=confident needs the report's evaluator.")
+    return scorer
+
+
+def _dataset_classes(session: SessionDep, tenant: str, model: Model) -> list[dict]:
+    return catalog.get_dataset_or_404(session, tenant, model.dataset_id).classes
 
 
 @router.get("/{model_id}/generator.onnx")
@@ -170,4 +246,3 @@ def get_generator(
         media_type="application/octet-stream",
         filename=f"ganaug-{model.id}.onnx",
     )
-

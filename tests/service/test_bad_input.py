@@ -21,8 +21,12 @@ from tests.factories import shapes_zip_bytes
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(
-        data_dir=tmp_path / "data", max_upload_bytes=200_000, max_archive_members=200,
-        max_uncompressed_bytes=2_000_000, max_compression_ratio=50.0, max_image_pixels=64 * 64,
+        data_dir=tmp_path / "data",
+        max_upload_bytes=200_000,
+        max_archive_members=200,
+        max_uncompressed_bytes=2_000_000,
+        max_compression_ratio=50.0,
+        max_image_pixels=64 * 64,
     )
 
 
@@ -172,7 +176,14 @@ def test_npz_length_mismatch(client, settings):
 
 @pytest.mark.parametrize(
     "config",
-    ['{"stepz": 10}', '{"steps": 0}', '{"batch_size": 100000}', '{"method": "vae"}', "not json", "[1]"],
+    [
+        '{"stepz": 10}',
+        '{"steps": 0}',
+        '{"batch_size": 100000}',
+        '{"method": "vae"}',
+        "not json",
+        "[1]",
+    ],
 )
 def test_bad_training_options(client, settings, config):
     response = post(client, shapes_zip_bytes(per_class=3), train="true", config=config)
@@ -190,7 +201,7 @@ def test_upload_over_size_limit_while_streaming(client, settings):
     """No Content-Length (chunked): the limit still holds as the body streams in."""
     boundary = "ganaugboundary"
     head = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"d.zip\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="d.zip"\r\n'
         "Content-Type: application/zip\r\n\r\n"
     ).encode()
 
@@ -201,7 +212,8 @@ def test_upload_over_size_limit_while_streaming(client, settings):
         yield f"\r\n--{boundary}--\r\n".encode()
 
     response = client.post(
-        "/v1/datasets", content=body(),
+        "/v1/datasets",
+        content=body(),
         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
     )
     assert_error(response, 413, "upload_too_large")

@@ -17,12 +17,17 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from models.evaluator import EvaluatorScorer
 from tests.api_flows import (
     check_archive,
+    check_auto_truncation_and_filter,
     check_onnx,
+    check_recommended_archive,
+    check_report,
     check_samples,
     upload_and_train,
     wait_for_model,
+    wait_for_report,
 )
 from tests.conftest import TINY_TRAINING, Api, ServiceProcess, service_env
 
@@ -76,7 +81,9 @@ def test_distributed_end_to_end(tmp_path, redis_url, postgres_url, processes):
         assert listed["count"] == 1 and listed["data"][0]["id"] == model_id
 
     with psycopg.connect(postgres_url) as conn:
-        row = conn.execute("SELECT status, tenant_id FROM models WHERE id = %s", (model_id,)).fetchone()
+        row = conn.execute(
+            "SELECT status, tenant_id FROM models WHERE id = %s", (model_id,)
+        ).fetchone()
     assert row == ("succeeded", "default")
 
 
@@ -111,13 +118,40 @@ def test_embedded_end_to_end(tmp_path, processes):
     processes.append(api)
     with api.client() as client:
         assert client.get("/readyz").status_code == 200
-        created = upload_and_train(client, TINY_TRAINING)
+        created = upload_and_train(client, {**TINY_TRAINING, "report": "fast"})
         model_id = created["model"]["id"]
         check_trained_model(client, model_id, data_dir)
         check_samples(client, model_id)
         check_archive(client, model_id, per_class=3)
         check_onnx(client, model_id)
+
+        wait_for_report(client, model_id, TRAIN_TIMEOUT)
+        check_report(client, model_id)
+        model_dir = data_dir / "models" / model_id
+        manifest = json.loads((model_dir / "manifest.json").read_text())
+        evaluation = manifest["evaluation"]
+        assert evaluation["t_star"] in [p["truncation"] for p in evaluation["truncation_sweep"]]
+        check_auto_truncation_and_filter(client, model_id, EvaluatorScorer(model_dir))
+        check_recommended_archive(client, model_id, evaluation["recipe"])
+        again = client.post(f"/v1/models/{model_id}/report")
+        assert again.status_code == 202 and again.json()["report"]["status"] == "queued"
+        busy = client.post(f"/v1/models/{model_id}/report")
+        assert busy.status_code == 409 and busy.json()["error"]["code"] == "report_in_progress"
     assert (data_dir / "ganaug.db").exists()
+
+
+def test_report_not_ready_before_training(tmp_path, processes):
+    """Without a worker nothing trains: the report and truncation=auto answer 409."""
+    api = Api(service_env(tmp_path / "data"), tmp_path / "serve.log", ["--no-worker"]).start()
+    processes.append(api)
+    with api.client() as client:
+        created = upload_and_train(client, {**TINY_TRAINING, "report": "fast"})
+        model_id = created["model"]["id"]
+        assert created["model"]["report"]["status"] == "none"
+        report = client.get(f"/v1/models/{model_id}/report")
+        assert report.status_code == 409 and report.json()["error"]["code"] == "report_not_ready"
+        compute = client.post(f"/v1/models/{model_id}/report")
+        assert compute.status_code == 409 and compute.json()["error"]["code"] == "model_not_ready"
 
 
 @pytest.fixture(autouse=True)

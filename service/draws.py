@@ -1,0 +1,78 @@
+"""Turn sampling query parameters (truncation=auto, filter, recipe) into generation requests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.artifact import Manifest
+from service.errors import ApiError
+from service.generation import Draw
+
+AUTO = "auto"
+
+
+def _evaluation(manifest: Manifest, what: str) -> Any:
+    if manifest.evaluation is None:
+        raise ApiError(
+            409,
+            "report_not_ready",
+            f"{what} needs the model's quality report, which is not ready yet; "
+            "follow report.status on the model.",
+        )
+    return manifest.evaluation
+
+
+def parse_truncation(value: str | None, manifest: Manifest, upper: float) -> float | None:
+    """None, a number in (0, upper], or `auto` (the model's t* from its quality report)."""
+    if value is None or value == "":
+        return None
+    if value == AUTO:
+        return _evaluation(manifest, "truncation=auto").t_star
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0 < number <= upper:
+        raise ApiError(
+            422,
+            "invalid_truncation",
+            f"truncation must be a number in (0, {upper}] or 'auto'; got '{value}'.",
+        )
+    return number
+
+
+def make_draw(
+    manifest: Manifest,
+    *,
+    truncation: str | None,
+    mode: str,
+    filter_: str,
+    min_confidence: float,
+    max_truncation: float,
+) -> Draw:
+    if filter_ == "confident":
+        _evaluation(manifest, "filter=confident")
+    return Draw(
+        truncation=parse_truncation(truncation, manifest, max_truncation),
+        truncation_mode=mode,
+        min_confidence=min_confidence if filter_ == "confident" else None,
+    )
+
+
+def recommended(manifest: Manifest, real_counts: list[int]) -> tuple[list[int], Draw, dict]:
+    """Per-class synthetic counts and the draw of the model's recommended recipe."""
+    recipe = _evaluation(manifest, "recipe=recommended").recipe
+    if recipe is None:
+        raise ApiError(
+            409,
+            "no_recipe",
+            "The model was trained without a held-out set (holdout_fraction 0), so no recipe "
+            "was measured; pass per_class, truncation and filter yourself.",
+        )
+    counts = [int(round(recipe.ratio * count)) for count in real_counts]
+    draw = Draw(
+        truncation=recipe.truncation,
+        truncation_mode="clamp",
+        min_confidence=recipe.min_confidence if recipe.filter == "confident" else None,
+    )
+    return counts, draw, recipe.model_dump(mode="json")

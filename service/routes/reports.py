@@ -1,0 +1,85 @@
+"""/v1/models/{id}/report: the quality report (JSON and pictures), recomputed on demand."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from service import catalog
+from service.db import repo
+from service.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
+from service.errors import ApiError
+from service.schemas import ModelPublic
+from workers.celery_app import REPORT_TASK
+
+router = APIRouter(prefix="/v1/models", tags=["reports"])
+
+REPORT_FILE = "report.json"
+PICTURES_DIR = "report"
+
+
+def _model_with_report(session: SessionDep, tenant: str, model_id: str):
+    model = catalog.get_model_or_404(session, tenant, model_id)
+    if model.status != "succeeded":
+        raise ApiError(
+            409, "report_not_ready",
+            f"No report yet: the model is {model.status}; its report follows a successful training.",
+        )
+    if model.report_status != "succeeded":
+        detail = {
+            "none": f"no report was computed; POST /v1/models/{model_id}/report to compute one.",
+            "queued": "the report is queued.",
+            "running": "the report is being computed ({stage}, {fraction:.0%}).",
+            "failed": "computing the report failed: {error}",
+        }[model.report_status]
+        progress = model.report_progress or {}
+        message = detail.format(
+            stage=progress.get("stage"),
+            fraction=progress.get("fraction", 0.0),
+            error=model.report_error,
+        )
+        raise ApiError(409, "report_not_ready", f"No report yet: {message}")
+    return model
+
+
+@router.get("/{model_id}/report")
+def get_report(
+    model_id: str, settings: SettingsDep, session: SessionDep, tenant: TenantDep
+) -> dict:
+    model = _model_with_report(session, tenant, model_id)
+    report = json.loads((settings.models_dir / model.id / REPORT_FILE).read_text())
+    pictures = sorted(p.stem for p in (settings.models_dir / model.id / PICTURES_DIR).glob("*.png"))
+    report["picture_urls"] = {name: f"/v1/models/{model.id}/report/{name}.png" for name in pictures}
+    return report
+
+
+@router.get("/{model_id}/report/{name}.png")
+def get_report_picture(
+    model_id: str, name: str, settings: SettingsDep, session: SessionDep, tenant: TenantDep
+) -> FileResponse:
+    model = _model_with_report(session, tenant, model_id)
+    path = settings.models_dir / model.id / PICTURES_DIR / f"{name}.png"
+    if not re.fullmatch(r"[a-z0-9_]+", name) or not path.is_file():
+        raise ApiError(404, "picture_not_found", f"The report has no picture '{name}'.")
+    return FileResponse(path, media_type="image/png")
+
+
+@router.post("/{model_id}/report", status_code=202, response_model=ModelPublic)
+def compute_report(
+    model_id: str, session: SessionDep, tenant: TenantDep, celery: CeleryDep
+) -> ModelPublic:
+    """(Re)compute the quality report of a succeeded model (standard budget if it had none)."""
+    model = catalog.get_model_or_404(session, tenant, model_id)
+    if model.status != "succeeded":
+        raise ApiError(
+            409, "model_not_ready", f"The model is {model.status}; reports need a trained model."
+        )
+    if model.report_status in ("queued", "running"):
+        raise ApiError(409, "report_in_progress", "A report is already queued or running.")
+    repo.queue_report(session, model)
+    session.commit()
+    celery.send_task(REPORT_TASK, args=[model.id])
+    return ModelPublic.from_row(model)
