@@ -1,0 +1,61 @@
+"""The schema is owned by Alembic: every revision applies to SQLite and PostgreSQL, keeping rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from alembic import command
+from sqlalchemy import create_engine, inspect, text
+
+from service.db.migrate import alembic_config, upgrade_database
+from service.settings import Settings
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ganaug.db'}"
+    return Settings(database_url=request.getfixturevalue("postgres_url")).sqlalchemy_url
+
+
+def test_upgrade_from_empty_is_idempotent(database_url):
+    upgrade_database(database_url)
+    upgrade_database(database_url)
+    engine = create_engine(database_url)
+    assert {"tenants", "datasets", "models", "alembic_version"} <= set(
+        inspect(engine).get_table_names()
+    )
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM tenants")).scalars().all() == ["default"]
+    engine.dispose()
+
+
+def test_rows_survive_the_report_migration(database_url):
+    command.upgrade(alembic_config(database_url), "0001")
+    engine = create_engine(database_url)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO datasets (id, tenant_id, name, num_images, classes, image, "
+                "source_format, created_at) VALUES ('d1', 'default', 'old', 2, '[]', '{}', "
+                "'zip', :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO models (id, tenant_id, dataset_id, method, status, config, progress, "
+                "cancel_requested, classes, image, created_at, updated_at) VALUES ('m1', "
+                "'default', 'd1', 'acgan', 'succeeded', '{}', '{}', false, '[]', '{}', :now, :now)"
+            ),
+            {"now": now},
+        )
+    upgrade_database(database_url)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT status, report_status FROM models WHERE id = 'm1'")).one()
+    assert tuple(row) == ("succeeded", "none")
+    command.downgrade(alembic_config(database_url), "0001")
+    assert "report_status" not in {c["name"] for c in inspect(engine).get_columns("models")}
+    engine.dispose()
