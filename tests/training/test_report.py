@@ -1,5 +1,6 @@
 import json
 import math
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -87,6 +88,7 @@ def test_report_json_holds_every_section_with_finite_numbers(trained, report):
     on_disk = json.loads((trained.model_dir / REPORT_FILE).read_text())
     assert on_disk == report.result
     for key in (
+        "decision",
         "recipe",
         "t_star",
         "truncation_sweep",
@@ -181,6 +183,18 @@ def test_shuffled_labels_score_a_worse_cas(trained):
     right = classification_accuracy_score((x[train], y[train]), (x[test], y[test]), **kwargs)
     wrong = classification_accuracy_score((x[train], shuffled), (x[test], y[test]), **kwargs)
     assert right > 0.8 and wrong < right - 0.3
+
+
+def test_without_a_held_out_split_the_report_says_what_it_skipped(trained, tmp_path):
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained.model_dir, model_dir, ignore=shutil.ignore_patterns("split.json"))
+    result = build_report(model_dir, trained.dataset, budget=ReportBudget.fast(), device="cpu")
+    assert not result["heldout"] and result["metrics"]["reference"] == "train"
+    assert result["recipe"] is None and result["truncation_sweep"] == [] and result["cas"] is None
+    assert "No held-out split" in result["notes"][0]
+    evaluation = read_manifest(model_dir).evaluation
+    assert evaluation.recipe is None and evaluation.t_star is None
+    assert (model_dir / EVALUATOR_FILE).exists()
 
 
 def test_budgets_by_name():
