@@ -152,6 +152,23 @@ def queue_model(
     return model
 
 
+def requeue_interrupted(settings: Settings) -> list[str]:
+    """Queue again the trainings and reports a stopped embedded worker left running."""
+    from service.db.session import session_scope
+    from workers.celery_app import REPORT_TASK, make_celery
+
+    with session_scope(settings.sqlalchemy_url) as session:
+        trainings, reports = repo.reset_running(session)
+    celery = make_celery(settings)
+    for model_id in trainings:
+        celery.send_task(TRAIN_TASK, args=[model_id])
+    for model_id in reports:
+        celery.send_task(REPORT_TASK, args=[model_id])
+    if trainings or reports:
+        log.info("requeued interrupted trainings %s and reports %s", trainings, reports)
+    return trainings + reports
+
+
 def get_dataset_or_404(session: Session, tenant_id: str, dataset_id: str) -> Dataset:
     row = repo.get_dataset(session, tenant_id, dataset_id)
     if row is None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import subprocess
 import sys
 from typing import Annotated
@@ -48,9 +50,19 @@ def serve(
     prepare_embedded_broker(settings)
     upgrade_database(settings.sqlalchemy_url)
     start_worker = settings.embedded if worker is None else worker
-    child = (
-        subprocess.Popen([sys.executable, "-m", "service.cli", "worker"]) if start_worker else None
-    )
+    child = None
+    if start_worker:
+        if settings.embedded:  # our own worker was the only one: its unfinished jobs rerun
+            from service.catalog import requeue_interrupted
+
+            requeue_interrupted(settings)
+        # Its own process group, so stopping it also stops its pool process that trains.
+        child = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "worker"], start_new_session=True
+        )
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it under the previous handler:
+    # this one turns it into SystemExit, so the `finally` below stops the worker.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         uvicorn.run(
             "service.app:create_app",
@@ -64,14 +76,26 @@ def serve(
             _stop(child)
 
 
-def _stop(child: subprocess.Popen) -> None:
-    """Stop the worker we started (by pid): warm shutdown first, then kill."""
-    child.terminate()
-    try:
-        child.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop(child: subprocess.Popen, grace_s: float = 10) -> None:
+    """Stop the worker we started and its pool (its process group): TERM, then KILL.
+
+    A job cut short stays `running` in the database and reruns at the next `ganaug serve`.
+    """
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(child.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            child.wait(timeout=grace_s)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    child.wait()
 
 
 @app.command("worker")

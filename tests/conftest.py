@@ -97,7 +97,7 @@ class ServiceProcess:
 
     def stop(self) -> None:
         if self.proc is not None:
-            stop_process(self.proc)
+            stop_process(self.proc, timeout=45)  # serve gives its worker 2 x 10 s to stop
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]

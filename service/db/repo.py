@@ -170,6 +170,22 @@ def claim_model(session: Session, model_id: str) -> Model | None:
     return row
 
 
+def reset_running(session: Session) -> tuple[list[str], list[str]]:
+    """Put running trainings and reports back to queued; return their model ids."""
+    trainings = list(session.scalars(select(Model).where(Model.status == "running")))
+    for row in trainings:
+        row.status = "queued"
+    reports = list(
+        session.scalars(
+            select(Model).where(Model.status == "succeeded", Model.report_status == "running")
+        )
+    )
+    for row in reports:
+        row.report_status = "queued"
+    session.flush()
+    return [r.id for r in trainings], [r.id for r in reports]
+
+
 def record_progress(session: Session, model_id: str, progress: dict[str, Any]) -> None:
     row = session.get(Model, model_id)
     if row is not None:

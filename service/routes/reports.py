@@ -26,7 +26,7 @@ def _model_with_report(session: SessionDep, tenant: str, model_id: str):
     if model.status != "succeeded":
         raise ApiError(
             409, "report_not_ready",
-            f"No report yet: the model is {model.status}; its report follows a successful training.",
+            f"No report yet: the model is {model.status}; a report follows successful training.",
         )
     if model.report_status != "succeeded":
         detail = {

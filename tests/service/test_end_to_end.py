@@ -194,3 +194,41 @@ def test_training_process_lost_is_requeued(tmp_path, redis_url, postgres_url, pr
         finished = wait_for_model(client, model_id, {"succeeded"}, TRAIN_TIMEOUT)
         assert finished["started_at"] > first_start, "the job ran again after the loss"
         assert finished["progress"]["step"] == 150
+
+
+def _processes_using(data_dir: Path) -> list[int]:
+    """Pids of live processes whose environment points at data_dir (read-only scan)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"GANAUG_DATA_DIR={data_dir}".encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def test_embedded_restart_mid_training_reruns_the_job(tmp_path, processes):
+    """Stopping `ganaug serve` stops its worker too; the next start finishes the job."""
+    data_dir = tmp_path / "data"
+    env = service_env(data_dir)
+    first = Api(env, tmp_path / "serve1.log").start()
+    processes.append(first)
+    with first.client() as client:
+        created = upload_and_train(client, {**TINY_TRAINING, "steps": 200})
+        model_id = created["model"]["id"]
+        deadline = time.monotonic() + TRAIN_TIMEOUT
+        while client.get(f"/v1/models/{model_id}").json()["progress"]["step"] < 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    first.stop()
+    assert _processes_using(data_dir) == [], "serve left worker processes behind"
+
+    second = Api(env, tmp_path / "serve2.log").start()
+    processes.append(second)
+    with second.client() as client:
+        finished = wait_for_model(client, model_id, {"succeeded"}, TRAIN_TIMEOUT)
+        assert finished["progress"]["step"] == 200
