@@ -23,6 +23,8 @@ from statistics import NormalDist
 import numpy as np
 
 from models.artifact import (
+    REPORT_FILE,
+    REPORT_PICTURES_DIR,
     Evaluation,
     Recipe,
     TruncationPoint,
@@ -45,8 +47,6 @@ from training.classifier import (
 from training.errors import TrainingAborted
 from training.split import SPLIT_FILE, Split
 
-REPORT_FILE = "report.json"
-PICTURES_DIR = "report"
 REPORT_FORMAT = "ganaug.report/1"
 FILTERS = ("none", "confident")
 PICTURE_SAMPLES = 8  # images per class in the sample grid
@@ -469,8 +469,8 @@ def notes(data: RealData, sweep: list[dict], rows: list[dict], decision: dict) -
         ]
     n = len(data.y_test)
     said = [
-        f"Judged on {n} held-out images the GAN never saw: one image is {100 / n:.2g} "
-        "points of accuracy, so read every lift with its standard error (lift_se).",
+        f"Judged on {n} held-out images the GAN never saw: each is worth {100 / n:.2g} "
+        "accuracy points, so read every lift with its standard error (lift_se).",
         "Read FID, KID and PRDC against real_train: the same numbers for real training "
         "images vs the held-out ones, which a perfect generator would match.",
         _sweep_note(sweep),
@@ -713,7 +713,7 @@ class ReportRun:
         syn_x, syn_y = self.pool.take(t_star, "none", 1.0)
         return plots.draw_all(
             self.model_dir,
-            PICTURES_DIR,
+            REPORT_PICTURES_DIR,
             classes=self.data.classes,
             images_at=self.picture_images,
             truncations=self.budget.truncations,

@@ -1,12 +1,14 @@
 import json
 import math
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 from PIL import Image
 
 import training
@@ -42,6 +44,15 @@ def write_dataset(root: Path, x: np.ndarray, y: np.ndarray) -> Path:
     }
     (root / "dataset.json").write_text(json.dumps(meta))
     return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny networks gain nothing from threads, and on shared cores they oversubscribe."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
