@@ -196,6 +196,14 @@ def test_shuffled_labels_score_a_worse_cas(trained):
     assert right > 0.8 and wrong < right - 0.3
 
 
+def test_same_seed_same_report(trained, report, tmp_path):
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained.model_dir, model_dir)
+    again = build_report(model_dir, trained.dataset, budget=ReportBudget.fast(), device="cpu")
+    for key in ("truncation_sweep", "recipes", "metrics", "cas", "ratio_study", "recipe"):
+        assert again[key] == report.result[key]
+
+
 def test_without_a_held_out_split_the_report_says_what_it_skipped(trained, tmp_path):
     model_dir = tmp_path / "model"
     shutil.copytree(trained.model_dir, model_dir, ignore=shutil.ignore_patterns("split.json"))
