@@ -700,7 +700,9 @@ class ReportRun:
             for c, name in enumerate(self.data.classes)
         ]
 
-    def pictures(self, t_star: Truncation, sweep: list[dict], recipes: list[dict]) -> dict:
+    def pictures(
+        self, t_star: Truncation, sweep: list[dict], recipes: list[dict], z: float
+    ) -> dict:
         """Draw report/<name>.png; returns {name: path relative to the model directory}."""
         self.stages.start("pictures", len(plots.PICTURES))
         real_f = self.scorer.score(self.data.x_train)[1]
@@ -720,6 +722,7 @@ class ReportRun:
             t_star=t_star,
             sweep=sweep,
             recipes=recipes,
+            z=z,
             real=real,
             synthetic=(self.scorer.score(syn_x)[1], syn_y),
             before_each=self.stages.tick,
@@ -769,7 +772,7 @@ def build_report(
     recipes = run.recipe_search(t_star)
     recipe, decision = recommend(recipes, budget.alpha)
     cas, ratio_study = run.cas(), run.ratio_study(t_star)
-    pictures = run.pictures(t_star, sweep, recipes)
+    pictures = run.pictures(t_star, sweep, recipes, decision["z"])
     stages.start("write")
     report = _json_ready(
         {

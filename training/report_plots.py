@@ -149,8 +149,9 @@ def save_embedding(
     _save(fig, path)
 
 
-def save_recipes(path: Path, rows: list[dict]) -> None:
-    """Held-out lift of every synthetic recipe over real-only training, with its standard error."""
+def save_recipes(path: Path, rows: list[dict], z: float) -> None:
+    """Held-out lift of every synthetic recipe over real-only training, with its standard
+    error; green or red only where the lift is beyond z standard errors, else grey (noise)."""
     rows = rows[1:]  # row 0 is real-only training: the zero line
     if not rows:
         _message(path, "Recipe search", "no held-out set: no recipe was tried")
@@ -158,12 +159,17 @@ def save_recipes(path: Path, rows: list[dict]) -> None:
     labels = [recipe_label(row) + ("" if row["status"] == "ok" else " (skipped)") for row in rows]
     lifts = np.array([100 * row.get("lift", 0.0) for row in rows])  # skipped rows have none
     errors = np.array([100 * row.get("lift_se", 0.0) for row in rows])
-    fig = Figure(figsize=(7, 0.35 * len(rows) + 1.2), layout="constrained")
+    colours = np.where(lifts > z * errors, "tab:green", "tab:grey")
+    colours = np.where(lifts < -z * errors, "tab:red", colours)
+    fig = Figure(figsize=(7, 0.35 * len(rows) + 1.4), layout="constrained")
     ax = fig.subplots()
-    ax.barh(labels, lifts, xerr=errors, color=np.where(lifts > 0, "tab:green", "tab:red"))
+    ax.barh(labels, lifts, xerr=errors, color=colours)
     ax.axvline(0, color="black", linewidth=0.8)
     ax.invert_yaxis()
-    ax.set_xlabel("held-out accuracy vs real images only (points, ± 1 s.e.)")
+    ax.set_xlabel(
+        f"held-out accuracy vs real images only (points, ± 1 s.e.)\n"
+        f"grey: within {z:.2f} s.e. of zero, which luck alone reaches"
+    )
     ax.set_title("Adding synthetic images: what helped and what hurt")
     _save(fig, path)
 
@@ -200,6 +206,7 @@ def draw_all(
     t_star: float | None,
     sweep: list[dict],
     recipes: list[dict],
+    z: float,
     real: tuple[np.ndarray, np.ndarray],
     synthetic: tuple[np.ndarray, np.ndarray],
     before_each: Callable[[], None],
@@ -208,6 +215,7 @@ def draw_all(
 
     Args:
         images_at: uint8 (classes, n, H, W, C) samples at a truncation, same latents for all.
+        z: standard errors a lift must exceed to count (the recommendation's bar).
         real, synthetic: (evaluator features, labels) for the embedding.
         before_each: called before each picture (progress and abort checks).
 
@@ -241,7 +249,7 @@ def draw_all(
         "losses": lambda path: save_losses(path, stats),
         "lipschitz": lambda path: save_lipschitz(path, stats),
         "embedding": lambda path: save_embedding(path, real, synthetic, classes),
-        "recipes": lambda path: save_recipes(path, recipes),
+        "recipes": lambda path: save_recipes(path, recipes, z),
     }
     (model_dir / folder).mkdir(exist_ok=True)
     for name in PICTURES:
