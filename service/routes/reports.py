@@ -8,6 +8,7 @@ import re
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
+from models.artifact import REPORT_FILE, REPORT_PICTURES_DIR
 from service import catalog
 from service.db import repo
 from service.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
@@ -17,15 +18,13 @@ from workers.celery_app import REPORT_TASK
 
 router = APIRouter(prefix="/v1/models", tags=["reports"])
 
-REPORT_FILE = "report.json"
-PICTURES_DIR = "report"
-
 
 def _model_with_report(session: SessionDep, tenant: str, model_id: str):
     model = catalog.get_model_or_404(session, tenant, model_id)
     if model.status != "succeeded":
         raise ApiError(
-            409, "report_not_ready",
+            409,
+            "report_not_ready",
             f"No report yet: the model is {model.status}; a report follows successful training.",
         )
     if model.report_status != "succeeded":
@@ -51,7 +50,9 @@ def get_report(
 ) -> dict:
     model = _model_with_report(session, tenant, model_id)
     report = json.loads((settings.models_dir / model.id / REPORT_FILE).read_text())
-    pictures = sorted(p.stem for p in (settings.models_dir / model.id / PICTURES_DIR).glob("*.png"))
+    pictures = sorted(
+        p.stem for p in (settings.models_dir / model.id / REPORT_PICTURES_DIR).glob("*.png")
+    )
     report["picture_urls"] = {name: f"/v1/models/{model.id}/report/{name}.png" for name in pictures}
     return report
 
@@ -61,7 +62,7 @@ def get_report_picture(
     model_id: str, name: str, settings: SettingsDep, session: SessionDep, tenant: TenantDep
 ) -> FileResponse:
     model = _model_with_report(session, tenant, model_id)
-    path = settings.models_dir / model.id / PICTURES_DIR / f"{name}.png"
+    path = settings.models_dir / model.id / REPORT_PICTURES_DIR / f"{name}.png"
     if not re.fullmatch(r"[a-z0-9_]+", name) or not path.is_file():
         raise ApiError(404, "picture_not_found", f"The report has no picture '{name}'.")
     return FileResponse(path, media_type="image/png")
