@@ -1,0 +1,140 @@
+"""The model directory format: file names, the manifest schema and atomic writes (no torch)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+MANIFEST_FILE = "manifest.json"
+GENERATOR_FILE = "generator.onnx"
+CHECKPOINT_FILE = "checkpoint.pt"
+SAMPLES_FILE = "samples.png"
+STATS_FILE = "stats.jsonl"
+REPORT_FILE = "report.json"  # the quality report (training.report)
+REPORT_PICTURES_DIR = "report"  # its pictures, <name>.png
+
+FORMAT = "ganaug.generator/1"
+
+
+class ImageShape(BaseModel):
+    height: int = Field(ge=1)
+    width: int = Field(ge=1)
+    channels: Literal[1, 3]
+
+
+class TensorSpec(BaseModel):
+    """One input or output of the ONNX graph; "B" marks the dynamic batch axis."""
+
+    name: str
+    dtype: Literal["float32", "int64"]
+    shape: list[int | Literal["B"]]
+    description: str = ""
+
+
+class TruncationPoint(BaseModel):
+    """Held-out accuracy of a classifier trained on real + synthetic images at one truncation."""
+
+    truncation: float | None = Field(description="latent truncation; None = untruncated")
+    accuracy: float
+
+
+class Recipe(BaseModel):
+    """How much synthetic data to add to the real set, and which: the report's recommendation."""
+
+    ratio: float = Field(
+        ge=0, description="synthetic images per class as a multiple of the real count; 0 = none"
+    )
+    truncation: float | None = Field(description="latent truncation; None = untruncated")
+    filter: Literal["none", "confident"]
+    min_confidence: float = Field(ge=0, le=1, description="evaluator confidence kept (confident)")
+    heldout_accuracy: float
+    baseline_accuracy: float = Field(description="the same classifier on real images only")
+    lift: float = Field(description="heldout_accuracy - baseline_accuracy")
+
+
+class Evaluation(BaseModel):
+    """What the quality report found; written into the manifest by `training.report`."""
+
+    t_star: float | None = Field(description="the best truncation; None = untruncated is best")
+    truncation_sweep: list[TruncationPoint]
+    recipe: Recipe | None = Field(description="None when there is no held-out set to choose one")
+    evaluator_file: str | None
+    report_file: str
+
+
+class Manifest(BaseModel):
+    """What a model directory holds and how to call its generator."""
+
+    format: Literal["ganaug.generator/1"] = FORMAT
+    model_id: str
+    method: str
+    classes: list[str] = Field(min_length=1)
+    z_dim: int = Field(ge=1)
+    image: ImageShape
+    config: dict[str, Any] = Field(description="the training config, seed filled in")
+    versions: dict[str, str] = Field(description="ganaug, torch, onnx, python")
+    final_losses: dict[str, float]
+    steps_completed: int = Field(ge=0)
+    created_at: datetime
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    evaluation: Evaluation | None = None
+
+
+def generator_io(z_dim: int, image: ImageShape) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Describe the inputs and outputs that `training.export` gives the generator graph."""
+    inputs = [
+        TensorSpec(
+            name="latent",
+            dtype="float32",
+            shape=["B", z_dim],
+            description="standard-normal latents, optionally truncated",
+        ),
+        TensorSpec(
+            name="class",
+            dtype="int64",
+            shape=["B"],
+            description="class index into manifest.classes",
+        ),
+    ]
+    outputs = [
+        TensorSpec(
+            name="image",
+            dtype="float32",
+            shape=["B", image.channels, image.height, image.width],
+            description="NCHW pixels in [-1, 1]",
+        ),
+    ]
+    return inputs, outputs
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write data to path so readers see the old file or the whole new one, never a part."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; the API may run as another user
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_manifest(model_dir: Path, manifest: Manifest) -> None:
+    """Atomically write manifest.json into model_dir."""
+    data = manifest.model_dump_json(indent=2).encode() + b"\n"
+    atomic_write_bytes(Path(model_dir) / MANIFEST_FILE, data)
+
+
+def read_manifest(model_dir: Path) -> Manifest:
+    """Read and validate manifest.json from model_dir."""
+    return Manifest.model_validate_json((Path(model_dir) / MANIFEST_FILE).read_bytes())

@@ -1,0 +1,59 @@
+"""Latent sampling with the truncation trick (numpy only, so the API can sample without torch)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+TruncationMode = Literal["clamp", "resample"]
+
+
+def truncate_latents(
+    z: np.ndarray,
+    tau: float | None,
+    mode: TruncationMode = "clamp",
+    *,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Pull latent components into [-tau, tau]; a smaller tau trades variety for fidelity.
+
+    Args:
+        z: standard-normal latents, any shape.
+        tau: threshold > 0, or None for no truncation (z is returned unchanged).
+        mode: "clamp" gives sign(z) * min(|z|, tau) (WAC-GAN-GPT); "resample" redraws
+            every component with |z| > tau until it lands inside (BigGAN).
+        rng: source of the redraws; required for mode="resample".
+    """
+    if tau is None:
+        return z
+    if not tau > 0:
+        raise ValueError(f"truncation tau must be > 0, got {tau}")
+    if mode == "clamp":
+        return np.clip(z, -tau, tau).astype(z.dtype, copy=False)
+    if mode == "resample":
+        if rng is None:
+            raise ValueError("mode='resample' needs an rng")
+        z = z.copy()
+        outside = np.abs(z) > tau
+        while outside.any():
+            z[outside] = rng.standard_normal(int(outside.sum()), dtype=np.float32)
+            outside = np.abs(z) > tau
+        return z
+    raise ValueError(f"unknown truncation mode {mode!r}; expected 'clamp' or 'resample'")
+
+
+def sample_latents(
+    rng: np.random.Generator,
+    n: int,
+    z_dim: int,
+    *,
+    truncation: float | None = None,
+    mode: TruncationMode = "clamp",
+) -> np.ndarray:
+    """Draw n standard-normal latents, optionally truncated; float32 (n, z_dim).
+
+    The same rng state always gives the same latents.
+    """
+    z = rng.standard_normal((n, z_dim), dtype=np.float32)
+    return truncate_latents(z, truncation, mode, rng=rng)
