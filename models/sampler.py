@@ -1,0 +1,104 @@
+"""Run an exported generator with ONNX Runtime (numpy + onnxruntime only)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from models.artifact import GENERATOR_FILE, Manifest, read_manifest
+from models.images import to_uint8_nhwc
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+# The default cuDNN algorithm, not the fastest one found by timing, so outputs are reproducible.
+_CUDA_OPTIONS = {"cudnn_conv_algo_search": "DEFAULT"}
+_ORT_DEFAULT_LOG_SEVERITY = 2
+_ORT_SILENT = 4
+
+
+def _session_options() -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = min(4, os.cpu_count() or 1)  # leave cores to the web server
+    options.inter_op_num_threads = 1
+    options.use_deterministic_compute = True
+    return options
+
+
+@functools.cache
+def cuda_usable(model_path: Path) -> bool:
+    """True when ORT lists the CUDA provider and a session on it really starts (once a process)."""
+    if CUDA not in ort.get_available_providers():
+        return False
+    # A missing CUDA library makes ORT log an error and fall back to CPU; we check, not log.
+    ort.set_default_logger_severity(_ORT_SILENT)
+    try:
+        session = ort.InferenceSession(
+            str(model_path), _session_options(), providers=[(CUDA, _CUDA_OPTIONS), CPU]
+        )
+        return CUDA in session.get_providers()
+    except Exception:  # any failure to start means "not usable"
+        return False
+    finally:
+        ort.set_default_logger_severity(_ORT_DEFAULT_LOG_SEVERITY)
+
+
+class GeneratorSampler:
+    """Loads `model_dir` (manifest + generator.onnx) and turns (class, latent) into images."""
+
+    def __init__(self, model_dir: Path, providers: list[str] | None = None):
+        """Args:
+        model_dir: a directory written by `training.run`.
+        providers: ONNX Runtime providers in order of preference; by default CUDA when
+            it works on this machine, else CPU.
+        """
+        self.model_dir = Path(model_dir)
+        self.manifest: Manifest = read_manifest(self.model_dir)
+        model_path = self.model_dir / GENERATOR_FILE
+        if providers is None:
+            providers = [(CUDA, _CUDA_OPTIONS), CPU] if cuda_usable(model_path) else [CPU]
+        self._session = ort.InferenceSession(
+            str(model_path), _session_options(), providers=providers
+        )
+
+    @property
+    def providers(self) -> list[str]:
+        """The providers the session actually runs on."""
+        return self._session.get_providers()
+
+    def generate(
+        self, labels: np.ndarray, latents: np.ndarray, batch_size: int = 256
+    ) -> np.ndarray:
+        """Generate one image per (label, latent) row; same inputs give byte-identical outputs.
+
+        Args:
+            labels: int64 (N,) class indices into manifest.classes.
+            latents: float32 (N, z_dim).
+            batch_size: rows per ONNX Runtime call (bounds memory).
+
+        Returns:
+            uint8 (N, H, W, C).
+        """
+        labels = np.asarray(labels, dtype=np.int64)
+        latents = np.asarray(latents, dtype=np.float32)
+        self._check_inputs(labels, latents)
+        image = self.manifest.image
+        out = np.empty((len(labels), image.height, image.width, image.channels), np.uint8)
+        for start in range(0, len(labels), batch_size):
+            rows = slice(start, start + batch_size)
+            (x,) = self._session.run(["image"], {"latent": latents[rows], "class": labels[rows]})
+            out[rows] = to_uint8_nhwc(x)
+        return out
+
+    def _check_inputs(self, labels: np.ndarray, latents: np.ndarray) -> None:
+        z_dim, num_classes = self.manifest.z_dim, len(self.manifest.classes)
+        if labels.ndim != 1 or latents.shape != (len(labels), z_dim):
+            raise ValueError(
+                f"expected labels (N,) and latents (N, {z_dim}), "
+                f"got {labels.shape} and {latents.shape}"
+            )
+        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(f"labels must be in 0..{num_classes - 1}")
