@@ -1,0 +1,259 @@
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pydantic import ValidationError
+
+import training
+from models.artifact import (
+    CHECKPOINT_FILE,
+    GENERATOR_FILE,
+    MANIFEST_FILE,
+    SAMPLES_FILE,
+    STATS_FILE,
+    read_manifest,
+)
+from models.images import to_uint8_nhwc
+from models.networks import Discriminator, Generator
+from models.sampler import GeneratorSampler
+from models.truncation import sample_latents
+from training import Progress, TrainConfig, TrainingAborted
+
+CLASSES = ["bar", "cross", "square"]
+STEPS = 12
+TINY = dict(
+    steps=STEPS, batch_size=8, z_dim=8, g_channels=8, d_channels=8, checkpoint_every=5, seed=3
+)
+
+
+def write_shapes_dataset(root: Path, size: int = 16, channels: int = 1, per_class: int = 8) -> Path:
+    """Three classes of white shapes (bar, cross, square) at jittered positions."""
+    rng = np.random.default_rng(0)
+    x = np.zeros((len(CLASSES) * per_class, size, size), np.uint8)
+    third = max(size // 3, 2)
+    for i in range(len(x)):
+        cy, cx = size // 2 + rng.integers(-1, 2, 2)
+        cls = i // per_class
+        if cls == 0:
+            x[i, cy - 1 : cy + 1, 1:-1] = 255
+        elif cls == 1:
+            x[i, cy - 1 : cy + 1, 1:-1] = x[i, 1:-1, cx - 1 : cx + 1] = 255
+        else:
+            x[i, cy - third // 2 : cy + third // 2, cx - third // 2 : cx + third // 2] = 255
+    root.mkdir(parents=True)
+    np.save(root / "x.npy", np.repeat(x[..., None], channels, axis=-1))
+    np.save(root / "y.npy", np.repeat(np.arange(len(CLASSES)), per_class).astype(np.int64))
+    meta = {
+        "classes": CLASSES,
+        "counts": [per_class] * len(CLASSES),
+        "num_images": len(x),
+        "image": {"height": size, "width": size, "channels": channels},
+    }
+    (root / "dataset.json").write_text(json.dumps(meta))
+    return root
+
+
+def train(
+    root: Path, size: int = 16, channels: int = 1, abort_fn=None, **overrides
+) -> SimpleNamespace:
+    dataset = write_shapes_dataset(root / "dataset", size, channels)
+    reports: list[Progress] = []
+    config = TrainConfig(**(TINY | overrides))
+    result = training.run(
+        config,
+        dataset_dir=dataset,
+        out_dir=root / "model",
+        model_id="tiny-1",
+        progress_fn=reports.append,
+        abort_fn=abort_fn,
+        device="cpu",
+    )
+    return SimpleNamespace(out=root / "model", result=result, reports=reports, config=config)
+
+
+@pytest.fixture(scope="module", params=["wacgan-gp", "acgan"])
+def trained(request, tmp_path_factory):
+    return train(tmp_path_factory.mktemp(request.param), method=request.param)
+
+
+def test_writes_model_directory(trained):
+    for name in (GENERATOR_FILE, MANIFEST_FILE, CHECKPOINT_FILE, SAMPLES_FILE, STATS_FILE):
+        assert (trained.out / name).stat().st_size > 0, name
+    manifest = read_manifest(trained.out)
+    assert manifest.model_id == "tiny-1" and manifest.method == trained.config.method
+    assert manifest.classes == CLASSES and manifest.z_dim == 8
+    assert (manifest.image.height, manifest.image.width, manifest.image.channels) == (16, 16, 1)
+    assert manifest.steps_completed == STEPS == trained.result.steps_completed
+    assert manifest.config == trained.config.model_dump()
+    assert set(manifest.versions) == {"ganaug", "torch", "onnx", "python"}
+    assert {"d_loss", "g_loss", "d_aux", "g_aux"} <= set(manifest.final_losses)
+    assert all(np.isfinite(v) for v in manifest.final_losses.values())
+    assert manifest.final_losses == trained.result.final_losses
+    assert [t.name for t in manifest.inputs] == ["latent", "class"]
+    assert manifest.outputs[0].shape == ["B", 1, 16, 16]
+    assert trained.result.device == "cpu" and trained.result.seed == 3
+
+
+def test_progress_reports_increasing_steps(trained):
+    steps = [p.step for p in trained.reports]
+    assert steps == sorted(set(steps)) and steps[-1] == STEPS and len(steps) >= 2
+    assert all(p.total_steps == STEPS for p in trained.reports)
+    assert trained.reports[-1].eta_s == 0 and trained.reports[-1].elapsed_s > 0
+    assert {"d_loss", "g_loss"} <= set(trained.reports[-1].losses)
+
+
+def test_stats_jsonl_has_a_line_per_report(trained):
+    lines = [json.loads(line) for line in (trained.out / STATS_FILE).read_text().splitlines()]
+    assert [line["step"] for line in lines] == [p.step for p in trained.reports]
+    assert lines[-1]["losses"] == trained.result.final_losses
+
+
+@pytest.mark.parametrize("n", [1, 7])
+def test_sampler_matches_torch_generator(trained, n):
+    labels = np.arange(n, dtype=np.int64) % len(CLASSES)
+    latents = sample_latents(np.random.default_rng(n), n, 8)
+    images = GeneratorSampler(trained.out).generate(labels, latents)
+    assert images.dtype == np.uint8 and images.shape == (n, 16, 16, 1)
+
+    checkpoint = torch.load(trained.out / CHECKPOINT_FILE)
+    generator = Generator(**checkpoint["generator_kwargs"]).eval()
+    generator.load_state_dict(checkpoint["generator_ema"])
+    with torch.no_grad():
+        expected = to_uint8_nhwc(
+            generator(torch.from_numpy(latents), torch.from_numpy(labels)).numpy()
+        )
+    assert np.abs(images.astype(int) - expected).max() <= 1
+
+
+def test_sampler_is_deterministic(trained):
+    sampler = GeneratorSampler(trained.out)
+    labels = np.array([0, 1, 2, 2, 1], np.int64)
+    latents = sample_latents(np.random.default_rng(0), 5, 8, truncation=1.0)
+    first = sampler.generate(labels, latents, batch_size=2)
+    assert first.tobytes() == sampler.generate(labels, latents, batch_size=2).tobytes()
+    assert (
+        first.tobytes()
+        == GeneratorSampler(trained.out).generate(labels, latents, batch_size=2).tobytes()
+    )
+
+
+def test_sampler_rejects_bad_inputs(trained):
+    sampler = GeneratorSampler(trained.out)
+    with pytest.raises(ValueError, match="labels must be in"):
+        sampler.generate(np.array([3]), np.zeros((1, 8), np.float32))
+    with pytest.raises(ValueError, match="latents"):
+        sampler.generate(np.array([0]), np.zeros((1, 9), np.float32))
+
+
+def test_samples_png_has_a_row_per_class(trained):
+    grid = Image.open(io.BytesIO((trained.out / SAMPLES_FILE).read_bytes()))
+    assert grid.mode == "L"
+    assert grid.size == (8 * 18 + 2, len(CLASSES) * 18 + 2)  # 16 px cells, 2 px padding
+
+
+def test_checkpoint_rebuilds_networks(trained):
+    checkpoint = torch.load(trained.out / CHECKPOINT_FILE)  # weights_only: no pickled code
+    assert checkpoint["step"] == STEPS and checkpoint["config"] == trained.config.model_dump()
+    Generator(**checkpoint["generator_kwargs"]).load_state_dict(checkpoint["generator"])
+    Discriminator(**checkpoint["critic_kwargs"]).load_state_dict(checkpoint["critic"])
+    assert {"opt_g", "opt_d"} <= set(checkpoint)
+
+
+def test_abort_stops_within_a_step(tmp_path):
+    polls = []
+
+    def abort() -> bool:
+        polls.append(1)
+        return len(polls) >= 3
+
+    with pytest.raises(TrainingAborted):
+        train(tmp_path, abort_fn=abort, steps=10_000)
+    assert len(polls) == 3, "polled once per step and stopped at the first True"
+    assert not (tmp_path / "model" / GENERATOR_FILE).exists()
+
+
+@pytest.mark.parametrize("size, channels", [(8, 1), (27, 3), (16, 3)])
+def test_odd_sizes_and_rgb(tmp_path, size, channels):
+    run = train(tmp_path, size, channels, steps=3)
+    images = GeneratorSampler(run.out).generate(
+        np.array([0, 2], np.int64), np.zeros((2, 8), np.float32)
+    )
+    assert images.shape == (2, size, size, channels)
+    assert read_manifest(run.out).outputs[0].shape == ["B", channels, size, size]
+
+
+def test_same_seed_same_generator_and_none_picks_one(tmp_path):
+    labels = np.arange(3, dtype=np.int64)
+    latents = sample_latents(np.random.default_rng(0), 3, 8)
+    outputs = []
+    for name in ("a", "b"):
+        run = train(tmp_path / name, steps=3, seed=11)
+        outputs.append(GeneratorSampler(run.out).generate(labels, latents))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    run = train(tmp_path / "c", steps=1, seed=None)
+    assert 0 <= run.result.seed < 2**31
+    assert read_manifest(run.out).config["seed"] == run.result.seed
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("steps", 0),
+        ("steps", 200_001),
+        ("batch_size", 0),
+        ("batch_size", 1025),
+        ("seed", -1),
+        ("seed", 2**31),
+        ("z_dim", 1),
+        ("z_dim", 513),
+        ("lr_g", 0),
+        ("lr_d", 1.5),
+        ("beta1", 1.0),
+        ("beta2", -0.1),
+        ("n_critic", 0),
+        ("n_critic", 11),
+        ("gp_weight", -1),
+        ("aux_weight", -1),
+        ("ema_decay", 1.0),
+        ("diffaugment", "translation,flip"),
+        ("checkpoint_every", 0),
+        ("g_channels", 4),
+        ("d_channels", 1024),
+        ("method", "wgan"),
+    ],
+)
+def test_config_rejects_out_of_range(field, value):
+    with pytest.raises(ValidationError, match=field):
+        TrainConfig(**{field: value})
+
+
+def test_config_rejects_unknown_fields():
+    with pytest.raises(ValidationError, match="learning_rate"):
+        TrainConfig(learning_rate=1e-3)
+
+
+def test_config_method_defaults_and_overrides():
+    assert (TrainConfig().n_critic, TrainConfig().gp_weight) == (2, 10.0)
+    acgan = TrainConfig(method="acgan")
+    assert (acgan.n_critic, acgan.gp_weight, acgan.beta1) == (1, 0.0, 0.5)
+    assert TrainConfig(method="acgan", n_critic=3).n_critic == 3
+    assert TrainConfig(diffaugment=" color, translation,").diffaugment_ops == [
+        "color",
+        "translation",
+    ]
+    assert TrainConfig(diffaugment="").diffaugment_ops == []
+
+
+def test_package_imports_without_torch():
+    code = (
+        "import sys, training, training.config, models.artifact, models.sampler, "
+        "models.images, models.truncation; assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])

@@ -1,0 +1,38 @@
+"""GAN training: config, the `run` entry point and its records; torch loads only inside `run`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from training.config import Progress, TrainConfig, TrainResult
+from training.errors import TrainingAborted
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["Progress", "TrainConfig", "TrainResult", "TrainingAborted", "run"]
+
+
+def run(
+    config: TrainConfig,
+    *,
+    dataset_dir: Path,
+    out_dir: Path,
+    model_id: str,
+    progress_fn: Callable[[Progress], None] | None = None,
+    abort_fn: Callable[[], bool] | None = None,
+    device: str | None = None,
+) -> TrainResult:
+    """Train a generator on dataset_dir and write the model directory; see `training.loop.run`."""
+    from training import loop  # torch is heavy: import it only when training starts
+
+    return loop.run(
+        config,
+        dataset_dir=dataset_dir,
+        out_dir=out_dir,
+        model_id=model_id,
+        progress_fn=progress_fn,
+        abort_fn=abort_fn,
+        device=device,
+    )
