@@ -6,8 +6,9 @@ evaluator CNN trained on the train split gives the feature space of the distribu
 metrics and the confidence that `filter=confident` uses. Each recipe (how many synthetic
 images, which truncation, which filter) is scored by training the same small classifier,
 with classic augmentation, on real + synthetic images and comparing its held-out accuracy
-with real-only training under the same budget and seeds. Synthetic data is recommended
-only when it beats real-only training by more than the noise of the held-out set.
+with real-only training under the same budget and seeds (`training.report_trials`).
+Synthetic data is recommended only when it beats real-only training by more than the
+noise of the held-out set. This module runs the stages in order and writes the results.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from statistics import NormalDist
 
 import numpy as np
 
@@ -33,25 +33,24 @@ from models.artifact import (
     write_manifest,
 )
 from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
-from models.filtering import FilterExhausted, generate_filtered
 from models.sampler import GeneratorSampler
 from models.truncation import sample_latents
-from training import metrics
 from training import report_plots as plots
-from training.classifier import (
-    ClassifierBudget,
-    export_evaluator_onnx,
-    predict_proba,
-    train_classifier,
-)
+from training.classifier import ClassifierBudget, export_evaluator_onnx, train_classifier
 from training.errors import TrainingAborted
+from training.report_trials import (
+    BASELINE,
+    Mix,
+    SyntheticPool,
+    Trials,
+    Truncation,
+    distribution_metrics,
+    recommend,
+)
 from training.split import SPLIT_FILE, Split
 
 REPORT_FORMAT = "ganaug.report/1"
-FILTERS = ("none", "confident")
 PICTURE_SAMPLES = 8  # images per class in the sample grid
-
-Truncation = float | None
 
 
 @dataclass(frozen=True)
@@ -131,188 +130,6 @@ def load_real(model_dir: Path, dataset_dir: Path) -> RealData:
     return RealData(classes, x[train], y[train], x[test], y[test], heldout=bool(holdout.size))
 
 
-class SyntheticPool:
-    """Synthetic images per (truncation, filter), generated once with seeded latents.
-
-    Every truncation starts from the same latents, clamped differently, so the sweep
-    compares truncations on common random numbers rather than on different draws.
-    """
-
-    def __init__(
-        self,
-        sampler: GeneratorSampler,
-        scorer: EvaluatorScorer,
-        train_counts: np.ndarray,
-        budget: ReportBudget,
-    ):
-        self.sampler, self.scorer, self.budget = sampler, scorer, budget
-        self.counts = train_counts
-        self.per_class = np.ceil(budget.max_ratio * train_counts).astype(int)
-        self._images: dict[tuple[Truncation, str], list[np.ndarray] | FilterExhausted] = {}
-
-    def take(
-        self, truncation: Truncation, filter: str, ratio: float
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """round(ratio x real count) images of every class and their labels.
-
-        Raises:
-            FilterExhausted: filter="confident" found too few images the evaluator trusts.
-        """
-        images = self._draw(truncation, filter)
-        wanted = np.minimum(np.round(ratio * self.counts).astype(int), self.per_class)
-        x = np.concatenate(
-            [class_images[:n] for class_images, n in zip(images, wanted, strict=True)]
-        )
-        return x, np.repeat(np.arange(len(wanted)), wanted)
-
-    def _draw(self, truncation: Truncation, filter: str) -> list[np.ndarray]:
-        key = (truncation, filter)
-        if key not in self._images:
-            try:
-                self._images[key] = [
-                    self._class_images(c, int(n), truncation, filter)
-                    for c, n in enumerate(self.per_class)
-                ]
-            except FilterExhausted as exc:
-                self._images[key] = exc  # remembered: the same draw would fail again
-        drawn = self._images[key]
-        if isinstance(drawn, FilterExhausted):
-            raise drawn
-        return drawn
-
-    def _class_images(self, c: int, n: int, truncation: Truncation, filter: str) -> np.ndarray:
-        rng = np.random.default_rng([self.budget.seed, c, FILTERS.index(filter)])
-        if filter == "confident":
-            return generate_filtered(
-                self.sampler,
-                self.scorer,
-                c,
-                n,
-                rng,
-                truncation=truncation,
-                mode="clamp",
-                min_confidence=self.budget.min_confidence,
-            )
-        latents = sample_latents(rng, n, self.sampler.manifest.z_dim, truncation=truncation)
-        return self.sampler.generate(np.full(n, c, dtype=np.int64), latents)
-
-
-def heldout_correct(
-    train: tuple[np.ndarray, np.ndarray],
-    test: tuple[np.ndarray, np.ndarray],
-    *,
-    num_classes: int,
-    budget: ClassifierBudget,
-    seed: int,
-    device: str | None = None,
-) -> np.ndarray:
-    """Which `test` images a classifier trained on `train` (classic augmentation) gets right.
-
-    Returns:
-        bool (N,) for the N test images.
-    """
-    kwargs = dict(num_classes=num_classes, budget=budget, seed=seed, device=device)
-    model = train_classifier(*train, classic_augment=True, **kwargs)
-    return predict_proba(model, test[0]).argmax(axis=1) == test[1]
-
-
-def classification_accuracy_score(
-    synthetic: tuple[np.ndarray, np.ndarray],
-    test: tuple[np.ndarray, np.ndarray],
-    *,
-    num_classes: int,
-    budget: ClassifierBudget,
-    seeds: tuple[int, ...],
-    device: str | None = None,
-) -> float:
-    """CAS (Ravuri & Vinyals 2019): real-test accuracy of classifiers trained on synthetic only."""
-    kwargs = dict(num_classes=num_classes, budget=budget, device=device)
-    return float(
-        np.mean([heldout_correct(synthetic, test, seed=s, **kwargs).mean() for s in seeds])
-    )
-
-
-@dataclass(frozen=True)
-class Mix:
-    """A classifier's training set: some of the real train images plus synthetic ones."""
-
-    ratio: float = 0.0  # synthetic per class, as a multiple of the real train count
-    truncation: Truncation = None
-    filter: str = "none"
-    real_fraction: float = 1.0  # share of each class's real train images kept
-
-
-BASELINE = Mix()
-
-
-class Trials:
-    """Trains quick classifiers on mixes and remembers which held-out images each got right."""
-
-    def __init__(
-        self,
-        data: RealData,
-        pool: SyntheticPool,
-        budget: ReportBudget,
-        device: str | None,
-        before_training: Callable[[], None],
-    ):
-        self.data, self.pool, self.budget, self.device = data, pool, budget, device
-        self.before_training = before_training
-        rng = np.random.default_rng(budget.seed)
-        # One fixed order per class, so a smaller real share is a subset of a larger one.
-        self.real_order = [
-            rng.permutation(np.flatnonzero(data.y_train == c)) for c in range(len(data.classes))
-        ]
-        self._correct: dict[tuple[Mix, int], np.ndarray] = {}
-
-    def correct(self, mix: Mix) -> np.ndarray:
-        """bool (seeds, held-out images): right answers of the mix's classifier per seed."""
-        if mix.ratio == 0:  # no synthetic rows: truncation and filter do not matter
-            mix = Mix(real_fraction=mix.real_fraction)
-        return np.stack([self._correct_one(mix, seed) for seed in self.budget.seeds])
-
-    def _correct_one(self, mix: Mix, seed: int) -> np.ndarray:
-        key = (mix, seed)
-        if key not in self._correct:
-            self.before_training()
-            self._correct[key] = heldout_correct(
-                self.rows(mix),
-                self.data.test,
-                num_classes=len(self.data.classes),
-                budget=self.budget.quick,
-                seed=seed,
-                device=self.device,
-            )
-        return self._correct[key]
-
-    def rows(self, mix: Mix) -> tuple[np.ndarray, np.ndarray]:
-        """The training images and labels of a mix (synthetic rows after the real ones)."""
-        keep = np.concatenate(
-            [order[: round(mix.real_fraction * len(order))] for order in self.real_order]
-        )
-        x, y = self.data.x_train[np.sort(keep)], self.data.y_train[np.sort(keep)]
-        if mix.ratio > 0:
-            xs, ys = self.pool.take(mix.truncation, mix.filter, mix.ratio)
-            x, y = np.concatenate([x, xs]), np.concatenate([y, ys])
-        return x, y
-
-
-def compare(correct: np.ndarray, baseline: np.ndarray) -> dict[str, float]:
-    """Mean accuracy over seeds and the lift over the baseline with its paired standard error.
-
-    The standard error comes from per-image differences on the same held-out images, so it
-    measures how much the lift could move with a different held-out sample.
-    """
-    per_image = correct.mean(axis=0) - baseline.mean(axis=0)
-    n = len(per_image)
-    return {
-        "accuracy": float(correct.mean()),
-        "accuracy_std": float(correct.mean(axis=1).std()),  # across classifier seeds
-        "lift": float(per_image.mean()),
-        "lift_se": float(per_image.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
-    }
-
-
 class Stages:
     """Reports overall progress, checks abort_fn between units of work, times each stage."""
 
@@ -364,30 +181,6 @@ class Stages:
             self.name = ""
 
 
-def _or_none(metric: Callable, *args, **kwargs):
-    """The metric's value, or None where the sets are too small for it."""
-    try:
-        return metric(*args, **kwargs)
-    except ValueError:  # training.metrics refuses sets too small to estimate from
-        return None
-
-
-def distribution_metrics(
-    reference: np.ndarray, candidate: np.ndarray, *, kid_subsets: int, seed: int
-) -> dict[str, float | None]:
-    """FID, KID and precision/recall/density/coverage of candidate features vs reference ones."""
-    k = min(metrics.PRDC_K, len(reference) - 1, len(candidate) - 1)
-    kid = _or_none(metrics.kid, candidate, reference, subsets=kid_subsets, seed=seed)
-    prdc = _or_none(metrics.prdc, reference, candidate, k=k) if k >= 1 else None
-    return {
-        "fid": _or_none(metrics.fid, candidate, reference),
-        "kid": kid[0] if kid else None,
-        "kid_std": kid[1] if kid else None,
-        "prdc_k": k if prdc else None,
-        **(prdc or dict.fromkeys(("precision", "recall", "density", "coverage"))),
-    }
-
-
 def first_per_class(labels: np.ndarray, cap: int) -> np.ndarray:
     """Indices of the first `cap` rows of every class, in row order."""
     return np.sort(np.concatenate([np.flatnonzero(labels == c)[:cap] for c in np.unique(labels)]))
@@ -412,51 +205,6 @@ def _json_ready(value):
     if isinstance(value, np.integer):
         return int(value)
     return value
-
-
-def recipe_row(mix: Mix, budget: ReportBudget) -> dict:
-    """The settings of a mix as a row of the recipe table."""
-    return {
-        "ratio": mix.ratio,
-        "truncation": mix.truncation,
-        "filter": mix.filter,
-        "min_confidence": budget.min_confidence if mix.filter == "confident" else 0.0,
-    }
-
-
-def recommend(rows: list[dict], alpha: float) -> tuple[Recipe | None, dict]:
-    """The most accurate synthetic recipe if it beats real-only training beyond noise,
-    else ratio 0 (add no synthetic images).
-
-    The best of m noisy recipes beats the baseline by luck alone more often than one
-    recipe would, so its lift must exceed z standard errors with z the one-sided normal
-    quantile at alpha / m (Bonferroni).
-
-    Returns:
-        (recipe, decision); (None, decision) when no recipe was tried (no held-out images).
-    """
-    tried = [row for row in rows[1:] if row["status"] == "ok"]  # row 0 is real-only training
-    best = max(tried, key=lambda row: row["accuracy"], default=None)  # first of equals wins
-    z = NormalDist().inv_cdf(1 - alpha / max(len(tried), 1))
-    helped = best is not None and best["lift"] > max(0.0, z * best["lift_se"])
-    decision = {
-        "helped": helped,
-        "best": best,
-        "recipes_compared": len(tried),
-        "alpha": alpha,
-        "z": z,
-        "required_lift": z * best["lift_se"] if best else None,
-    }
-    if not rows:
-        return None, decision
-    chosen = best if helped else rows[0]
-    recipe = Recipe(
-        **{key: chosen[key] for key in ("ratio", "truncation", "filter", "min_confidence")},
-        heldout_accuracy=chosen["accuracy"],
-        baseline_accuracy=rows[0]["accuracy"],
-        lift=chosen["lift"],
-    )
-    return recipe, decision
 
 
 def notes(data: RealData, sweep: list[dict], rows: list[dict], decision: dict) -> list[str]:
@@ -538,9 +286,6 @@ class ReportRun:
         self.pool: SyntheticPool
         self.trials: Trials
 
-    def metric_kwargs(self) -> dict:
-        return {"kid_subsets": self.budget.kid_subsets, "seed": self.budget.seed}
-
     def train_evaluator(self) -> dict:
         """Train the evaluator on the train split, export it, and score the held-out images."""
         self.stages.start("evaluator")
@@ -556,9 +301,9 @@ class ReportRun:
         )
         export_evaluator_onnx(model, self.model_dir / EVALUATOR_FILE)
         self.scorer = EvaluatorScorer(self.model_dir)
-        self.pool = SyntheticPool(self.sampler, self.scorer, data.train_counts, budget)
-        self.trials = Trials(data, self.pool, budget, self.device, self.stages.tick)
         probs, self.test_features = self.scorer.score(data.x_test)
+        self.pool = SyntheticPool(self.sampler, self.scorer, data.train_counts, budget)
+        self.trials = Trials(data, self.pool, budget, self.device, self.stages, self.test_features)
         self.evaluator_correct = probs.argmax(axis=1) == data.y_test
         accuracy = float(self.evaluator_correct.mean()) if data.heldout else None
         return {
@@ -586,8 +331,8 @@ class ReportRun:
                 y == c if c is not None else slice(None) for y in (syn_y, train_y, self.data.y_test)
             )
             reference = self.test_features[ref]
-            synthetic = distribution_metrics(reference, syn_f[syn], **self.metric_kwargs())
-            floor = distribution_metrics(reference, train_f[real], **self.metric_kwargs())
+            synthetic = distribution_metrics(reference, syn_f[syn], self.budget)
+            floor = distribution_metrics(reference, train_f[real], self.budget)
             return {
                 "reference_images": len(reference),
                 "synthetic_images": len(syn_f[syn]),
@@ -602,88 +347,6 @@ class ReportRun:
             "overall": block(None),
             "per_class": [{"class": name, **block(c)} for c, name in enumerate(self.data.classes)],
         }
-
-    def truncation_sweep(self) -> tuple[list[dict], Truncation]:
-        """Held-out accuracy with real + synthetic images at each truncation; t* is the best."""
-        truncations, ratio = self.budget.truncations, self.budget.sweep_ratio
-        self.stages.start("truncation_sweep", (len(truncations) + 1) * len(self.budget.seeds))
-        if not self.data.heldout:
-            return [], None
-        baseline = self.trials.correct(BASELINE)
-        rows = []
-        for t in truncations:
-            correct = self.trials.correct(Mix(ratio, t))
-            x, y = self.pool.take(t, "none", ratio)
-            probs, feats = self.scorer.score(x)
-            fidelity = distribution_metrics(self.test_features, feats, **self.metric_kwargs())
-            inception = float(np.mean(probs.argmax(1) == y))
-            rows.append(
-                {
-                    "truncation": t,
-                    **compare(correct, baseline),
-                    "inception_accuracy": inception,
-                    **fidelity,
-                }
-            )
-        best = max(rows, key=lambda row: row["accuracy"])  # first of equals: the budget's order
-        return rows, best["truncation"]
-
-    def recipe_search(self, t_star: Truncation) -> list[dict]:
-        """Every recipe (ratio x truncation x filter) vs real-only training; row 0 is real-only."""
-        budget = self.budget
-        mixes = [
-            Mix(ratio, t, f)
-            for ratio in budget.ratios
-            for t in dict.fromkeys((None, t_star))
-            for f in FILTERS
-        ]
-        self.stages.start("recipe_search", (len(mixes) + 1) * len(budget.seeds))
-        if not self.data.heldout:
-            return []
-        baseline = self.trials.correct(BASELINE)
-        rows = []
-        for mix in [BASELINE, *mixes]:
-            try:
-                result = {"status": "ok", **compare(self.trials.correct(mix), baseline)}
-            except FilterExhausted as exc:
-                result = {"status": "skipped", "reason": str(exc)}
-            rows.append({**recipe_row(mix, budget), **result})
-        return rows
-
-    def cas(self) -> dict | None:
-        """Classification accuracy score of untruncated samples, next to real-only training."""
-        self.stages.start("cas", len(self.budget.seeds))
-        if not self.data.heldout:
-            return None
-        self.stages.tick()
-        cas = classification_accuracy_score(
-            self.pool.take(None, "none", 1.0),
-            self.data.test,
-            num_classes=len(self.data.classes),
-            budget=self.budget.quick,
-            seeds=self.budget.seeds,
-            device=self.device,
-        )
-        real = float(self.trials.correct(BASELINE).mean())
-        return {"truncation": None, "accuracy": cas, "real_accuracy": real, "gap": real - cas}
-
-    def ratio_study(self, t_star: Truncation) -> dict:
-        """Accuracy as synthetic images are added (extra) or replace real ones (fixed total)."""
-        budget = self.budget
-        self.stages.start("ratio_study", len(budget.fixed_total_fractions) * len(budget.seeds))
-        if not self.data.heldout:
-            return {"truncation": None, "extra": [], "fixed_total": []}
-        baseline = self.trials.correct(BASELINE)
-
-        def row(key: str, value: float, mix: Mix) -> dict:
-            return {key: value, **compare(self.trials.correct(mix), baseline)}
-
-        extra = [row("ratio", r, Mix(r, t_star)) for r in (0.0, *budget.ratios)]
-        fixed = [
-            row("synthetic_fraction", f, Mix(f, t_star, real_fraction=1 - f))
-            for f in (0.0, *budget.fixed_total_fractions)
-        ]
-        return {"truncation": t_star, "filter": "none", "extra": extra, "fixed_total": fixed}
 
     def per_class(self, recipe: Recipe | None) -> list[dict]:
         """Images and held-out accuracy per class: evaluator, real only, the recipe."""
@@ -768,10 +431,10 @@ def build_report(
     run = ReportRun(model_dir, dataset_dir, budget, stages, device)
     evaluator = run.train_evaluator()
     distribution = run.distribution()
-    sweep, t_star = run.truncation_sweep()
-    recipes = run.recipe_search(t_star)
+    sweep, t_star = run.trials.truncation_sweep()
+    recipes = run.trials.recipe_search(t_star)
     recipe, decision = recommend(recipes, budget.alpha)
-    cas, ratio_study = run.cas(), run.ratio_study(t_star)
+    cas, ratio_study = run.trials.cas(), run.trials.ratio_study(t_star)
     pictures = run.pictures(t_star, sweep, recipes, decision["z"])
     stages.start("write")
     report = _json_ready(

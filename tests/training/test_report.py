@@ -17,13 +17,8 @@ from models.evaluator import EVALUATOR_FILE
 from tests.factories import SHAPES, shapes_arrays
 from training import TrainConfig, TrainingAborted
 from training.classifier import ClassifierBudget
-from training.report import (
-    REPORT_BUDGETS,
-    REPORT_FILE,
-    ReportBudget,
-    build_report,
-    classification_accuracy_score,
-)
+from training.report import REPORT_BUDGETS, REPORT_FILE, ReportBudget, build_report
+from training.report_trials import classification_accuracy_score
 from training.split import SPLIT_FILE, stratified_split
 
 TINY_GAN = dict(steps=40, batch_size=16, g_channels=16, d_channels=16, z_dim=16, seed=1)

@@ -1,0 +1,368 @@
+"""The quality report's classifier comparisons (torch): synthetic images per recipe,
+classifiers trained on real + synthetic mixes, and the studies built from them (the
+truncation sweep, the recipe search, CAS, the ratio study) with the recommendation.
+
+Each mix is scored by training the same small classifier, with classic augmentation, on
+it and comparing its held-out accuracy with real-only training under the same budget and
+seeds, image by image, so every lift comes with a paired standard error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from models.artifact import Recipe
+from models.evaluator import EvaluatorScorer
+from models.filtering import FilterExhausted, generate_filtered
+from models.sampler import GeneratorSampler
+from models.truncation import sample_latents
+from training import metrics
+from training.classifier import ClassifierBudget, predict_proba, train_classifier
+
+if TYPE_CHECKING:  # training.report imports this module; these are annotations only
+    from training.report import RealData, ReportBudget, Stages
+
+FILTERS = ("none", "confident")
+
+Truncation = float | None
+
+
+class SyntheticPool:
+    """Synthetic images per (truncation, filter), generated once with seeded latents.
+
+    Every truncation starts from the same latents, clamped differently, so the sweep
+    compares truncations on common random numbers rather than on different draws.
+    """
+
+    def __init__(
+        self,
+        sampler: GeneratorSampler,
+        scorer: EvaluatorScorer,
+        train_counts: np.ndarray,
+        budget: ReportBudget,
+    ):
+        self.sampler, self.scorer, self.budget = sampler, scorer, budget
+        self.counts = train_counts
+        self.per_class = np.ceil(budget.max_ratio * train_counts).astype(int)
+        self._images: dict[tuple[Truncation, str], list[np.ndarray] | FilterExhausted] = {}
+
+    def take(
+        self, truncation: Truncation, filter: str, ratio: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """round(ratio x real count) images of every class and their labels.
+
+        Raises:
+            FilterExhausted: filter="confident" found too few images the evaluator trusts.
+        """
+        images = self._draw(truncation, filter)
+        wanted = np.minimum(np.round(ratio * self.counts).astype(int), self.per_class)
+        x = np.concatenate(
+            [class_images[:n] for class_images, n in zip(images, wanted, strict=True)]
+        )
+        return x, np.repeat(np.arange(len(wanted)), wanted)
+
+    def _draw(self, truncation: Truncation, filter: str) -> list[np.ndarray]:
+        key = (truncation, filter)
+        if key not in self._images:
+            try:
+                self._images[key] = [
+                    self._class_images(c, int(n), truncation, filter)
+                    for c, n in enumerate(self.per_class)
+                ]
+            except FilterExhausted as exc:
+                self._images[key] = exc  # remembered: the same draw would fail again
+        drawn = self._images[key]
+        if isinstance(drawn, FilterExhausted):
+            raise drawn
+        return drawn
+
+    def _class_images(self, c: int, n: int, truncation: Truncation, filter: str) -> np.ndarray:
+        rng = np.random.default_rng([self.budget.seed, c, FILTERS.index(filter)])
+        if filter == "confident":
+            return generate_filtered(
+                self.sampler,
+                self.scorer,
+                c,
+                n,
+                rng,
+                truncation=truncation,
+                mode="clamp",
+                min_confidence=self.budget.min_confidence,
+            )
+        latents = sample_latents(rng, n, self.sampler.manifest.z_dim, truncation=truncation)
+        return self.sampler.generate(np.full(n, c, dtype=np.int64), latents)
+
+
+def heldout_correct(
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    *,
+    num_classes: int,
+    budget: ClassifierBudget,
+    seed: int,
+    device: str | None = None,
+) -> np.ndarray:
+    """Which `test` images a classifier trained on `train` (classic augmentation) gets right.
+
+    Returns:
+        bool (N,) for the N test images.
+    """
+    kwargs = dict(num_classes=num_classes, budget=budget, seed=seed, device=device)
+    model = train_classifier(*train, classic_augment=True, **kwargs)
+    return predict_proba(model, test[0]).argmax(axis=1) == test[1]
+
+
+def classification_accuracy_score(
+    synthetic: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    *,
+    num_classes: int,
+    budget: ClassifierBudget,
+    seeds: tuple[int, ...],
+    device: str | None = None,
+) -> float:
+    """CAS (Ravuri & Vinyals 2019): real-test accuracy of classifiers trained on synthetic only."""
+    kwargs = dict(num_classes=num_classes, budget=budget, device=device)
+    return float(
+        np.mean([heldout_correct(synthetic, test, seed=s, **kwargs).mean() for s in seeds])
+    )
+
+
+@dataclass(frozen=True)
+class Mix:
+    """A classifier's training set: some of the real train images plus synthetic ones."""
+
+    ratio: float = 0.0  # synthetic per class, as a multiple of the real train count
+    truncation: Truncation = None
+    filter: str = "none"
+    real_fraction: float = 1.0  # share of each class's real train images kept
+
+
+BASELINE = Mix()
+
+
+class Trials:
+    """Trains quick classifiers on mixes, remembers which held-out images each got right,
+    and runs the studies that compare mixes with real-only training."""
+
+    def __init__(
+        self,
+        data: RealData,
+        pool: SyntheticPool,
+        budget: ReportBudget,
+        device: str | None,
+        stages: Stages,
+        test_features: np.ndarray,
+    ):
+        self.data, self.pool, self.budget, self.device = data, pool, budget, device
+        self.stages, self.test_features = stages, test_features  # evaluator features (N, D)
+        rng = np.random.default_rng(budget.seed)
+        # One fixed order per class, so a smaller real share is a subset of a larger one.
+        self.real_order = [
+            rng.permutation(np.flatnonzero(data.y_train == c)) for c in range(len(data.classes))
+        ]
+        self._correct: dict[tuple[Mix, int], np.ndarray] = {}
+
+    def correct(self, mix: Mix) -> np.ndarray:
+        """bool (seeds, held-out images): right answers of the mix's classifier per seed."""
+        if mix.ratio == 0:  # no synthetic rows: truncation and filter do not matter
+            mix = Mix(real_fraction=mix.real_fraction)
+        return np.stack([self._correct_one(mix, seed) for seed in self.budget.seeds])
+
+    def _correct_one(self, mix: Mix, seed: int) -> np.ndarray:
+        key = (mix, seed)
+        if key not in self._correct:
+            self.stages.tick()
+            self._correct[key] = heldout_correct(
+                self.rows(mix),
+                self.data.test,
+                num_classes=len(self.data.classes),
+                budget=self.budget.quick,
+                seed=seed,
+                device=self.device,
+            )
+        return self._correct[key]
+
+    def rows(self, mix: Mix) -> tuple[np.ndarray, np.ndarray]:
+        """The training images and labels of a mix (synthetic rows after the real ones)."""
+        keep = np.concatenate(
+            [order[: round(mix.real_fraction * len(order))] for order in self.real_order]
+        )
+        x, y = self.data.x_train[np.sort(keep)], self.data.y_train[np.sort(keep)]
+        if mix.ratio > 0:
+            xs, ys = self.pool.take(mix.truncation, mix.filter, mix.ratio)
+            x, y = np.concatenate([x, xs]), np.concatenate([y, ys])
+        return x, y
+
+    def truncation_sweep(self) -> tuple[list[dict], Truncation]:
+        """Held-out accuracy with real + synthetic images at each truncation; t* is the best."""
+        truncations, ratio = self.budget.truncations, self.budget.sweep_ratio
+        self.stages.start("truncation_sweep", (len(truncations) + 1) * len(self.budget.seeds))
+        if not self.data.heldout:
+            return [], None
+        baseline = self.correct(BASELINE)
+        rows = []
+        for t in truncations:
+            correct = self.correct(Mix(ratio, t))
+            x, y = self.pool.take(t, "none", ratio)
+            probs, feats = self.pool.scorer.score(x)
+            fidelity = distribution_metrics(self.test_features, feats, self.budget)
+            inception = float(np.mean(probs.argmax(1) == y))
+            rows.append(
+                {
+                    "truncation": t,
+                    **compare(correct, baseline),
+                    "inception_accuracy": inception,
+                    **fidelity,
+                }
+            )
+        best = max(rows, key=lambda row: row["accuracy"])  # first of equals: the budget's order
+        return rows, best["truncation"]
+
+    def recipe_search(self, t_star: Truncation) -> list[dict]:
+        """Every recipe (ratio x truncation x filter) vs real-only training; row 0 is real-only."""
+        budget = self.budget
+        mixes = [
+            Mix(ratio, t, f)
+            for ratio in budget.ratios
+            for t in dict.fromkeys((None, t_star))
+            for f in FILTERS
+        ]
+        self.stages.start("recipe_search", (len(mixes) + 1) * len(budget.seeds))
+        if not self.data.heldout:
+            return []
+        baseline = self.correct(BASELINE)
+        rows = []
+        for mix in [BASELINE, *mixes]:
+            try:
+                result = {"status": "ok", **compare(self.correct(mix), baseline)}
+            except FilterExhausted as exc:
+                result = {"status": "skipped", "reason": str(exc)}
+            rows.append({**recipe_row(mix, budget), **result})
+        return rows
+
+    def cas(self) -> dict | None:
+        """Classification accuracy score of untruncated samples, next to real-only training."""
+        self.stages.start("cas", len(self.budget.seeds))
+        if not self.data.heldout:
+            return None
+        self.stages.tick()
+        cas = classification_accuracy_score(
+            self.pool.take(None, "none", 1.0),
+            self.data.test,
+            num_classes=len(self.data.classes),
+            budget=self.budget.quick,
+            seeds=self.budget.seeds,
+            device=self.device,
+        )
+        real = float(self.correct(BASELINE).mean())
+        return {"truncation": None, "accuracy": cas, "real_accuracy": real, "gap": real - cas}
+
+    def ratio_study(self, t_star: Truncation) -> dict:
+        """Accuracy as synthetic images are added (extra) or replace real ones (fixed total)."""
+        budget = self.budget
+        self.stages.start("ratio_study", len(budget.fixed_total_fractions) * len(budget.seeds))
+        if not self.data.heldout:
+            return {"truncation": None, "extra": [], "fixed_total": []}
+        baseline = self.correct(BASELINE)
+
+        def row(key: str, value: float, mix: Mix) -> dict:
+            return {key: value, **compare(self.correct(mix), baseline)}
+
+        extra = [row("ratio", r, Mix(r, t_star)) for r in (0.0, *budget.ratios)]
+        fixed = [
+            row("synthetic_fraction", f, Mix(f, t_star, real_fraction=1 - f))
+            for f in (0.0, *budget.fixed_total_fractions)
+        ]
+        return {"truncation": t_star, "filter": "none", "extra": extra, "fixed_total": fixed}
+
+
+def compare(correct: np.ndarray, baseline: np.ndarray) -> dict[str, float]:
+    """Mean accuracy over seeds and the lift over the baseline with its paired standard error.
+
+    The standard error comes from per-image differences on the same held-out images, so it
+    measures how much the lift could move with a different held-out sample.
+    """
+    per_image = correct.mean(axis=0) - baseline.mean(axis=0)
+    n = len(per_image)
+    return {
+        "accuracy": float(correct.mean()),
+        "accuracy_std": float(correct.mean(axis=1).std()),  # across classifier seeds
+        "lift": float(per_image.mean()),
+        "lift_se": float(per_image.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
+    }
+
+
+def _or_none(metric: Callable, *args, **kwargs):
+    """The metric's value, or None where the sets are too small for it."""
+    try:
+        return metric(*args, **kwargs)
+    except ValueError:  # training.metrics refuses sets too small to estimate from
+        return None
+
+
+def distribution_metrics(
+    reference: np.ndarray, candidate: np.ndarray, budget: ReportBudget
+) -> dict[str, float | None]:
+    """FID, KID and precision/recall/density/coverage of candidate features vs reference ones."""
+    k = min(metrics.PRDC_K, len(reference) - 1, len(candidate) - 1)
+    subsets, seed = budget.kid_subsets, budget.seed
+    kid = _or_none(metrics.kid, candidate, reference, subsets=subsets, seed=seed)
+    prdc = _or_none(metrics.prdc, reference, candidate, k=k) if k >= 1 else None
+    return {
+        "fid": _or_none(metrics.fid, candidate, reference),
+        "kid": kid[0] if kid else None,
+        "kid_std": kid[1] if kid else None,
+        "prdc_k": k if prdc else None,
+        **(prdc or dict.fromkeys(("precision", "recall", "density", "coverage"))),
+    }
+
+
+def recipe_row(mix: Mix, budget: ReportBudget) -> dict:
+    """The settings of a mix as a row of the recipe table."""
+    return {
+        "ratio": mix.ratio,
+        "truncation": mix.truncation,
+        "filter": mix.filter,
+        "min_confidence": budget.min_confidence if mix.filter == "confident" else 0.0,
+    }
+
+
+def recommend(rows: list[dict], alpha: float) -> tuple[Recipe | None, dict]:
+    """The most accurate synthetic recipe if it beats real-only training beyond noise,
+    else ratio 0 (add no synthetic images).
+
+    The best of m noisy recipes beats the baseline by luck alone more often than one
+    recipe would, so its lift must exceed z standard errors with z the one-sided normal
+    quantile at alpha / m (Bonferroni).
+
+    Returns:
+        (recipe, decision); (None, decision) when no recipe was tried (no held-out images).
+    """
+    tried = [row for row in rows[1:] if row["status"] == "ok"]  # row 0 is real-only training
+    best = max(tried, key=lambda row: row["accuracy"], default=None)  # first of equals wins
+    z = NormalDist().inv_cdf(1 - alpha / max(len(tried), 1))
+    helped = best is not None and best["lift"] > max(0.0, z * best["lift_se"])
+    decision = {
+        "helped": helped,
+        "best": best,
+        "recipes_compared": len(tried),
+        "alpha": alpha,
+        "z": z,
+        "required_lift": z * best["lift_se"] if best else None,
+    }
+    if not rows:
+        return None, decision
+    chosen = best if helped else rows[0]
+    recipe = Recipe(
+        **{key: chosen[key] for key in ("ratio", "truncation", "filter", "min_confidence")},
+        heldout_accuracy=chosen["accuracy"],
+        baseline_accuracy=rows[0]["accuracy"],
+        lift=chosen["lift"],
+    )
+    return recipe, decision
