@@ -53,6 +53,18 @@ def fid(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     return max(0.0, mean_term + float(np.trace(cov_a) + np.trace(cov_b) - 2 * cross))
 
 
+def _scale_like(feats: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both sets divided by the reference's root-mean-square coordinate (x.x / D = 1 on it).
+
+    One scalar, not centred: centring and per-dimension stds made KID explode against the
+    tight clusters of per-class reference sets, and the kernel was designed for raw
+    non-negative (post-ReLU) Inception features anyway.
+    """
+    scale = np.sqrt(np.mean(reference**2))
+    scale = scale if scale > 0 else 1.0  # an all-zero reference: nothing to scale by
+    return feats / scale, reference / scale
+
+
 def _unbiased_mmd2(a: np.ndarray, b: np.ndarray) -> float:
     """Unbiased MMD² with the cubic polynomial kernel k(x, y) = (x.y / D + 1)^3."""
     m, dim = a.shape
@@ -74,6 +86,9 @@ def kid(
     """Kernel Inception Distance: unbiased MMD² averaged over random subsets (0 = same law).
 
     Unlike FID it is unbiased for small sets, so it suits a few hundred images per class.
+    feats_b is the reference (the real images): both sets are first divided by its
+    root-mean-square coordinate, so KID does not depend on the features' scale and is
+    comparable across candidates judged against the same reference.
 
     Args:
         subsets: number of random subset pairs.
@@ -91,6 +106,7 @@ def kid(
     m = min(subset_size, len(a), len(b))
     if m < 2:
         raise ValueError(f"subset_size must be >= 2, got {subset_size}")
+    a, b = _scale_like(a, b)  # the kernel's x.y / D must be ~1: feature scale s grows KID as s^6
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(subsets):

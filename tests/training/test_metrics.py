@@ -37,6 +37,29 @@ def test_kid_near_zero_on_same_distribution_and_positive_on_a_shift():
     assert shifted_mean > 10 * max(abs(same_mean), 0.01)
 
 
+def relu_features(n: int, shift: float = 0.0, seed: int = 0, scale: float = 100.0) -> np.ndarray:
+    """Like the evaluator's: 128-d, correlated, post-ReLU and far from unit scale."""
+    mixing = np.random.default_rng(99).standard_normal((128, 128)) * 0.5
+    z = np.random.default_rng(seed).standard_normal((n, 128)) @ mixing + 0.3 + shift
+    return np.maximum(z, 0) * scale
+
+
+def test_kid_is_near_zero_for_one_distribution_at_any_feature_scale():
+    real, same = relu_features(300), relu_features(300, seed=1)
+    shifted = relu_features(300, shift=1.0, seed=2)
+    same_kid = kid(same, real, subsets=20, subset_size=100)
+    shifted_mean, _ = kid(shifted, real, subsets=20, subset_size=100)
+    assert abs(same_kid[0]) < 0.01 and same_kid[1] < 0.02
+    assert shifted_mean > 0.05
+    for factor in (1e-2, 1e3):  # the reference's root-mean-square sets the kernel's scale
+        rescaled = kid(same * factor, real * factor, subsets=20, subset_size=100)
+        assert rescaled == pytest.approx(same_kid, abs=1e-9)
+
+
+def test_kid_against_an_all_zero_reference_is_finite():
+    assert np.isfinite(kid(gaussian(20), np.zeros((20, 8)), subsets=3)[0])
+
+
 def test_kid_is_deterministic_and_shrinks_subsets_to_small_sets():
     a, b = gaussian(30), gaussian(20, shift=1.0, seed=1)
     assert kid(a, b, subsets=5) == kid(a, b, subsets=5)
