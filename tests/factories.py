@@ -28,12 +28,12 @@ def shape_image(shape: str, size: int, rng: np.random.Generator, mode: str = "L"
     return image
 
 
-def shapes_arrays(per_class: int = 12, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def shapes_arrays(
+    per_class: int = 12, size: int = 16, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     images = [
-        np.asarray(shape_image(shape, size, rng))
-        for shape in SHAPES
-        for _ in range(per_class)
+        np.asarray(shape_image(shape, size, rng)) for shape in SHAPES for _ in range(per_class)
     ]
     labels = np.repeat(np.arange(len(SHAPES)), per_class)
     return np.stack(images).astype(np.uint8), labels.astype(np.int64)

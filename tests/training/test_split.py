@@ -25,5 +25,7 @@ def test_split_is_deterministic_and_zero_disables():
 
 def test_split_round_trips(tmp_path):
     split = stratified_split(np.repeat(np.arange(2), 10), 0.3, seed=0)
-    loaded = Split.load(tmp_path) if split.save(tmp_path) is None else None
-    assert np.array_equal(loaded.train, split.train) and np.array_equal(loaded.holdout, split.holdout)
+    split.save(tmp_path)
+    loaded = Split.load(tmp_path)
+    assert np.array_equal(loaded.train, split.train)
+    assert np.array_equal(loaded.holdout, split.holdout)
