@@ -208,11 +208,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ganaug-bench-") as tmp:
         (Path(tmp) / "data").mkdir()
         service = Service(Path(tmp) / "data")
+        results: dict[int, dict] = {}
         try:
-            results = {size: run_size(service, size, args, test) for size in args.sizes}
+            for size in args.sizes:
+                results[size] = run_size(service, size, args, test)
+                write_results(results, args)  # after each size: a cut-short run keeps its rows
         finally:
             service.stop()
-    write_results(results, args)
 
 
 if __name__ == "__main__":
