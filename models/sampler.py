@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
@@ -28,11 +27,20 @@ def _session_options() -> ort.SessionOptions:
     return options
 
 
-@functools.cache
+_cuda_probe: list[bool] = []  # the answer, once known: a CUDA session start costs seconds
+
+
 def cuda_usable(model_path: Path) -> bool:
-    """True when ORT lists the CUDA provider and a session on it really starts (once a process)."""
-    if CUDA not in ort.get_available_providers():
-        return False
+    """True when ORT lists the CUDA provider and a session on model_path really starts on it.
+
+    Probed once per process; later calls return the first answer.
+    """
+    if not _cuda_probe:
+        _cuda_probe.append(CUDA in ort.get_available_providers() and _cuda_starts(model_path))
+    return _cuda_probe[0]
+
+
+def _cuda_starts(model_path: Path) -> bool:
     # A missing CUDA library makes ORT log an error and fall back to CPU; we check, not log.
     ort.set_default_logger_severity(_ORT_SILENT)
     try:
