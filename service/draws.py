@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import Query
 
 from models.artifact import Manifest
 from service.errors import ApiError
 from service.generation import Draw
 
 AUTO = "auto"
+
+
+@dataclass
+class DrawQuery:
+    """The query parameters that say how latents are drawn and which samples are kept."""
+
+    truncation: Annotated[
+        str | None,
+        Query(description="t > 0 bounds |z| by t; auto = the model's t*; omit for none"),
+    ] = None
+    truncation_mode: Annotated[
+        Literal["clamp", "resample"],
+        Query(description="clamp: sign(z) * min(|z|, t); resample: redraw |z| > t"),
+    ] = "clamp"
+    filter: Annotated[
+        Literal["none", "confident"],
+        Query(description="confident: keep samples the evaluator assigns to their class"),
+    ] = "none"
+    min_confidence: Annotated[
+        float, Query(gt=0, le=1, description="threshold of filter=confident")
+    ] = 0.9
 
 
 def _evaluation(manifest: Manifest, what: str) -> Any:
@@ -41,21 +65,13 @@ def parse_truncation(value: str | None, manifest: Manifest, upper: float) -> flo
     return number
 
 
-def make_draw(
-    manifest: Manifest,
-    *,
-    truncation: str | None,
-    mode: str,
-    filter_: str,
-    min_confidence: float,
-    max_truncation: float,
-) -> Draw:
-    if filter_ == "confident":
+def make_draw(manifest: Manifest, query: DrawQuery, max_truncation: float) -> Draw:
+    if query.filter == "confident":
         _evaluation(manifest, "filter=confident")
     return Draw(
-        truncation=parse_truncation(truncation, manifest, max_truncation),
-        truncation_mode=mode,
-        min_confidence=min_confidence if filter_ == "confident" else None,
+        truncation=parse_truncation(query.truncation, manifest, max_truncation),
+        truncation_mode=query.truncation_mode,
+        min_confidence=query.min_confidence if query.filter == "confident" else None,
     )
 
 

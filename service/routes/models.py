@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from models.artifact import GENERATOR_FILE
@@ -21,15 +21,7 @@ from service.schemas import ModelCreate, ModelPublic, ModelsPublic, ModelStatus
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
-Truncation = Annotated[
-    str | None, Query(description="t > 0 bounds |z| by t; auto = the model's t*; omit for none")
-]
-Filter = Annotated[
-    Literal["none", "confident"],
-    Query(description="confident: keep samples the evaluator assigns to their class"),
-]
-MinConfidence = Annotated[float, Query(gt=0, le=1, description="threshold of filter=confident")]
-TruncationMode = Annotated[Literal["clamp", "resample"], Query()]
+DrawQueryDep = Annotated[draws.DrawQuery, Depends()]
 Seed = Annotated[int | None, Query(ge=0, le=2**63 - 1, description="random when omitted")]
 MEDIA = {
     "grid": "image/png",
@@ -126,14 +118,11 @@ def get_samples(
     settings: SettingsDep,
     session: SessionDep,
     tenant: TenantDep,
+    draw_query: DrawQueryDep,
     class_: Annotated[
         str | None, Query(alias="class", description="name or index; all when omitted")
     ] = None,
     n: Annotated[int, Query(ge=1, description="images (per class when class is omitted)")] = 16,
-    truncation: Truncation = None,
-    truncation_mode: TruncationMode = "clamp",
-    filter: Filter = "none",
-    min_confidence: MinConfidence = 0.9,
     seed: Seed = None,
     format: Literal["grid", "png", "zip", "npz"] = "grid",
 ) -> Response:
@@ -146,14 +135,7 @@ def get_samples(
     )
     model_dir = settings.models_dir / model.id
     sampler = generation.load_sampler(model_dir)
-    draw = draws.make_draw(
-        sampler.manifest,
-        truncation=truncation,
-        mode=truncation_mode,
-        filter_=filter,
-        min_confidence=min_confidence,
-        max_truncation=settings.max_truncation,
-    )
+    draw = draws.make_draw(sampler.manifest, draw_query, settings.max_truncation)
     seed = seed if seed is not None else random.randrange(2**31)
     scorer = _scorer_for(draw, model_dir)
     try:
@@ -170,13 +152,10 @@ def get_archive(
     settings: SettingsDep,
     session: SessionDep,
     tenant: TenantDep,
+    draw_query: DrawQueryDep,
     per_class: Annotated[
         int | None, Query(ge=0, description="synthetic images per class (100)")
     ] = None,
-    truncation: Truncation = None,
-    truncation_mode: TruncationMode = "clamp",
-    filter: Filter = "none",
-    min_confidence: MinConfidence = 0.9,
     recipe: Annotated[
         Literal["recommended"] | None,
         Query(description="per-class counts, truncation and filter from the quality report"),
@@ -188,7 +167,7 @@ def get_archive(
     model_dir = settings.models_dir / model.id
     sampler = generation.load_sampler(model_dir)
     if recipe is not None:
-        if per_class is not None or truncation is not None or filter != "none":
+        if per_class is not None or draw_query != draws.DrawQuery():
             raise ApiError(
                 422,
                 "recipe_conflict",
@@ -201,14 +180,7 @@ def get_archive(
         per_class = 100 if per_class is None else per_class
         _check_range("per_class", per_class, settings.max_per_class)
         counts, recipe_used = [per_class] * len(model.classes), None
-        draw = draws.make_draw(
-            sampler.manifest,
-            truncation=truncation,
-            mode=truncation_mode,
-            filter_=filter,
-            min_confidence=min_confidence,
-            max_truncation=settings.max_truncation,
-        )
+        draw = draws.make_draw(sampler.manifest, draw_query, settings.max_truncation)
     seed = seed if seed is not None else random.randrange(2**31)
     request = generation.ArchiveRequest(counts, draw, seed, include_real, recipe_used)
     chunks = generation.stream_archive(

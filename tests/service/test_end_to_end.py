@@ -34,6 +34,23 @@ from tests.conftest import TINY_TRAINING, Api, ServiceProcess, service_env
 TRAIN_TIMEOUT = 300
 
 
+def start_distributed(
+    data_dir: Path, redis_url: str, postgres_url: str, processes: list
+) -> tuple[dict[str, str], ServiceProcess, Api]:
+    """A `ganaug worker` and a `ganaug serve` on Redis + PostgreSQL with their own queue."""
+    env = service_env(
+        data_dir,
+        GANAUG_BROKER_URL=redis_url,
+        GANAUG_DATABASE_URL=postgres_url,
+        GANAUG_QUEUE=f"test-{uuid.uuid4().hex[:8]}",
+    )
+    worker = ServiceProcess(["worker"], env, data_dir.parent / "worker.log").start()
+    processes.append(worker)
+    api = Api(env, data_dir.parent / "api.log").start()
+    processes.append(api)
+    return env, worker, api
+
+
 def check_trained_model(client, model_id: str, data_dir: Path) -> dict:
     model = wait_for_model(client, model_id, {"succeeded"}, TRAIN_TIMEOUT)
     progress = model["progress"]
@@ -49,15 +66,7 @@ def check_trained_model(client, model_id: str, data_dir: Path) -> dict:
 
 def test_distributed_end_to_end(tmp_path, redis_url, postgres_url, processes):
     data_dir = tmp_path / "shared-data"
-    env = service_env(
-        data_dir,
-        GANAUG_BROKER_URL=redis_url,
-        GANAUG_DATABASE_URL=postgres_url,
-        GANAUG_QUEUE=f"test-{uuid.uuid4().hex[:8]}",
-    )
-    processes.append(ServiceProcess(["worker"], env, tmp_path / "worker.log").start())
-    api = Api(env, tmp_path / "api.log").start()
-    processes.append(api)
+    env, _worker, api = start_distributed(data_dir, redis_url, postgres_url, processes)
     with api.client() as client:
         ready = client.get("/readyz")
         assert ready.status_code == 200, ready.text
@@ -88,15 +97,7 @@ def test_distributed_end_to_end(tmp_path, redis_url, postgres_url, processes):
 
 
 def test_cancel_stops_training_within_seconds(tmp_path, redis_url, postgres_url, processes):
-    env = service_env(
-        tmp_path / "data",
-        GANAUG_BROKER_URL=redis_url,
-        GANAUG_DATABASE_URL=postgres_url,
-        GANAUG_QUEUE=f"test-{uuid.uuid4().hex[:8]}",
-    )
-    processes.append(ServiceProcess(["worker"], env, tmp_path / "worker.log").start())
-    api = Api(env, tmp_path / "api.log").start()
-    processes.append(api)
+    _env, _worker, api = start_distributed(tmp_path / "data", redis_url, postgres_url, processes)
     with api.client() as client:
         created = upload_and_train(client, {**TINY_TRAINING, "steps": 100_000})
         model_id = created["model"]["id"]
@@ -170,16 +171,7 @@ def _children(pid: int) -> list[int]:
 
 def test_training_process_lost_is_requeued(tmp_path, redis_url, postgres_url, processes):
     """The pool process that trains is killed (as the OOM killer would): the job reruns."""
-    env = service_env(
-        tmp_path / "data",
-        GANAUG_BROKER_URL=redis_url,
-        GANAUG_DATABASE_URL=postgres_url,
-        GANAUG_QUEUE=f"test-{uuid.uuid4().hex[:8]}",
-    )
-    worker = ServiceProcess(["worker"], env, tmp_path / "worker.log").start()
-    processes.append(worker)
-    api = Api(env, tmp_path / "api.log").start()
-    processes.append(api)
+    _env, worker, api = start_distributed(tmp_path / "data", redis_url, postgres_url, processes)
     with api.client() as client:
         created = upload_and_train(client, {**TINY_TRAINING, "steps": 150})
         model_id = created["model"]["id"]
