@@ -89,6 +89,7 @@ def check_archive(client: httpx.Client, model_id: str, per_class: int = 7) -> No
         params={"per_class": per_class, "seed": 5, "truncation": 1.0},
     )
     assert response.status_code == 200, response.text
+    assert "content-length" not in response.headers, "the archive is streamed, not buffered"
     with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
         names = archive.namelist()
         manifest = json.loads(archive.read("manifest.json"))
@@ -146,7 +147,9 @@ def check_auto_truncation_and_filter(client: httpx.Client, model_id: str, scorer
     auto = client.get(url, params={**params, "truncation": "auto"})
     assert auto.status_code == 200, auto.text
     threshold = 0.5
-    filtered = client.get(url, params={**params, "filter": "confident", "min_confidence": threshold})
+    filtered = client.get(
+        url, params={**params, "filter": "confident", "min_confidence": threshold}
+    )
     if filtered.status_code == 422:  # a 30-step GAN may not convince the evaluator
         assert filtered.json()["error"]["code"] == "filter_exhausted"
         return
@@ -174,3 +177,26 @@ def check_recommended_archive(client: httpx.Client, model_id: str, manifest_reci
     )
     assert conflict.status_code == 422
     assert conflict.json()["error"]["code"] == "recipe_conflict"
+
+
+def check_sampling_errors(client: httpx.Client, model_id: str) -> None:
+    """Out-of-range or unknown sampling parameters are 422 with a code that says which."""
+    samples, archive = f"/v1/models/{model_id}/samples", f"/v1/models/{model_id}/archive"
+    cases = [
+        (samples, {"class": "hexagon"}, "unknown_class"),
+        (samples, {"class": 7}, "unknown_class"),
+        (samples, {"n": 0}, "validation_error"),
+        (samples, {"n": 100_000}, "out_of_range"),
+        (samples, {"truncation": -1}, "invalid_truncation"),
+        (samples, {"truncation": "abc"}, "invalid_truncation"),
+        (samples, {"truncation": 1e9}, "invalid_truncation"),
+        (samples, {"format": "gif"}, "validation_error"),
+        (samples, {"n": 2, "format": "png", "class": 0}, "invalid_format"),
+        (archive, {"per_class": -1}, "validation_error"),
+        (archive, {"per_class": 10_000_000}, "out_of_range"),
+        (archive, {"truncation": 0}, "invalid_truncation"),
+    ]
+    for url, params, code in cases:
+        response = client.get(url, params=params)
+        assert response.status_code == 422, (params, response.text)
+        assert response.json()["error"]["code"] == code, (params, response.json())

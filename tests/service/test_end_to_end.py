@@ -25,6 +25,7 @@ from tests.api_flows import (
     check_recommended_archive,
     check_report,
     check_samples,
+    check_sampling_errors,
     upload_and_train,
     wait_for_model,
     wait_for_report,
@@ -84,6 +85,7 @@ def test_distributed_end_to_end(tmp_path, redis_url, postgres_url, processes):
         after = client.get(f"/v1/models/{model_id}/samples", params=params)
         assert after.status_code == 200 and after.content == before
         check_samples(client, model_id)
+        check_sampling_errors(client, model_id)
         check_archive(client, model_id)
         check_onnx(client, model_id)
         listed = client.get("/v1/models", params={"dataset_id": created["id"]}).json()
