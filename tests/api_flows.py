@@ -77,6 +77,10 @@ def check_samples(client: httpx.Client, model_id: str) -> None:
     assert client.get(url, params={**params, "seed": 8}).content != first
     truncated = client.get(url, params={**params, "truncation": 0.3}).content
     assert truncated != first, "truncation must change the output"
+    resample = {**params, "truncation": 0.3, "truncation_mode": "resample"}
+    resampled = client.get(url, params=resample).content
+    assert resampled not in (first, truncated), "resampling differs from clamping"
+    assert client.get(url, params=resample).content == resampled
 
     every = np.load(io.BytesIO(client.get(url, params={"n": 2, "format": "npz"}).content))
     assert every["y"].tolist() == [0, 0, 1, 1, 2, 2]
