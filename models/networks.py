@@ -1,16 +1,27 @@
-"""Class-conditional generator and critic (AC-GAN head) whose depth follows the image size."""
+"""Class-conditional generator and critic whose depth follows the image size.
+
+The critic is conditioned through an auxiliary classifier head (AC-GAN), a projection of a
+class embedding on its features (Miyato & Koyama 2018) or one-hot class maps concatenated to
+its input (cGAN).
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as with_spectral_norm
 
 MIN_SIZE, MAX_SIZE = 8, 128
 MAX_WIDTH_MULT = 8  # widest layer = base width * 8, so 128 px nets stay trainable on a CPU
+
+GeneratorConditioning = Literal["cbn", "embed"]
+CriticConditioning = Literal["aux", "projection", "concat"]
 
 
 def upsample_count(size: int) -> int:
@@ -42,22 +53,33 @@ class ConditionalBatchNorm2d(nn.Module):
         return self.norm(x) * gain + bias  # (B, C, H, W)
 
 
-class UpBlock(nn.Module):
-    """2x transposed-conv upsampling, conditional batch norm, ReLU."""
+class UnconditionalBatchNorm2d(nn.BatchNorm2d):
+    """Plain batch norm that takes (and ignores) the conditioning vector, like its sibling."""
 
-    def __init__(self, in_channels: int, out_channels: int, cond_dim: int):
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x)
+
+
+class UpBlock(nn.Module):
+    """2x transposed-conv upsampling, (conditional) batch norm, ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, make_norm: Callable[[int], nn.Module]):
         super().__init__()
         self.conv = nn.ConvTranspose2d(
             in_channels, out_channels, 4, stride=2, padding=1, bias=False
         )
-        self.norm = ConditionalBatchNorm2d(out_channels, cond_dim)
+        self.norm = make_norm(out_channels)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return F.relu(self.norm(self.conv(x), cond))  # (B, C_out, 2H, 2W)
 
 
 class Generator(nn.Module):
-    """Maps (latent, class) to an image in [-1, 1], NCHW, of the configured size."""
+    """Maps (latent, class) to an image in [-1, 1], NCHW, of the configured size.
+
+    `conditioning="cbn"`: every batch norm's gain and bias are linear in [z, embed(class)];
+    `"embed"`: [z, embed(class)] enters the first layer only and the norms are plain.
+    """
 
     def __init__(
         self,
@@ -68,6 +90,7 @@ class Generator(nn.Module):
         channels: int,  # output channels, 1 or 3
         width: int = 32,  # channels of the last (full-resolution) block; doubles per level up
         embed_dim: int = 32,  # class embedding concatenated to the latent
+        conditioning: GeneratorConditioning = "cbn",  # where [z, class] steers the net
     ):
         super().__init__()
         self.kwargs = dict(
@@ -77,6 +100,7 @@ class Generator(nn.Module):
             channels=channels,
             width=width,
             embed_dim=embed_dim,
+            conditioning=conditioning,
         )
         levels = upsample_count(image_size)
         self.base = math.ceil(image_size / 2**levels)
@@ -84,10 +108,18 @@ class Generator(nn.Module):
         self.image_size = image_size
         self.embed = nn.Embedding(num_classes, embed_dim)
         cond_dim = z_dim + embed_dim
+        if conditioning == "cbn":
+            make_norm: Callable[[int], nn.Module] = partial(
+                ConditionalBatchNorm2d, cond_dim=cond_dim
+            )
+        elif conditioning == "embed":
+            make_norm = UnconditionalBatchNorm2d
+        else:
+            raise ValueError(f"generator conditioning must be cbn or embed, got {conditioning!r}")
         self.fc = nn.Linear(cond_dim, widths[0] * self.base**2, bias=False)
-        self.fc_norm = ConditionalBatchNorm2d(widths[0], cond_dim)
+        self.fc_norm = make_norm(widths[0])
         self.blocks = nn.ModuleList(
-            UpBlock(widths[i], widths[i + 1], cond_dim) for i in range(levels)
+            UpBlock(widths[i], widths[i + 1], make_norm) for i in range(levels)
         )
         self.to_image = nn.Conv2d(widths[-1], channels, 3, padding=1)
 
@@ -113,47 +145,120 @@ def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class Discriminator(nn.Module):
-    """Strided convs + LeakyReLU, no batch norm (gradient penalty); AC-GAN class head."""
+    """Strided convs + LeakyReLU, no batch norm (gradient penalties are per sample).
+
+    `conditioning` says how the class enters: `aux` = an auxiliary classifier head next to
+    the adversarial score (AC-GAN; labels are not an input), `projection` = score +
+    <embed(y), h> on the flattened features h (Miyato & Koyama 2018), `concat` = one-hot class
+    maps as extra input channels (cGAN).
+    """
 
     def __init__(
         self,
         *,
-        num_classes: int,  # size of the auxiliary classifier output
+        num_classes: int,  # number of class labels
         image_size: int,  # input height = width, 8..128
         channels: int,  # input channels, 1 or 3
         width: int = 32,  # channels of the first conv; doubles per downsampling
         mbstd_group: int = 4,  # minibatch-stddev group size (0 = off)
+        conditioning: CriticConditioning = "aux",  # how the class enters, see above
+        spectral_norm: bool = False,  # spectral normalisation of every conv/linear/embedding
+        dropout: float = 0.0,  # dropout after every conv block (0 = none)
     ):
         super().__init__()
+        if conditioning not in ("aux", "projection", "concat"):
+            raise ValueError(
+                f"critic conditioning must be aux, projection or concat, got {conditioning!r}"
+            )
         self.kwargs = dict(
             num_classes=num_classes,
             image_size=image_size,
             channels=channels,
             width=width,
             mbstd_group=mbstd_group,
+            conditioning=conditioning,
+            spectral_norm=spectral_norm,
+            dropout=dropout,
         )
+        self.num_classes, self.conditioning = num_classes, conditioning
         self.mbstd_group = mbstd_group
+        norm = with_spectral_norm if spectral_norm else _identity
         layers: list[nn.Module] = []
-        size, in_ch = image_size, channels
+        size = image_size
+        in_ch = channels + (num_classes if conditioning == "concat" else 0)
         for i in range(upsample_count(image_size)):
             out_ch = width * min(2**i, MAX_WIDTH_MULT)
-            layers += [nn.Conv2d(in_ch, out_ch, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            conv = norm(nn.Conv2d(in_ch, out_ch, 4, stride=2, padding=1))
+            layers += [conv, nn.LeakyReLU(0.2)] + ([nn.Dropout(dropout)] if dropout else [])
             size, in_ch = size // 2, out_ch
         self.features = nn.Sequential(*layers)
         in_ch += 1 if mbstd_group else 0
-        self.adv_head = nn.Linear(in_ch * size * size, 1)
-        self.class_head = nn.Linear(in_ch * size * size, num_classes)
+        features = in_ch * size * size
+        self.adv_head = norm(nn.Linear(features, 1))
+        if conditioning == "aux":
+            self.class_head = norm(nn.Linear(features, num_classes))
+        elif conditioning == "projection":
+            self.embed = nn.Embedding(num_classes, features)
+            # the scale of the adversarial head's weights, not N(0, 1) per coordinate
+            nn.init.uniform_(self.embed.weight, -(features**-0.5), features**-0.5)
+            self.embed = norm(self.embed)
 
     def config(self) -> dict[str, Any]:
         """Constructor kwargs: `Discriminator(**d.config())` rebuilds the architecture."""
         return dict(self.kwargs)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(adversarial score (B,), class logits (B, K) or None when not `aux`).
+
+        `labels` (B,) are needed by the `projection` and `concat` critics; `aux` ignores them.
+        """
+        if self.conditioning != "aux" and labels is None:
+            raise ValueError(f"a {self.conditioning} critic needs the class labels")
+        if self.conditioning == "concat":
+            maps = F.one_hot(labels, self.num_classes).to(x.dtype)  # (B, K)
+            x = torch.cat([x, maps[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
         h = self.features(x)  # (B, C_k, s, s)
         if self.mbstd_group:
             h = minibatch_stddev(h, self.mbstd_group)  # (B, C_k + 1, s, s)
-        h = h.flatten(1)  # (B, (C_k + 1) * s * s)
-        return self.adv_head(h).squeeze(1), self.class_head(h)  # (B,), (B, K)
+        h = h.flatten(1)  # (B, D) with D = (C_k + 1) * s * s
+        score = self.adv_head(h).squeeze(1)  # (B,)
+        if self.conditioning == "aux":
+            return score, self.class_head(h)  # (B,), (B, K)
+        if self.conditioning == "projection":
+            score = score + (self.embed(labels) * h).sum(dim=1)
+        return score, None
+
+    def lipschitz_bound(self) -> float:
+        """Product of the spectral norms of the layers from the image to the score.
+
+        An upper bound on the critic's Lipschitz constant (LeakyReLU is 1-Lipschitz; dropout
+        and the minibatch-stddev channel are left out). Convolutions count as their weight
+        reshaped to (out, in * kh * kw), the bound spectral normalisation controls. For a
+        projection critic the head for class y is w + embed(y), so it counts as
+        max_y |w + embed(y)|. Reads the weights in eval mode so spectral normalisation's
+        power iteration does not advance.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                bound = 1.0
+                for layer in self.features:
+                    if isinstance(layer, nn.Conv2d):
+                        weight = layer.weight.flatten(1)  # (out, in * kh * kw)
+                        bound *= float(torch.linalg.matrix_norm(weight, ord=2))
+                head = self.adv_head.weight  # (1, D)
+                if self.conditioning == "projection":
+                    head = head + self.embed.weight  # (K, D): row y scores class y
+                return bound * float(head.norm(dim=1).max())
+        finally:
+            self.train(was_training)
+
+
+def _identity(module: nn.Module) -> nn.Module:
+    return module
 
 
 def minibatch_stddev(h: torch.Tensor, group_size: int) -> torch.Tensor:
