@@ -9,20 +9,40 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 DIFFAUGMENT_OPS = ("translation", "cutout", "color")
 
-# Defaults that differ from the WAC-GAN-GP ones below: Odena et al.'s AC-GAN trains its
-# discriminator once per generator step with Adam betas (0.5, 0.999) and no penalty.
+# Defaults that differ from the WAC-GAN-GP ones below: Odena et al.'s AC-GAN, like DCGAN-style
+# cGANs, trains its discriminator once per generator step with Adam betas (0.5, 0.999), no
+# penalty and the non-saturating BCE loss; cGAN has no auxiliary classifier.
+_BCE_DEFAULTS = {"n_critic": 1, "gp_weight": 0.0, "beta1": 0.5, "beta2": 0.999, "adv_loss": "bce"}
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "acgan": {"n_critic": 1, "gp_weight": 0.0, "beta1": 0.5, "beta2": 0.999},
+    "acgan": _BCE_DEFAULTS,
+    "cgan": _BCE_DEFAULTS | {"aux_weight": 0.0, "d_conditioning": "projection"},
 }
 
 
 class TrainConfig(BaseModel, extra="forbid"):
     """Options of one GAN training run; defaults train a 28 px, 10-class set in ~10 CPU min."""
 
-    method: Literal["wacgan-gp", "acgan"] = Field(
+    method: Literal["wacgan-gp", "acgan", "cgan"] = Field(
         "wacgan-gp",
         description="wacgan-gp: Wasserstein critic + gradient penalty + auxiliary "
-        "classifier; acgan: non-saturating BCE + auxiliary classifier (Odena et al. 2017)",
+        "classifier; acgan: non-saturating BCE + auxiliary classifier (Odena et al. 2017); "
+        "cgan: label-conditioned discriminator without classifier (see d_conditioning)",
+    )
+    adv_loss: Literal["bce", "hinge"] | None = Field(
+        None,
+        description="adversarial loss of acgan and cgan (default bce: non-saturating; hinge: "
+        "max(0, 1 -/+ D)); must stay unset for wacgan-gp, whose critic is Wasserstein",
+    )
+    d_conditioning: Literal["projection", "concat"] | None = Field(
+        None,
+        description="how cgan's discriminator sees the label (default projection: score + "
+        "<embed(y), features>, Miyato & Koyama 2018; concat: one-hot class maps as extra "
+        "input channels); must stay unset for wacgan-gp and acgan, which use a classifier head",
+    )
+    g_conditioning: Literal["cbn", "embed"] = Field(
+        "cbn",
+        description="cbn: [z, class embedding] sets every generator batch norm's gain and "
+        "bias; embed: [z, class embedding] enters the first layer only, norms are plain",
     )
     steps: int = Field(3000, ge=1, le=200_000, description="generator updates")
     batch_size: int = Field(64, ge=1, le=1024, description="images per critic/generator step")
@@ -38,6 +58,31 @@ class TrainConfig(BaseModel, extra="forbid"):
     gp_weight: float = Field(10.0, ge=0, description="gradient penalty weight (0 = off)")
     aux_weight: float = Field(
         0.2, ge=0, description="auxiliary classifier loss weight; high values collapse classes"
+    )
+    label_smoothing: float = Field(
+        0.0,
+        ge=0,
+        lt=0.5,
+        description="one-sided label smoothing: real images' BCE target is 1 - label_smoothing "
+        "(bce losses only)",
+    )
+    spectral_norm: bool = Field(
+        False, description="spectral normalisation of every critic conv and linear layer"
+    )
+    d_dropout: float = Field(
+        0.0, ge=0, lt=0.9, description="dropout probability after every critic conv block"
+    )
+    r1_weight: float = Field(
+        0.0,
+        ge=0,
+        description="R1 penalty on real images, r1_weight / 2 * E|grad D(x)|^2 (0 = off)",
+    )
+    weight_clip: float | None = Field(
+        None,
+        gt=0,
+        description="WGAN weight clipping: clamp every critic parameter to [-c, c] after each "
+        "critic update (wacgan-gp with gp_weight 0 and no spectral_norm; for comparison with "
+        "the gradient penalty); None = off",
     )
     ema_decay: float = Field(
         0.999, ge=0, lt=1, description="EMA of generator weights used for export (0 = off)"
@@ -70,6 +115,40 @@ class TrainConfig(BaseModel, extra="forbid"):
             return {**METHOD_DEFAULTS[data["method"]], **data}
         return data
 
+    @model_validator(mode="after")
+    def _consistent_options(self) -> TrainConfig:
+        problems = []
+        wasserstein = self.method == "wacgan-gp"
+        if wasserstein and self.adv_loss is not None:
+            problems.append("adv_loss applies to acgan and cgan; wacgan-gp is Wasserstein")
+        if not wasserstein and self.adv_loss is None:
+            problems.append(f"adv_loss must be bce or hinge for {self.method}")
+        if self.method == "cgan":
+            if self.d_conditioning is None:
+                problems.append("d_conditioning must be projection or concat for cgan")
+            if self.aux_weight > 0:
+                problems.append("aux_weight must be 0 for cgan, which has no classifier head")
+        elif self.d_conditioning is not None:
+            problems.append(
+                f"d_conditioning applies to cgan only; {self.method} conditions its critic "
+                "through the auxiliary classifier head"
+            )
+        if self.label_smoothing > 0 and self.adversarial_loss != "bce":
+            problems.append(
+                "label_smoothing softens BCE targets; the "
+                f"{self.adversarial_loss} loss has none (use acgan or cgan with adv_loss bce)"
+            )
+        if self.weight_clip is not None:
+            if not wasserstein:
+                problems.append("weight_clip is the WGAN critic constraint: use wacgan-gp")
+            if self.gp_weight > 0:
+                problems.append("weight_clip replaces the gradient penalty: set gp_weight 0")
+            if self.spectral_norm:
+                problems.append("weight_clip and spectral_norm both constrain the critic: pick one")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     @field_validator("diffaugment")
     @classmethod
     def _known_ops(cls, value: str) -> str:
@@ -78,6 +157,10 @@ class TrainConfig(BaseModel, extra="forbid"):
         if unknown:
             raise ValueError(f"unknown DiffAugment ops {unknown}; choose from {DIFFAUGMENT_OPS}")
         return ",".join(dict.fromkeys(ops))
+
+    @property
+    def adversarial_loss(self) -> Literal["wasserstein", "bce", "hinge"]:
+        return "wasserstein" if self.method == "wacgan-gp" else self.adv_loss or "bce"
 
     @property
     def diffaugment_ops(self) -> list[str]:

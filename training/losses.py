@@ -1,9 +1,10 @@
-"""GAN objectives with an auxiliary classifier: WAC-GAN-GP and AC-GAN."""
+"""GAN objectives: WAC-GAN-GP, AC-GAN and the label-conditioned cGAN, with their penalties."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -12,16 +13,20 @@ from models.networks import Discriminator
 from training.augment import diff_augment
 
 Stats = dict[str, torch.Tensor]
+AdversarialLoss = Literal["wasserstein", "bce", "hinge"]
 
 
 @dataclass(frozen=True)
 class GanLoss:
     """Critic and generator losses of one method; the critic sees every image DiffAugmented."""
 
-    method: str  # "wacgan-gp" (Wasserstein) or "acgan" (non-saturating BCE)
+    adversarial: AdversarialLoss  # wasserstein, non-saturating bce, or hinge
     gp_weight: float  # gradient penalty on real/fake interpolates, 0 = off
-    aux_weight: float  # weight of the auxiliary classifier cross-entropy
+    aux_weight: float  # weight of the auxiliary classifier cross-entropy (aux critics)
     augment: Sequence[str]  # DiffAugment ops
+    aux_on_fakes: bool = False  # AC-GAN (Odena et al.) also trains the classifier on fakes
+    label_smoothing: float = 0.0  # bce only: real images' target is 1 - label_smoothing
+    r1_weight: float = 0.0  # R1 penalty r1_weight / 2 * E|grad D(real)|^2, 0 = off
 
     def critic(
         self,
@@ -34,45 +39,71 @@ class GanLoss:
         """Loss to minimise in a critic step, and detached stats to log."""
         real = diff_augment(real, self.augment)
         fake = diff_augment(fake.detach(), self.augment)  # no generator gradients here
+        if self.r1_weight > 0:
+            real = real.detach().requires_grad_(True)
         # Separate calls: the critic's minibatch-stddev must not mix real and fake samples.
-        adv_real, logits_real = critic(real)  # (B,), (B, K)
-        adv_fake, logits_fake = critic(fake)
-        aux = F.cross_entropy(logits_real, real_labels)
-        if self.method == "wacgan-gp":
-            adv_loss = adv_fake.mean() - adv_real.mean()
-            stats = {"wdist": -adv_loss.detach()}
-        else:  # Odena et al. also train the classifier on fakes
-            adv_loss = F.softplus(-adv_real).mean() + F.softplus(adv_fake).mean()
-            aux = aux + F.cross_entropy(logits_fake, fake_labels)
-            stats = {}
-        loss = adv_loss + self.aux_weight * aux
+        adv_real, logits_real = critic(real, real_labels)  # (B,), (B, K) or None
+        adv_fake, logits_fake = critic(fake, fake_labels)
+        stats: Stats = {}
+        aux_stats: Stats = {}
+        if self.adversarial == "wasserstein":
+            loss = adv_fake.mean() - adv_real.mean()
+            stats["wdist"] = -loss.detach()
+        elif self.adversarial == "bce":
+            loss = F.softplus(-adv_real).mean() + F.softplus(adv_fake).mean()
+            if self.label_smoothing:  # BCE(x, 1 - s) = softplus(-x) + s * x
+                loss = loss + self.label_smoothing * adv_real.mean()
+        else:
+            loss = F.relu(1 - adv_real).mean() + F.relu(1 + adv_fake).mean()
+        if logits_real is not None:
+            aux = F.cross_entropy(logits_real, real_labels)
+            if self.aux_on_fakes:
+                aux = aux + F.cross_entropy(logits_fake, fake_labels)
+            loss = loss + self.aux_weight * aux
+            aux_stats["d_aux"] = aux.detach()
         if self.gp_weight > 0:
-            penalty, grad_norm = gradient_penalty(critic, real, fake)
+            penalty, grad_norm = gradient_penalty(critic, real, fake, real_labels)
             loss = loss + self.gp_weight * penalty
             stats |= {"gp": penalty.detach(), "grad_norm": grad_norm}
-        return loss, stats | {"d_loss": loss.detach(), "d_aux": aux.detach()}
+        if self.r1_weight > 0:
+            penalty = r1_penalty(adv_real, real)
+            loss = loss + self.r1_weight / 2 * penalty
+            stats["r1"] = penalty.detach()
+        return loss, stats | {"d_loss": loss.detach()} | aux_stats
 
     def generator(
         self, critic: Discriminator, fake: torch.Tensor, fake_labels: torch.Tensor
     ) -> tuple[torch.Tensor, Stats]:
         """Loss to minimise in a generator step, and detached stats to log."""
-        adv, logits = critic(diff_augment(fake, self.augment))  # (B,), (B, K)
-        adv_loss = -adv.mean() if self.method == "wacgan-gp" else F.softplus(-adv).mean()
-        aux = F.cross_entropy(logits, fake_labels)
-        loss = adv_loss + self.aux_weight * aux
-        return loss, {"g_loss": loss.detach(), "g_aux": aux.detach()}
+        adv, logits = critic(diff_augment(fake, self.augment), fake_labels)  # (B,), (B, K)
+        # non-saturating for bce; hinge generators maximise the raw score like Wasserstein
+        loss = F.softplus(-adv).mean() if self.adversarial == "bce" else -adv.mean()
+        stats: Stats = {}
+        if logits is not None:
+            aux = F.cross_entropy(logits, fake_labels)
+            loss = loss + self.aux_weight * aux
+            stats["g_aux"] = aux.detach()
+        return loss, {"g_loss": loss.detach()} | stats
 
 
 def gradient_penalty(
-    critic: Discriminator, real: torch.Tensor, fake: torch.Tensor
+    critic: Discriminator, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """WGAN-GP penalty E[(|grad D(x_hat)| - 1)^2] on random real/fake interpolates.
+
+    A label-conditioned critic scores each interpolate with the real image's label.
 
     Returns:
         (penalty, mean gradient norm): the norm is a cheap Lipschitz estimate of the critic.
     """
     eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device)  # (B, 1, 1, 1)
     x_hat = torch.lerp(fake.detach(), real.detach(), eps).requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x_hat)[0].sum(), x_hat, create_graph=True)
+    (grad,) = torch.autograd.grad(critic(x_hat, labels)[0].sum(), x_hat, create_graph=True)
     norm = grad.flatten(1).norm(dim=1)  # (B,)
     return (norm - 1).square().mean(), norm.detach().mean()
+
+
+def r1_penalty(adv_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """E|grad_x D(x)|^2 on the (augmented) real images x (Mescheder et al. 2018)."""
+    (grad,) = torch.autograd.grad(adv_real.sum(), real, create_graph=True)
+    return grad.flatten(1).square().sum(dim=1).mean()
