@@ -98,7 +98,7 @@ def test_defaults_train_as_before(tmp_path, overrides, size, expected):
 
 OPTION_RUNS = {
     "cgan-projection": {"method": "cgan"},
-    "cgan-concat": {"method": "cgan", "d_conditioning": "concat"},
+    "cgan-concat-gp": {"method": "cgan", "d_conditioning": "concat", "gp_weight": 1.0},
     "cgan-hinge-sn": {"method": "cgan", "adv_loss": "hinge", "spectral_norm": True},
     "acgan-hinge": {"method": "acgan", "adv_loss": "hinge"},
     "acgan-label-smoothing": {"method": "acgan", "label_smoothing": 0.1},
