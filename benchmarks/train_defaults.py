@@ -56,7 +56,7 @@ def print_progress(p: Progress, state: dict[str, float]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, help="override the default number of steps")
-    parser.add_argument("--method", default="wacgan-gp", choices=["wacgan-gp", "acgan"])
+    parser.add_argument("--method", default="wacgan-gp", choices=["wacgan-gp", "acgan", "cgan"])
     parser.add_argument("--per-class", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
