@@ -233,12 +233,13 @@ class Discriminator(nn.Module):
     def lipschitz_bound(self) -> float:
         """Product of the spectral norms of the layers from the image to the score.
 
-        An upper bound on the critic's Lipschitz constant (LeakyReLU is 1-Lipschitz; dropout
-        and the minibatch-stddev channel are left out). Convolutions count as their weight
-        reshaped to (out, in * kh * kw), the bound spectral normalisation controls. For a
-        projection critic the head for class y is w + embed(y), so it counts as
-        max_y |w + embed(y)|. Reads the weights in eval mode so spectral normalisation's
-        power iteration does not advance.
+        Convolutions count as their weight reshaped to (out, in * kh * kw), the norm spectral
+        normalisation controls; a stride-2 4x4 conv's operator norm can exceed it by up to 2x
+        (each input pixel lies in 4 patches), so the product tracks the critic's Lipschitz
+        constant rather than bounding it strictly (LeakyReLU is 1-Lipschitz; dropout and the
+        minibatch-stddev channel are left out). For a projection critic the head for class y
+        is w + embed(y), so it counts as max_y |w + embed(y)|. Reads the weights in eval mode
+        so spectral normalisation's power iteration does not advance.
         """
         was_training = self.training
         self.eval()
