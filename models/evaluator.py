@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from models.images import to_unit_nchw
-from models.sampler import _CUDA_OPTIONS, CPU, CUDA, _session_options, cuda_usable
+from models.sampler import open_session
 
 EVALUATOR_FILE = "evaluator.onnx"
 
@@ -25,11 +24,7 @@ class EvaluatorScorer:
         model_path = Path(model_dir) / EVALUATOR_FILE
         if not model_path.is_file():
             raise FileNotFoundError(f"no {EVALUATOR_FILE} in {model_dir}; build the report first")
-        if providers is None:
-            providers = [(CUDA, _CUDA_OPTIONS), CPU] if cuda_usable(model_path) else [CPU]
-        self._session = ort.InferenceSession(
-            str(model_path), _session_options(), providers=providers
-        )
+        self._session = open_session(model_path, providers)
         _, channels, height, width = self._session.get_inputs()[0].shape
         self.image_shape: tuple[int, int, int] = (height, width, channels)  # (H, W, C)
         probs, features = self._session.get_outputs()

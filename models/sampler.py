@@ -54,6 +54,17 @@ def _cuda_starts(model_path: Path) -> bool:
         ort.set_default_logger_severity(_ORT_DEFAULT_LOG_SEVERITY)
 
 
+def open_session(model_path: Path, providers: list | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime session on model_path: CUDA when it really works here, else CPU.
+
+    Args:
+        providers: ONNX Runtime providers in order of preference, instead of that choice.
+    """
+    if providers is None:
+        providers = [(CUDA, _CUDA_OPTIONS), CPU] if cuda_usable(model_path) else [CPU]
+    return ort.InferenceSession(str(model_path), _session_options(), providers=providers)
+
+
 class GeneratorSampler:
     """Loads `model_dir` (manifest + generator.onnx) and turns (class, latent) into images."""
 
@@ -65,12 +76,7 @@ class GeneratorSampler:
         """
         self.model_dir = Path(model_dir)
         self.manifest: Manifest = read_manifest(self.model_dir)
-        model_path = self.model_dir / GENERATOR_FILE
-        if providers is None:
-            providers = [(CUDA, _CUDA_OPTIONS), CPU] if cuda_usable(model_path) else [CPU]
-        self._session = ort.InferenceSession(
-            str(model_path), _session_options(), providers=providers
-        )
+        self._session = open_session(self.model_dir / GENERATOR_FILE, providers)
 
     @property
     def providers(self) -> list[str]:
