@@ -174,7 +174,7 @@ def get_archive(
                 "recipe=recommended sets per_class, truncation and filter; drop those parameters.",
             )
         counts, draw, recipe_used = draws.recommended(
-            sampler.manifest, [c["count"] for c in _dataset_classes(session, tenant, model)]
+            sampler.manifest, [c["count"] for c in model.classes]
         )
     else:
         per_class = 100 if per_class is None else per_class
@@ -202,10 +202,6 @@ def _scorer_for(draw: generation.Draw, model_dir: Path) -> EvaluatorScorer | Non
     if draw.min_confidence is not None and scorer is None:
         raise ApiError(409, "report_not_ready", "filter=confident needs the report's evaluator.")
     return scorer
-
-
-def _dataset_classes(session: SessionDep, tenant: str, model: Model) -> list[dict]:
-    return catalog.get_dataset_or_404(session, tenant, model.dataset_id).classes
 
 
 @router.get("/{model_id}/generator.onnx")
