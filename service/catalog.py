@@ -113,7 +113,7 @@ def delete_dataset(settings: Settings, session: Session, dataset: Dataset) -> No
         )
     model_ids = repo.dataset_model_ids(session, dataset.id)
     repo.delete_dataset(session, dataset)
-    session.flush()
+    session.commit()  # rows first: a failed commit must not leave rows without their files
     for model_id in model_ids:
         shutil.rmtree(settings.models_dir / model_id, ignore_errors=True)
     shutil.rmtree(settings.datasets_dir / dataset.id, ignore_errors=True)

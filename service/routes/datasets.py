@@ -70,7 +70,6 @@ def upload_dataset(
             )
         except ApiError:
             catalog.delete_dataset(settings, session, dataset)
-            session.commit()
             raise
     return DatasetPublic.from_row(dataset, model)
 
@@ -99,5 +98,4 @@ def delete_dataset(
 ) -> Response:
     dataset = catalog.get_dataset_or_404(session, tenant, dataset_id)
     catalog.delete_dataset(settings, session, dataset)
-    session.commit()
     return Response(status_code=204)
