@@ -163,6 +163,7 @@ def run_size(service: Service, size: int, args: argparse.Namespace, test: tuple)
 
 
 def write_results(results: dict[int, dict], args: argparse.Namespace) -> None:
+    path = args.results
     lines = [
         "# Low-data benchmark (Fashion-MNIST, official 10,000-image test set)",
         "",
@@ -189,8 +190,8 @@ def write_results(results: dict[int, dict], args: argparse.Namespace) -> None:
             f"| {size} | {mean_std(s['plain'])} | {mean_std(s['classic'])} | "
             f"{mean_std(s['synthetic'])} | {lift:+.1f} pts | {recipes} | {gan} | {notes} |"
         )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -203,11 +204,13 @@ def main() -> None:
         "--gan-config", default='{"report": "standard"}', help="JSON training options"
     )
     parser.add_argument("--gan-per-seed", action="store_true", help="a GAN per seed, not per size")
+    parser.add_argument("--port", type=int, default=8765, help="port of the private ganaug serve")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="markdown table to write")
     args = parser.parse_args()
     test = load("t10k")
     with tempfile.TemporaryDirectory(prefix="ganaug-bench-") as tmp:
         (Path(tmp) / "data").mkdir()
-        service = Service(Path(tmp) / "data")
+        service = Service(Path(tmp) / "data", port=args.port)
         results: dict[int, dict] = {}
         try:
             for size in args.sizes:
