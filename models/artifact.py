@@ -50,7 +50,7 @@ class Recipe(BaseModel):
         ge=0, description="synthetic images per class as a multiple of the real count; 0 = none"
     )
     truncation: float | None = Field(description="latent truncation; None = untruncated")
-    filter: Literal["none", "confident"]
+    filter: Literal["none", "confident", "manifold"]
     min_confidence: float = Field(ge=0, le=1, description="evaluator confidence kept (confident)")
     heldout_accuracy: float
     baseline_accuracy: float = Field(description="the same classifier on real images only")
@@ -64,6 +64,9 @@ class Evaluation(BaseModel):
     truncation_sweep: list[TruncationPoint]
     recipe: Recipe | None = Field(description="None when there is no held-out set to choose one")
     evaluator_file: str | None
+    manifold_file: str | None = Field(
+        None, description="real class manifold for filter=manifold (reports before it: None)"
+    )
     report_file: str
 
 

@@ -7,13 +7,15 @@ from pathlib import Path
 import numpy as np
 
 from models.images import to_unit_nchw
+from models.manifold import MANIFOLD_FILE, ClassManifold
 from models.sampler import open_session
 
 EVALUATOR_FILE = "evaluator.onnx"
 
 
 class EvaluatorScorer:
-    """Loads `model_dir/evaluator.onnx` and returns class probabilities and features."""
+    """Loads `model_dir/evaluator.onnx` and returns class probabilities and features; with
+    the report's `manifold.npz` beside it, also whether images lie in their class manifold."""
 
     def __init__(self, model_dir: Path, providers: list[str] | None = None):
         """Args:
@@ -30,6 +32,8 @@ class EvaluatorScorer:
         probs, features = self._session.get_outputs()
         self.num_classes: int = probs.shape[1]
         self._feature_dim: int = features.shape[1]
+        manifold_path = Path(model_dir) / MANIFOLD_FILE
+        self.manifold = ClassManifold.load(manifold_path) if manifold_path.is_file() else None
 
     @property
     def providers(self) -> list[str]:
@@ -62,10 +66,22 @@ class EvaluatorScorer:
 
     def confidence(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Probability the evaluator gives each image's own label; float32 (N,)."""
+        labels = self._check_labels(images, labels)
+        probs, _ = self.score(images)
+        return probs[np.arange(len(labels)), labels]
+
+    def in_manifold(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Whether each image lies within the k-NN radius of a real train image of its own
+        class, in evaluator features (per-sample k-NN precision); bool (N,)."""
+        if self.manifold is None:
+            raise FileNotFoundError(f"no {MANIFOLD_FILE} beside the evaluator; rebuild the report")
+        labels = self._check_labels(images, labels)
+        return self.manifold.contains(self.score(images)[1], labels)
+
+    def _check_labels(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
         labels = np.asarray(labels, dtype=np.int64)
         if labels.shape != (len(images),):
             raise ValueError(f"expected labels ({len(images)},), got {labels.shape}")
         if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
             raise ValueError(f"labels must be in 0..{self.num_classes - 1}")
-        probs, _ = self.score(images)
-        return probs[np.arange(len(labels)), labels]
+        return labels

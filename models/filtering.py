@@ -1,4 +1,6 @@
-"""Keep only generated images the evaluator confidently assigns to their class (no torch).
+"""Keep only generated images that pass an evaluator test (no torch): `confident`, the
+evaluator assigns them to their class with at least `min_confidence`; `manifold`, their
+evaluator features lie inside the real images' k-NN class manifold (as k-NN precision counts).
 
 Rejection sampling: latents are drawn chunk by chunk from one rng, so a given rng state
 and the same options always give the same accepted images, in draw order.
@@ -7,6 +9,8 @@ and the same options always give the same accepted images, in draw order.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -16,7 +20,33 @@ from models.truncation import TruncationMode, sample_latents
 
 
 class FilterExhausted(Exception):
-    """Too few generated images passed the confidence threshold within the draw budget."""
+    """Too few generated images passed the filter within the draw budget."""
+
+
+@dataclass(frozen=True)
+class SampleFilter:
+    """Which generated images to keep."""
+
+    kind: Literal["confident", "manifold"] = "confident"
+    min_confidence: float = 0.9  # confident only
+
+    def keep(self, scorer: EvaluatorScorer, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """bool (N,): the images this filter keeps."""
+        if self.kind == "manifold":
+            return scorer.in_manifold(images, labels)
+        return scorer.confidence(images, labels) >= self.min_confidence
+
+    def failure(self, passed: int, drawn: int, class_index: int) -> str:
+        """What went wrong when too few passed, and what to change."""
+        if self.kind == "manifold":
+            return (
+                f"only {passed} of {drawn} images drawn for class {class_index} fell inside the "
+                "real class manifold; lower the truncation threshold or use filter=confident"
+            )
+        return (
+            f"only {passed} of {drawn} images drawn for class {class_index} reached confidence "
+            f"{self.min_confidence}; lower min_confidence or the truncation threshold"
+        )
 
 
 def iter_filtered(
@@ -27,7 +57,7 @@ def iter_filtered(
     *,
     truncation: float | None = None,
     mode: TruncationMode = "clamp",
-    min_confidence: float = 0.9,
+    keep: SampleFilter = SampleFilter(),
     chunk: int = 128,
     max_draws: int | None = None,
 ) -> Iterator[np.ndarray]:
@@ -37,13 +67,15 @@ def iter_filtered(
 
     Args:
         truncation, mode: latent truncation, as in `models.truncation.sample_latents`.
-        min_confidence: keep images whose evaluator probability of class_index is at least this.
+        keep: the filter; `manifold` needs the report's manifold.npz beside the evaluator.
         chunk: latents generated and scored per step.
         max_draws: raise FilterExhausted after drawing this many latents; None = never stop.
     """
     _check_compatible(sampler, scorer, class_index, chunk)
+    if keep.kind == "manifold" and scorer.manifold is None:
+        raise ValueError("filter manifold needs the report's manifold.npz; rebuild the report")
     return _accepted_batches(
-        sampler, scorer, class_index, rng, truncation, mode, min_confidence, chunk, max_draws
+        sampler, scorer, class_index, rng, truncation, mode, keep, chunk, max_draws
     )
 
 
@@ -54,7 +86,7 @@ def _accepted_batches(
     rng: np.random.Generator,
     truncation: float | None,
     mode: TruncationMode,
-    min_confidence: float,
+    keep: SampleFilter,
     chunk: int,
     max_draws: int | None,
 ) -> Iterator[np.ndarray]:
@@ -64,14 +96,11 @@ def _accepted_batches(
         latents = sample_latents(rng, n, sampler.manifest.z_dim, truncation=truncation, mode=mode)
         labels = np.full(n, class_index, dtype=np.int64)
         images = sampler.generate(labels, latents)
-        kept = images[scorer.confidence(images, labels) >= min_confidence]
+        kept = images[keep.keep(scorer, images, labels)]
         drawn, passed = drawn + n, passed + len(kept)
         if len(kept):
             yield kept
-    raise FilterExhausted(
-        f"only {passed} of {drawn} images drawn for class {class_index} reached confidence "
-        f"{min_confidence}; lower min_confidence or the truncation threshold"
-    )
+    raise FilterExhausted(keep.failure(passed, drawn, class_index))
 
 
 def generate_filtered(
@@ -83,11 +112,11 @@ def generate_filtered(
     *,
     truncation: float | None = None,
     mode: TruncationMode = "clamp",
-    min_confidence: float = 0.9,
+    keep: SampleFilter = SampleFilter(),
     chunk: int = 128,
     max_draw_factor: int = 20,
 ) -> np.ndarray:
-    """The first `count` generated images of class_index whose evaluator confidence passes.
+    """The first `count` generated images of class_index that pass the filter.
 
     Raises FilterExhausted when `max_draw_factor * count` draws give fewer than count.
 
@@ -108,7 +137,7 @@ def generate_filtered(
         rng,
         truncation=truncation,
         mode=mode,
-        min_confidence=min_confidence,
+        keep=keep,
         chunk=chunk,
         max_draws=max_draw_factor * count,
     )

@@ -27,8 +27,12 @@ class DrawQuery:
         Query(description="clamp: sign(z) * min(|z|, t); resample: redraw |z| > t"),
     ] = "clamp"
     filter: Annotated[
-        Literal["none", "confident"],
-        Query(description="confident: keep samples the evaluator assigns to their class"),
+        Literal["none", "confident", "manifold"],
+        Query(
+            description="confident: keep samples the evaluator assigns to their class with at "
+            "least min_confidence; manifold: keep samples inside the real images' k-NN class "
+            "manifold in evaluator features"
+        ),
     ] = "none"
     min_confidence: Annotated[
         float, Query(gt=0, le=1, description="threshold of filter=confident")
@@ -66,11 +70,12 @@ def parse_truncation(value: str | None, manifest: Manifest, upper: float) -> flo
 
 
 def make_draw(manifest: Manifest, query: DrawQuery, max_truncation: float) -> Draw:
-    if query.filter == "confident":
-        _evaluation(manifest, "filter=confident")
+    if query.filter != "none":
+        _evaluation(manifest, f"filter={query.filter}")
     return Draw(
         truncation=parse_truncation(query.truncation, manifest, max_truncation),
         truncation_mode=query.truncation_mode,
+        filter=query.filter,
         min_confidence=query.min_confidence if query.filter == "confident" else None,
     )
 
@@ -89,6 +94,7 @@ def recommended(manifest: Manifest, real_counts: list[int]) -> tuple[list[int], 
     draw = Draw(
         truncation=recipe.truncation,
         truncation_mode="clamp",
+        filter=recipe.filter,
         min_confidence=recipe.min_confidence if recipe.filter == "confident" else None,
     )
     return counts, draw, recipe.model_dump(mode="json")

@@ -16,13 +16,14 @@ import numpy as np
 
 from models.artifact import MANIFEST_FILE
 from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
-from models.filtering import FilterExhausted, iter_filtered
+from models.filtering import FilterExhausted, SampleFilter, iter_filtered
 from models.images import encode_png, image_grid
+from models.manifold import MANIFOLD_FILE
 from models.sampler import GeneratorSampler
 from models.truncation import sample_latents
 
 CHUNK = 128  # images generated and zipped at a time: archive memory stays flat
-MAX_DRAW_FACTOR = 20  # filter=confident gives up after drawing 20x the images asked for
+MAX_DRAW_FACTOR = 20  # a filter gives up after drawing 20x the images asked for
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,16 @@ class Draw:
 
     truncation: float | None = None
     truncation_mode: str = "clamp"
-    min_confidence: float | None = None  # None: keep every sample; else evaluator filter
+    filter: str = "none"  # none, or confident / manifold: tests by the report's evaluator
+    min_confidence: float | None = None  # the threshold of filter=confident
+
+    @property
+    def keep(self) -> SampleFilter | None:
+        if self.filter == "none":
+            return None
+        if self.filter == "confident":
+            return SampleFilter("confident", self.min_confidence or 0.0)
+        return SampleFilter("manifold")
 
 
 @lru_cache(maxsize=8)
@@ -45,14 +55,18 @@ def load_sampler(model_dir: Path) -> GeneratorSampler:
 
 
 @lru_cache(maxsize=8)
-def _scorer(model_dir: str, _version: int) -> EvaluatorScorer:
+def _scorer(model_dir: str, _versions: tuple[int, int]) -> EvaluatorScorer:
     return EvaluatorScorer(Path(model_dir))
 
 
 def load_scorer(model_dir: Path) -> EvaluatorScorer | None:
-    """The model's evaluator (written by the quality report), or None before the report."""
-    path = model_dir / EVALUATOR_FILE
-    return _scorer(str(model_dir), path.stat().st_mtime_ns) if path.exists() else None
+    """The model's evaluator (written by the quality report), or None before the report;
+    reloaded when the report rewrites the evaluator or its class manifold."""
+    path, manifold = model_dir / EVALUATOR_FILE, model_dir / MANIFOLD_FILE
+    if not path.exists():
+        return None
+    versions = (path.stat().st_mtime_ns, manifold.stat().st_mtime_ns if manifold.exists() else 0)
+    return _scorer(str(model_dir), versions)
 
 
 def _class_chunks(
@@ -64,7 +78,7 @@ def _class_chunks(
     draw: Draw,
 ) -> Iterator[np.ndarray]:
     """Images of one class, `count` in all, in chunks of at most CHUNK."""
-    if draw.min_confidence is not None:
+    if draw.keep is not None:
         batches = iter_filtered(
             sampler,
             scorer,
@@ -72,7 +86,7 @@ def _class_chunks(
             rng,
             truncation=draw.truncation,
             mode=draw.truncation_mode,
-            min_confidence=draw.min_confidence,
+            keep=draw.keep,
             chunk=CHUNK,
             max_draws=MAX_DRAW_FACTOR * count,
         )

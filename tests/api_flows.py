@@ -145,11 +145,20 @@ def check_report(client: httpx.Client, model_id: str) -> dict:
 
 
 def check_auto_truncation_and_filter(client: httpx.Client, model_id: str, scorer) -> None:
-    """truncation=auto uses the stored t*; filter=confident keeps only confident samples."""
+    """truncation=auto uses the stored t*; filter=confident keeps only confident samples and
+    filter=manifold only samples inside the real class manifold."""
     url = f"/v1/models/{model_id}/samples"
     params = {"class": "square", "n": 4, "format": "npz", "seed": 2}
     auto = client.get(url, params={**params, "truncation": "auto"})
     assert auto.status_code == 200, auto.text
+    inside = client.get(url, params={**params, "filter": "manifold"})
+    if inside.status_code == 422:  # a 30-step GAN may not come near the real images
+        error = inside.json()["error"]
+        assert error["code"] == "filter_exhausted" and "manifold" in error["message"]
+    else:
+        assert inside.status_code == 200, inside.text
+        arrays = np.load(io.BytesIO(inside.content))
+        assert len(arrays["x"]) == 4 and scorer.in_manifold(arrays["x"], arrays["y"]).all()
     threshold = 0.5
     filtered = client.get(
         url, params={**params, "filter": "confident", "min_confidence": threshold}

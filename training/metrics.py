@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.manifold import knn_radii, pairwise_distances
+
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000  # the usual subset size (Binkowski et al. 2018, torch-fidelity)
 PRDC_K = 5  # Naeem et al. 2020's recommended neighbourhood size
@@ -116,18 +118,6 @@ def kid(
     return float(np.mean(values)), float(np.std(values))
 
 
-def _pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean distances (len(a), len(b)); memory is O(len(a) * len(b))."""
-    squared = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * a @ b.T
-    return np.sqrt(np.clip(squared, 0, None))
-
-
-def _knn_radii(feats: np.ndarray, k: int) -> np.ndarray:
-    """Distance from each row to its k-th nearest other row of the same set."""
-    distances = _pairwise_distances(feats, feats)
-    return np.partition(distances, k, axis=1)[:, k]  # column 0 is the row itself
-
-
 def prdc(real: np.ndarray, fake: np.ndarray, k: int = PRDC_K) -> dict[str, float]:
     """Precision, recall, density and coverage of fake features against real ones.
 
@@ -144,9 +134,9 @@ def prdc(real: np.ndarray, fake: np.ndarray, k: int = PRDC_K) -> dict[str, float
     real = _features(real, f"real (k={k})", k + 1)
     fake = _features(fake, f"fake (k={k})", k + 1)
     _check_pair(real, fake)
-    real_radii = _knn_radii(real, k)  # (R,)
-    fake_radii = _knn_radii(fake, k)  # (F,)
-    distances = _pairwise_distances(real, fake)  # (R, F)
+    real_radii = knn_radii(real, k)  # (R,)
+    fake_radii = knn_radii(fake, k)  # (F,)
+    distances = pairwise_distances(real, fake)  # (R, F)
     inside_real = distances < real_radii[:, None]  # fake j inside real i's ball
     return {
         "precision": float(inside_real.any(axis=0).mean()),

@@ -3,7 +3,8 @@ whether adding them actually helps a classifier (torch).
 
 Everything is judged on the held-out split the GAN never saw (`training.split`). An
 evaluator CNN trained on the train split gives the feature space of the distribution
-metrics and the confidence that `filter=confident` uses. Each recipe (how many synthetic
+metrics, the confidence that `filter=confident` uses and the real class manifold that
+`filter=manifold` uses. Each recipe (how many synthetic
 images, which truncation, which filter) is scored by training the same small classifier,
 with classic augmentation, on real + synthetic images and comparing its held-out accuracy
 with real-only training under the same budget and seeds (`training.report_trials`).
@@ -13,6 +14,7 @@ noise of the held-out set. This module runs the stages in order and writes the r
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable
@@ -33,8 +35,10 @@ from models.artifact import (
     write_manifest,
 )
 from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
+from models.manifold import MANIFOLD_FILE, ClassManifold
 from models.sampler import GeneratorSampler
 from models.truncation import sample_latents
+from training import metrics
 from training import report_plots as plots
 from training.classifier import ClassifierBudget, export_evaluator_onnx, train_classifier
 from training.errors import TrainingAborted
@@ -301,6 +305,13 @@ class ReportRun:
         )
         export_evaluator_onnx(model, self.model_dir / EVALUATOR_FILE)
         self.scorer = EvaluatorScorer(self.model_dir)
+        manifold = ClassManifold.build(
+            self.scorer.score(data.x_train)[1], data.y_train, k=metrics.PRDC_K
+        )
+        buffer = io.BytesIO()
+        manifold.save(buffer)
+        atomic_write_bytes(self.model_dir / MANIFOLD_FILE, buffer.getvalue())
+        self.scorer.manifold = manifold
         probs, self.test_features = self.scorer.score(data.x_test)
         self.pool = SyntheticPool(self.sampler, self.scorer, data.train_counts, budget)
         self.trials = Trials(data, self.pool, budget, self.device, self.stages, self.test_features)
@@ -308,6 +319,8 @@ class ReportRun:
         accuracy = float(self.evaluator_correct.mean()) if data.heldout else None
         return {
             "file": EVALUATOR_FILE,
+            "manifold_file": MANIFOLD_FILE,
+            "manifold_k": manifold.k,
             "budget": asdict(budget.evaluator),
             "heldout_accuracy": accuracy,
         }
@@ -480,6 +493,7 @@ def evaluation(report: dict) -> Evaluation:
         truncation_sweep=sweep,
         recipe=recipe,
         evaluator_file=EVALUATOR_FILE,
+        manifold_file=MANIFOLD_FILE,
         report_file=REPORT_FILE,
     )
 

@@ -176,7 +176,9 @@ def save_recipes(path: Path, rows: list[dict], z: float) -> None:
 
 def recipe_label(row: dict) -> str:
     """'ratio 1, t = 0.75, confidence >= 0.9' for a recipe row."""
-    kept = "unfiltered" if row["filter"] == "none" else f"confidence >= {row['min_confidence']:g}"
+    kept = {"none": "unfiltered", "manifold": "in real manifold"}.get(
+        row["filter"], f"confidence >= {row['min_confidence']:g}"
+    )
     return f"ratio {row['ratio']:g}, {truncation_text(row['truncation'])}, {kept}"
 
 

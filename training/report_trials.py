@@ -18,7 +18,7 @@ import numpy as np
 
 from models.artifact import Recipe
 from models.evaluator import EvaluatorScorer
-from models.filtering import FilterExhausted, generate_filtered
+from models.filtering import FilterExhausted, SampleFilter, generate_filtered
 from models.sampler import GeneratorSampler
 from models.truncation import sample_latents
 from training import metrics
@@ -27,7 +27,7 @@ from training.classifier import ClassifierBudget, predict_proba, train_classifie
 if TYPE_CHECKING:  # training.report imports this module; these are annotations only
     from training.report import RealData, ReportBudget, Stages
 
-FILTERS = ("none", "confident")
+FILTERS = ("none", "confident", "manifold")
 
 Truncation = float | None
 
@@ -57,7 +57,7 @@ class SyntheticPool:
         """round(ratio x real count) images of every class and their labels.
 
         Raises:
-            FilterExhausted: filter="confident" found too few images the evaluator trusts.
+            FilterExhausted: the filter (confident, manifold) kept too few images.
         """
         images = self._draw(truncation, filter)
         wanted = np.minimum(np.round(ratio * self.counts).astype(int), self.per_class)
@@ -83,7 +83,7 @@ class SyntheticPool:
 
     def _class_images(self, c: int, n: int, truncation: Truncation, filter: str) -> np.ndarray:
         rng = np.random.default_rng([self.budget.seed, c, FILTERS.index(filter)])
-        if filter == "confident":
+        if filter != "none":
             return generate_filtered(
                 self.sampler,
                 self.scorer,
@@ -92,7 +92,7 @@ class SyntheticPool:
                 rng,
                 truncation=truncation,
                 mode="clamp",
-                min_confidence=self.budget.min_confidence,
+                keep=SampleFilter(filter, self.budget.min_confidence),
             )
         latents = sample_latents(rng, n, self.sampler.manifest.z_dim, truncation=truncation)
         return self.sampler.generate(np.full(n, c, dtype=np.int64), latents)

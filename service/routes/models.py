@@ -199,8 +199,17 @@ def get_archive(
 
 def _scorer_for(draw: generation.Draw, model_dir: Path) -> EvaluatorScorer | None:
     scorer = generation.load_scorer(model_dir)
-    if draw.min_confidence is not None and scorer is None:
-        raise ApiError(409, "report_not_ready", "filter=confident needs the report's evaluator.")
+    if draw.filter != "none" and scorer is None:
+        raise ApiError(
+            409, "report_not_ready", f"filter={draw.filter} needs the report's evaluator."
+        )
+    if draw.filter == "manifold" and scorer.manifold is None:
+        raise ApiError(
+            409,
+            "report_outdated",
+            "filter=manifold needs the real class manifold, which reports made before it "
+            "existed did not save; rebuild the report with POST /v1/models/{id}/report.",
+        )
     return scorer
 
 

@@ -9,8 +9,9 @@ from torch import nn
 
 from models.artifact import GENERATOR_FILE, ImageShape, Manifest, generator_io, write_manifest
 from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
-from models.filtering import FilterExhausted, generate_filtered, iter_filtered
+from models.filtering import FilterExhausted, SampleFilter, generate_filtered, iter_filtered
 from models.images import to_unit_nchw
+from models.manifold import MANIFOLD_FILE, ClassManifold
 from models.sampler import GeneratorSampler
 from models.truncation import sample_latents
 from tests.factories import SHAPES, shapes_arrays
@@ -87,6 +88,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     budget = ClassifierBudget(steps=100, batch_size=32)
     evaluator = train_classifier(x, y, num_classes=3, budget=budget, seed=0, device="cpu")
     export_evaluator_onnx(evaluator, out / EVALUATOR_FILE)
+    features = EvaluatorScorer(out, providers=CPU).score(x)[1]
+    ClassManifold.build(features, y, k=5).save(out / MANIFOLD_FILE)  # as the report does
     return out
 
 
@@ -115,7 +118,13 @@ def unfiltered(sampler: GeneratorSampler, rng: np.random.Generator, n: int) -> n
 def test_every_kept_image_passes_the_threshold(sampler, scorer, threshold):
     assert 0.4 < threshold < 0.99, "the fixture generator should be neither hopeless nor perfect"
     images = generate_filtered(
-        sampler, scorer, 0, 50, np.random.default_rng(0), min_confidence=threshold, chunk=16
+        sampler,
+        scorer,
+        0,
+        50,
+        np.random.default_rng(0),
+        keep=SampleFilter("confident", threshold),
+        chunk=16,
     )
     assert images.dtype == np.uint8 and images.shape == (50, SIZE, SIZE, 1)
     assert (scorer.confidence(images, np.zeros(50, np.int64)) >= threshold).all()
@@ -123,7 +132,13 @@ def test_every_kept_image_passes_the_threshold(sampler, scorer, threshold):
 
 def test_kept_images_are_the_passing_draws_in_order(sampler, scorer, threshold):
     kept = generate_filtered(
-        sampler, scorer, 0, 20, np.random.default_rng(7), min_confidence=threshold, chunk=16
+        sampler,
+        scorer,
+        0,
+        20,
+        np.random.default_rng(7),
+        keep=SampleFilter("confident", threshold),
+        chunk=16,
     )
     draws = unfiltered(sampler, np.random.default_rng(7), 200)
     passing = draws[scorer.confidence(draws, np.zeros(200, np.int64)) >= threshold]
@@ -133,7 +148,9 @@ def test_kept_images_are_the_passing_draws_in_order(sampler, scorer, threshold):
 def test_same_rng_seed_gives_same_images(sampler, scorer, threshold):
     def run(seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        return generate_filtered(sampler, scorer, 0, 10, rng, min_confidence=threshold)
+        return generate_filtered(
+            sampler, scorer, 0, 10, rng, keep=SampleFilter("confident", threshold)
+        )
 
     np.testing.assert_array_equal(run(3), run(3))
     assert not np.array_equal(run(3), run(4))
@@ -141,7 +158,7 @@ def test_same_rng_seed_gives_same_images(sampler, scorer, threshold):
 
 def test_filtering_raises_the_confidence_of_what_is_kept(sampler, scorer, threshold):
     rng = np.random.default_rng(1)
-    kept = generate_filtered(sampler, scorer, 0, 40, rng, min_confidence=threshold)
+    kept = generate_filtered(sampler, scorer, 0, 40, rng, keep=SampleFilter("confident", threshold))
     raw = unfiltered(sampler, np.random.default_rng(1), 40)
     labels = np.zeros(40, np.int64)
     assert scorer.confidence(kept, labels).mean() > scorer.confidence(raw, labels).mean()
@@ -150,7 +167,9 @@ def test_filtering_raises_the_confidence_of_what_is_kept(sampler, scorer, thresh
 def test_impossible_threshold_raises_filter_exhausted(sampler, scorer):
     rng = np.random.default_rng(0)
     with pytest.raises(FilterExhausted, match=r"only 0 of 40 images .* lower min_confidence"):
-        generate_filtered(sampler, scorer, 2, 4, rng, min_confidence=1.01, max_draw_factor=10)
+        generate_filtered(
+            sampler, scorer, 2, 4, rng, keep=SampleFilter("confident", 1.01), max_draw_factor=10
+        )
 
 
 def test_untrained_evaluator_trusts_nothing(sampler, tmp_path):
@@ -159,12 +178,16 @@ def test_untrained_evaluator_trusts_nothing(sampler, tmp_path):
         export_evaluator_onnx(SmallCNN(3, 1, SIZE), tmp_path / EVALUATOR_FILE)
     untrained = EvaluatorScorer(tmp_path, providers=CPU)
     with pytest.raises(FilterExhausted, match="only 0 of 100 images drawn for class 1"):
-        generate_filtered(sampler, untrained, 1, 5, np.random.default_rng(0), min_confidence=0.9)
+        generate_filtered(
+            sampler, untrained, 1, 5, np.random.default_rng(0), keep=SampleFilter("confident", 0.9)
+        )
 
 
 def test_iter_filtered_streams_batches_until_stopped(sampler, scorer, threshold):
     rng = np.random.default_rng(0)
-    stream = iter_filtered(sampler, scorer, 0, rng, min_confidence=threshold, chunk=8)
+    stream = iter_filtered(
+        sampler, scorer, 0, rng, keep=SampleFilter("confident", threshold), chunk=8
+    )
     batches = list(itertools.islice(stream, 5))
     assert all(1 <= len(b) <= 8 and b.shape[1:] == (SIZE, SIZE, 1) for b in batches)
 
@@ -183,3 +206,54 @@ def test_bad_options_are_refused_before_drawing(sampler, scorer):
     with pytest.raises(ValueError, match="count >= 0"):
         generate_filtered(sampler, scorer, 0, -1, rng)
     assert rng.bit_generator.state == np.random.default_rng(0).bit_generator.state
+
+
+MANIFOLD = SampleFilter("manifold")
+
+
+def test_manifold_filter_keeps_only_images_inside_the_real_class_manifold(sampler, scorer):
+    labels = np.zeros(30, np.int64)
+    latents = sample_latents(np.random.default_rng(5), 200, Z_DIM, truncation=0.5)
+    raw = sampler.generate(np.zeros(200, np.int64), latents)
+    inside = scorer.in_manifold(raw, np.zeros(200, np.int64))
+    assert 30 <= inside.sum() < 200, "the fixture generator should put some draws outside"
+    rng = np.random.default_rng(5)
+    kept = generate_filtered(sampler, scorer, 0, 30, rng, truncation=0.5, keep=MANIFOLD, chunk=200)
+    assert kept.shape == (30, SIZE, SIZE, 1)
+    assert scorer.in_manifold(kept, labels).all()
+    np.testing.assert_array_equal(kept, raw[inside][:30])  # the passing draws, in order
+
+
+def test_manifold_filter_says_what_to_change_when_nothing_is_inside(sampler, model_dir):
+    scorer = EvaluatorScorer(model_dir, providers=CPU)
+    real = scorer.manifold
+    scorer.manifold = ClassManifold(real.features, real.labels, np.zeros_like(real.radii), 5)
+    with pytest.raises(FilterExhausted, match="only 0 of 40 .* inside the real class manifold"):
+        generate_filtered(
+            sampler, scorer, 1, 4, np.random.default_rng(0), keep=MANIFOLD, max_draw_factor=10
+        )
+
+
+def test_manifold_filter_needs_the_reports_manifold(sampler, tmp_path, model_dir):
+    (tmp_path / EVALUATOR_FILE).write_bytes((model_dir / EVALUATOR_FILE).read_bytes())
+    scorer = EvaluatorScorer(tmp_path, providers=CPU)
+    assert scorer.manifold is None
+    with pytest.raises(ValueError, match="manifold.npz"):
+        iter_filtered(sampler, scorer, 0, np.random.default_rng(0), keep=MANIFOLD)
+    with pytest.raises(FileNotFoundError, match="rebuild the report"):
+        scorer.in_manifold(np.zeros((1, SIZE, SIZE, 1), np.uint8), np.zeros(1, np.int64))
+
+
+def test_class_manifold_radii_and_membership(tmp_path):
+    # class 0 at 0, 1 and 3 on a line (k = 1: radii 1, 1, 2); class 1 a single point at 10
+    features = np.array([[0.0], [1.0], [3.0], [10.0]], np.float32)
+    manifold = ClassManifold.build(features, np.array([0, 0, 0, 1]), k=1)
+    np.testing.assert_allclose(manifold.radii, [1, 1, 2, 0])
+    manifold.save(tmp_path / MANIFOLD_FILE)
+    loaded = ClassManifold.load(tmp_path / MANIFOLD_FILE)
+    probes = np.array([[4.9], [5.1], [-1.0], [10.0], [9.9], [2.0]], np.float32)
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(
+        loaded.contains(probes, labels), [True, False, True, True, False, False]
+    )
+    assert loaded.contains(features, np.array([0, 0, 0, 1])).all()  # real images are inside

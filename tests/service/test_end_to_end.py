@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from models.evaluator import EvaluatorScorer
+from models.manifold import MANIFOLD_FILE
 from tests.api_flows import (
     check_archive,
     check_auto_truncation_and_filter,
@@ -136,6 +137,11 @@ def test_embedded_end_to_end(tmp_path, processes):
         assert evaluation["t_star"] in [p["truncation"] for p in evaluation["truncation_sweep"]]
         check_auto_truncation_and_filter(client, model_id, EvaluatorScorer(model_dir))
         check_recommended_archive(client, model_id, evaluation["recipe"])
+        (model_dir / MANIFOLD_FILE).unlink()  # as a report from before filter=manifold left it
+        outdated = client.get(f"/v1/models/{model_id}/samples", params={"filter": "manifold"})
+        assert outdated.status_code == 409
+        assert outdated.json()["error"]["code"] == "report_outdated"
+        assert "POST /v1/models/{id}/report" in outdated.json()["error"]["message"]
         again = client.post(f"/v1/models/{model_id}/report")
         assert again.status_code == 202 and again.json()["report"]["status"] == "queued"
         busy = client.post(f"/v1/models/{model_id}/report")

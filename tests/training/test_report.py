@@ -14,6 +14,7 @@ from PIL import Image
 import training
 from models.artifact import read_manifest
 from models.evaluator import EVALUATOR_FILE
+from models.manifold import MANIFOLD_FILE
 from tests.factories import SHAPES, shapes_arrays
 from training import TrainConfig, TrainingAborted
 from training.classifier import ClassifierBudget
@@ -119,7 +120,11 @@ def test_report_json_holds_every_section_with_finite_numbers(trained, report):
     assert 0 <= on_disk["cas"]["accuracy"] <= 1
     assert [row["truncation"] for row in on_disk["truncation_sweep"]] == [0.75, None]
     assert on_disk["recipes"][0]["ratio"] == 0 and on_disk["recipes"][0]["lift"] == 0
-    assert len(on_disk["recipes"]) == 1 + 2 * len(set([None, on_disk["t_star"]]))
+    filters = ("none", "confident", "manifold")
+    assert len(on_disk["recipes"]) == 1 + len(filters) * len(set([None, on_disk["t_star"]]))
+    assert {row["filter"] for row in on_disk["recipes"][1:]} == set(filters)
+    assert on_disk["evaluator"]["manifold_file"] == MANIFOLD_FILE
+    assert (trained.model_dir / MANIFOLD_FILE).is_file()
     assert on_disk["notes"]
 
 
