@@ -89,7 +89,7 @@ class ModelPublic(BaseModel):
             status=row.status,
             progress=ProgressPublic.from_row(row.progress, row.status),
             error=row.error,
-            classes=[ClassPublic(index=c["index"], name=c["name"]) for c in row.classes],
+            classes=[ClassPublic(**c) for c in row.classes],  # with its dataset's counts
             image=ImagePublic(**row.image),
             config=row.config,
             report=ReportStatusPublic.from_row(row),

@@ -32,6 +32,7 @@ def upload_and_train(client: httpx.Client, config: dict) -> dict:
     assert all(c["count"] == PER_CLASS for c in body["classes"])
     assert body["image"] == {"height": SIZE, "width": SIZE, "channels": 1}
     assert body["model"]["status"] in ("queued", "running")
+    assert body["model"]["classes"] == body["classes"]  # names and the dataset's counts
     assert body["model"]["config"]["steps"] == config["steps"]
     return body
 
