@@ -10,7 +10,7 @@ seeds, image by image, so every lift comes with a paired standard error.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import TYPE_CHECKING
 
@@ -166,23 +166,25 @@ class Trials:
         self.real_order = [
             rng.permutation(np.flatnonzero(data.y_train == c)) for c in range(len(data.classes))
         ]
-        self._correct: dict[tuple[Mix, int], np.ndarray] = {}
+        self._correct: dict[tuple[Mix, int, ClassifierBudget], np.ndarray] = {}
 
-    def correct(self, mix: Mix) -> np.ndarray:
-        """bool (seeds, held-out images): right answers of the mix's classifier per seed."""
+    def correct(self, mix: Mix, budget: ClassifierBudget | None = None) -> np.ndarray:
+        """bool (seeds, held-out images): right answers of the mix's classifier per seed,
+        trained with `budget` (by default the quick one)."""
         if mix.ratio == 0:  # no synthetic rows: truncation and filter do not matter
             mix = Mix(real_fraction=mix.real_fraction)
-        return np.stack([self._correct_one(mix, seed) for seed in self.budget.seeds])
+        budget = budget or self.budget.quick
+        return np.stack([self._correct_one(mix, seed, budget) for seed in self.budget.seeds])
 
-    def _correct_one(self, mix: Mix, seed: int) -> np.ndarray:
-        key = (mix, seed)
+    def _correct_one(self, mix: Mix, seed: int, budget: ClassifierBudget) -> np.ndarray:
+        key = (mix, seed, budget)
         if key not in self._correct:
             self.stages.tick()
             self._correct[key] = heldout_correct(
                 self.rows(mix),
                 self.data.test,
                 num_classes=len(self.data.classes),
-                budget=self.budget.quick,
+                budget=budget,
                 seed=seed,
                 device=self.device,
             )
@@ -245,6 +247,16 @@ class Trials:
                 result = {"status": "skipped", "reason": str(exc)}
             rows.append({**recipe_row(mix, budget), **result})
         return rows
+
+    def confirm(self, row: dict) -> dict:
+        """The recipe row's mix against real-only training, both at the confirmation budget
+        (the downstream classifier's): quick classifiers favour synthetic data that a fully
+        trained one does not need."""
+        budget = self.budget.confirm
+        self.stages.start("confirm", 2 * len(self.budget.seeds))
+        mix = Mix(row["ratio"], row["truncation"], row["filter"])
+        result = compare(self.correct(mix, budget), self.correct(BASELINE, budget))
+        return {**result, "budget": asdict(budget)}
 
     def cas(self) -> dict | None:
         """Classification accuracy score of untruncated samples, next to real-only training."""
@@ -333,13 +345,20 @@ def recipe_row(mix: Mix, budget: ReportBudget) -> dict:
     }
 
 
-def recommend(rows: list[dict], alpha: float) -> tuple[Recipe | None, dict]:
+def recommend(
+    rows: list[dict], alpha: float, confirm: Callable[[dict], dict] | None = None
+) -> tuple[Recipe | None, dict]:
     """The most accurate synthetic recipe if it beats real-only training beyond noise,
     else ratio 0 (add no synthetic images).
 
     The best of m noisy recipes beats the baseline by luck alone more often than one
     recipe would, so its lift must exceed z standard errors with z the one-sided normal
-    quantile at alpha / m (Bonferroni).
+    quantile at alpha / m (Bonferroni). When it does and `confirm` is given, confirm(best)
+    retrains that one recipe and real-only training at the downstream budget, and its lift
+    must also exceed the one-sided z at alpha: quick classifiers can gain from synthetic
+    images that a fully trained classifier does not need (measured: +5.6 points held out
+    with 200 steps, -0.4 on the test set with 3,000). The recipe then carries the
+    confirmation's accuracies.
 
     Returns:
         (recipe, decision); (None, decision) when no recipe was tried (no held-out images).
@@ -348,6 +367,12 @@ def recommend(rows: list[dict], alpha: float) -> tuple[Recipe | None, dict]:
     best = max(tried, key=lambda row: row["accuracy"], default=None)  # first of equals wins
     z = NormalDist().inv_cdf(1 - alpha / max(len(tried), 1))
     helped = best is not None and best["lift"] > max(0.0, z * best["lift_se"])
+    confirmation = None
+    if helped and confirm is not None:
+        confirmation = confirm(best)
+        z_one = NormalDist().inv_cdf(1 - alpha)
+        confirmation |= {"z": z_one, "required_lift": z_one * confirmation["lift_se"]}
+        helped = confirmation["lift"] > max(0.0, confirmation["required_lift"])
     decision = {
         "helped": helped,
         "best": best,
@@ -355,14 +380,18 @@ def recommend(rows: list[dict], alpha: float) -> tuple[Recipe | None, dict]:
         "alpha": alpha,
         "z": z,
         "required_lift": z * best["lift_se"] if best else None,
+        "confirmation": confirmation,
     }
     if not rows:
         return None, decision
-    chosen = best if helped else rows[0]
+    chosen = (confirmation or best) if helped else rows[0]
     recipe = Recipe(
-        **{key: chosen[key] for key in ("ratio", "truncation", "filter", "min_confidence")},
+        **{key: (best if helped else rows[0])[key] for key in RECIPE_KEYS},
         heldout_accuracy=chosen["accuracy"],
-        baseline_accuracy=rows[0]["accuracy"],
+        baseline_accuracy=chosen["accuracy"] - chosen["lift"],
         lift=chosen["lift"],
     )
     return recipe, decision
+
+
+RECIPE_KEYS = ("ratio", "truncation", "filter", "min_confidence")

@@ -18,8 +18,16 @@ from models.manifold import MANIFOLD_FILE
 from tests.factories import SHAPES, shapes_arrays
 from training import TrainConfig, TrainingAborted
 from training.classifier import ClassifierBudget
-from training.report import REPORT_BUDGETS, REPORT_FILE, ReportBudget, build_report
-from training.report_trials import classification_accuracy_score
+from training.report import (
+    REPORT_BUDGETS,
+    REPORT_FILE,
+    ReportBudget,
+    ReportRun,
+    Stages,
+    _verdict,
+    build_report,
+)
+from training.report_trials import classification_accuracy_score, recommend
 from training.split import SPLIT_FILE, stratified_split
 
 TINY_GAN = dict(steps=40, batch_size=16, g_channels=16, d_channels=16, z_dim=16, seed=1)
@@ -219,3 +227,64 @@ def test_without_a_held_out_split_the_report_says_what_it_skipped(trained, tmp_p
 def test_budgets_by_name():
     assert REPORT_BUDGETS["fast"] == ReportBudget.fast()
     assert REPORT_BUDGETS["standard"] == ReportBudget.standard()
+
+
+BASE_ROW = dict(ratio=0.0, truncation=None, filter="none", min_confidence=0.0, status="ok")
+
+
+def recipe_rows(best_lift: float, best_se: float) -> list[dict]:
+    """Real-only row first, then a weak recipe and the best one."""
+    return [
+        {**BASE_ROW, "accuracy": 0.70, "accuracy_std": 0.0, "lift": 0.0, "lift_se": 0.0},
+        {**BASE_ROW, "ratio": 0.5, "accuracy": 0.69, "lift": -0.01, "lift_se": 0.01},
+        {**BASE_ROW, "ratio": 1.0, "truncation": 1.0, "accuracy": 0.70 + best_lift,
+         "lift": best_lift, "lift_se": best_se},
+    ]  # fmt: skip
+
+
+def test_recipe_within_noise_is_not_confirmed_or_recommended():
+    calls = []
+    recipe, decision = recommend(recipe_rows(0.03, 0.02), 0.05, calls.append)
+    assert recipe.ratio == 0 and recipe.lift == 0 and not decision["helped"]
+    assert calls == [] and decision["confirmation"] is None  # nothing worth confirming
+
+
+def test_screened_recipe_is_recommended_with_the_confirmed_numbers():
+    confirmed = {"accuracy": 0.84, "accuracy_std": 0.0, "lift": 0.03, "lift_se": 0.01}
+    recipe, decision = recommend(recipe_rows(0.08, 0.02), 0.05, lambda row: dict(confirmed))
+    assert decision["helped"] and (recipe.ratio, recipe.truncation) == (1.0, 1.0)
+    assert recipe.heldout_accuracy == 0.84 and recipe.lift == 0.03
+    assert recipe.baseline_accuracy == pytest.approx(0.81)
+    assert decision["confirmation"]["required_lift"] == pytest.approx(1.645 * 0.01, abs=1e-3)
+
+
+def test_screened_recipe_that_the_full_budget_classifier_does_not_need_is_refused():
+    # What the 2,500-image benchmark saw: +5.6 points with 200-step classifiers on the
+    # held-out images, -0.4 with 3,000-step ones on the test set.
+    confirmed = {"accuracy": 0.86, "lift": -0.004, "lift_se": 0.01, "budget": {"steps": 3000}}
+    rows = recipe_rows(0.056, 0.015)
+    recipe, decision = recommend(rows, 0.05, lambda row: dict(confirmed))
+    assert recipe.ratio == 0 and not decision["helped"]
+    assert decision["best"]["ratio"] == 1.0 and decision["confirmation"]["lift"] == -0.004
+    verdict = _verdict(rows, decision)
+    assert verdict.startswith("Synthetic data did not help") and "3000 steps" in verdict
+
+
+def test_without_a_confirmation_step_the_screen_decides():
+    recipe, decision = recommend(recipe_rows(0.08, 0.02), 0.05)
+    assert decision["helped"] and recipe.ratio == 1.0 and recipe.lift == 0.08
+
+
+def test_confirm_retrains_the_recipe_and_real_only_at_the_confirmation_budget(trained, tmp_path):
+    model_dir = shutil.copytree(trained.model_dir, tmp_path / "model")  # it writes an evaluator
+    budget = ReportBudget.fast()
+    stages = Stages(None, None)
+    run = ReportRun(model_dir, trained.dataset, budget, stages, "cpu")
+    run.train_evaluator()
+    confirmation = run.trials.confirm({**BASE_ROW, "ratio": 1.0})
+    assert confirmation["budget"]["steps"] == budget.confirm.steps != budget.quick.steps
+    assert 0 <= confirmation["accuracy"] <= 1 and confirmation["lift_se"] >= 0
+    keys = {(mix.ratio, b.steps) for mix, _, b in run.trials._correct}
+    assert keys == {(1.0, budget.confirm.steps), (0.0, budget.confirm.steps)}
+    stages.start("write")  # closes the stage, so its time is recorded
+    assert "confirm" in stages.timings_s
