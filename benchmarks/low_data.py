@@ -161,7 +161,7 @@ def run_size(service: Service, size: int, args: argparse.Namespace, test: tuple)
             ("classic", {"classic_augment": True}),
             *((mix, {"classic_augment": True, "synthetic": rows}) for mix, rows in mixes.items()),
         ):
-            if name != "classic" and "synthetic" in kwargs and not len(kwargs["synthetic"][1]):
+            if "synthetic" in kwargs and not len(kwargs["synthetic"][1]):
                 # No synthetic rows: the same rows, seed and budget as "classic" give the
                 # same classifier bit for bit on CPU, so its score is reused, not retrained.
                 scores[name].append(scores["classic"][-1])

@@ -7,9 +7,12 @@ same radii, and `filter=manifold` keeps the samples inside their own class's man
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
+
+from models.artifact import atomic_write_bytes
 
 MANIFOLD_FILE = "manifold.npz"  # real train features per class and their k-NN radii
 
@@ -49,7 +52,10 @@ class ClassManifold:
         return cls(features, labels, radii, k)
 
     def save(self, path: Path) -> None:
-        np.savez(path, features=self.features, labels=self.labels, radii=self.radii, k=self.k)
+        """Write atomically: a service reading the file sees the old one or the new one."""
+        buffer = io.BytesIO()
+        np.savez(buffer, features=self.features, labels=self.labels, radii=self.radii, k=self.k)
+        atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: Path) -> ClassManifold:

@@ -14,7 +14,6 @@ noise of the held-out set. This module runs the stages in order and writes the r
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Callable
@@ -328,12 +327,9 @@ class ReportRun:
         )
         export_evaluator_onnx(model, self.model_dir / EVALUATOR_FILE)
         self.scorer = EvaluatorScorer(self.model_dir)
-        manifold = ClassManifold.build(
-            self.scorer.score(data.x_train)[1], data.y_train, k=metrics.PRDC_K
-        )
-        buffer = io.BytesIO()
-        manifold.save(buffer)
-        atomic_write_bytes(self.model_dir / MANIFOLD_FILE, buffer.getvalue())
+        self.train_features = self.scorer.score(data.x_train)[1]  # manifold and metric floor
+        manifold = ClassManifold.build(self.train_features, data.y_train, k=metrics.PRDC_K)
+        manifold.save(self.model_dir / MANIFOLD_FILE)
         self.scorer.manifold = manifold
         probs, self.test_features = self.scorer.score(data.x_test)
         self.pool = SyntheticPool(self.sampler, self.scorer, data.train_counts, budget)
@@ -360,7 +356,7 @@ class ReportRun:
         keep = first_per_class(syn_y, cap)
         (syn_probs, syn_f), syn_y = self.scorer.score(syn_x[keep]), syn_y[keep]
         train = np.sort(np.concatenate([order[:cap] for order in self.trials.real_order]))
-        train_f, train_y = self.scorer.score(self.data.x_train[train])[1], self.data.y_train[train]
+        train_f, train_y = self.train_features[train], self.data.y_train[train]
 
         def block(c: int | None) -> dict:
             syn, real, ref = (
