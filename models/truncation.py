@@ -8,6 +8,11 @@ import numpy as np
 
 TruncationMode = Literal["clamp", "resample"]
 
+# Resampling keeps a component with probability ~0.8 t for small t, so its cost grows as 1/t:
+# below this threshold use clamp. MAX_RESAMPLE_ROUNDS bounds the redraws all the same.
+MIN_RESAMPLE_TRUNCATION = 0.05
+MAX_RESAMPLE_ROUNDS = 1000
+
 
 def truncate_latents(
     z: np.ndarray,
@@ -22,8 +27,12 @@ def truncate_latents(
         z: standard-normal latents, any shape.
         tau: threshold > 0, or None for no truncation (z is returned unchanged).
         mode: "clamp" gives sign(z) * min(|z|, tau) (WAC-GAN-GPT); "resample" redraws
-            every component with |z| > tau until it lands inside (BigGAN).
+            every component with |z| > tau until it lands inside (BigGAN); it needs
+            tau >= MIN_RESAMPLE_TRUNCATION.
         rng: source of the redraws; required for mode="resample".
+
+    Raises:
+        ValueError: a bad tau or mode; resampling still outside after MAX_RESAMPLE_ROUNDS.
     """
     if tau is None:
         return z
@@ -34,12 +43,19 @@ def truncate_latents(
     if mode == "resample":
         if rng is None:
             raise ValueError("mode='resample' needs an rng")
+        if tau < MIN_RESAMPLE_TRUNCATION:
+            raise ValueError(
+                f"resample needs truncation >= {MIN_RESAMPLE_TRUNCATION} (got {tau}): "
+                "redrawing costs ~1/t; use mode clamp for smaller thresholds"
+            )
         z = z.copy()
         outside = np.abs(z) > tau
-        while outside.any():
+        for _ in range(MAX_RESAMPLE_ROUNDS):
+            if not outside.any():
+                return z
             z[outside] = rng.standard_normal(int(outside.sum()), dtype=np.float32)
             outside = np.abs(z) > tau
-        return z
+        raise ValueError(f"resampling left components outside {tau} after many rounds")
     raise ValueError(f"unknown truncation mode {mode!r}; expected 'clamp' or 'resample'")
 
 

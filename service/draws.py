@@ -1,4 +1,4 @@
-"""Turn sampling query parameters (truncation=auto, filter, recipe) into generation requests."""
+"""Turn sampling query parameters (truncation=auto, filter, recipe) into a DrawSpec."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Annotated, Any, Literal
 from fastapi import Query
 
 from models.artifact import Manifest
+from models.drawing import DrawSpec
+from models.truncation import MIN_RESAMPLE_TRUNCATION
 from service.errors import ApiError
-from service.generation import Draw
 
 AUTO = "auto"
 
@@ -24,7 +25,10 @@ class DrawQuery:
     ] = None
     truncation_mode: Annotated[
         Literal["clamp", "resample"],
-        Query(description="clamp: sign(z) * min(|z|, t); resample: redraw |z| > t"),
+        Query(
+            description="clamp: sign(z) * min(|z|, t); resample: redraw |z| > t "
+            f"(needs t >= {MIN_RESAMPLE_TRUNCATION})"
+        ),
     ] = "clamp"
     filter: Annotated[
         Literal["none", "confident", "manifold"],
@@ -69,18 +73,23 @@ def parse_truncation(value: str | None, manifest: Manifest, upper: float) -> flo
     return number
 
 
-def make_draw(manifest: Manifest, query: DrawQuery, max_truncation: float) -> Draw:
+def make_draw(manifest: Manifest, query: DrawQuery, max_truncation: float) -> DrawSpec:
+    """The DrawSpec of the query; 409 when it needs a report that is not there, 422 when bad."""
     if query.filter != "none":
         _evaluation(manifest, f"filter={query.filter}")
-    return Draw(
-        truncation=parse_truncation(query.truncation, manifest, max_truncation),
-        truncation_mode=query.truncation_mode,
-        filter=query.filter,
-        min_confidence=query.min_confidence if query.filter == "confident" else None,
-    )
+    truncation = parse_truncation(query.truncation, manifest, max_truncation)
+    try:
+        return DrawSpec(
+            truncation=truncation,
+            truncation_mode=query.truncation_mode,
+            filter=query.filter,
+            min_confidence=query.min_confidence,
+        )
+    except ValueError as exc:
+        raise ApiError(422, "invalid_truncation", f"{exc}.") from exc
 
 
-def recommended(manifest: Manifest, real_counts: list[int]) -> tuple[list[int], Draw, dict]:
+def recommended(manifest: Manifest, real_counts: list[int]) -> tuple[list[int], DrawSpec, dict]:
     """Per-class synthetic counts and the draw of the model's recommended recipe."""
     recipe = _evaluation(manifest, "recipe=recommended").recipe
     if recipe is None:
@@ -91,10 +100,7 @@ def recommended(manifest: Manifest, real_counts: list[int]) -> tuple[list[int], 
             "was measured; pass per_class, truncation and filter yourself.",
         )
     counts = [int(round(recipe.ratio * count)) for count in real_counts]
-    draw = Draw(
-        truncation=recipe.truncation,
-        truncation_mode="clamp",
-        filter=recipe.filter,
-        min_confidence=recipe.min_confidence if recipe.filter == "confident" else None,
+    draw = DrawSpec(
+        truncation=recipe.truncation, filter=recipe.filter, min_confidence=recipe.min_confidence
     )
     return counts, draw, recipe.model_dump(mode="json")

@@ -7,7 +7,7 @@ import json
 import re
 import zipfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -15,33 +15,11 @@ from typing import Any
 import numpy as np
 
 from models.artifact import MANIFEST_FILE
+from models.drawing import CHUNK, DrawSpec, FilterExhausted, draw_class
 from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
-from models.filtering import FilterExhausted, SampleFilter, iter_filtered
 from models.images import encode_png, image_grid
 from models.manifold import MANIFOLD_FILE
 from models.sampler import GeneratorSampler
-from models.truncation import sample_latents
-
-CHUNK = 128  # images generated and zipped at a time: archive memory stays flat
-MAX_DRAW_FACTOR = 20  # a filter gives up after drawing 20x the images asked for
-
-
-@dataclass(frozen=True)
-class Draw:
-    """How latents are drawn and which samples are kept."""
-
-    truncation: float | None = None
-    truncation_mode: str = "clamp"
-    filter: str = "none"  # none, or confident / manifold: tests by the report's evaluator
-    min_confidence: float | None = None  # the threshold of filter=confident
-
-    @property
-    def keep(self) -> SampleFilter | None:
-        if self.filter == "none":
-            return None
-        if self.filter == "confident":
-            return SampleFilter("confident", self.min_confidence or 0.0)
-        return SampleFilter("manifold")
 
 
 @lru_cache(maxsize=8)
@@ -69,55 +47,19 @@ def load_scorer(model_dir: Path) -> EvaluatorScorer | None:
     return _scorer(str(model_dir), versions)
 
 
-def _class_chunks(
-    sampler: GeneratorSampler,
-    scorer: EvaluatorScorer | None,
-    index: int,
-    count: int,
-    rng: np.random.Generator,
-    draw: Draw,
-) -> Iterator[np.ndarray]:
-    """Images of one class, `count` in all, in chunks of at most CHUNK."""
-    if draw.keep is not None:
-        batches = iter_filtered(
-            sampler,
-            scorer,
-            index,
-            rng,
-            truncation=draw.truncation,
-            mode=draw.truncation_mode,
-            keep=draw.keep,
-            chunk=CHUNK,
-            max_draws=MAX_DRAW_FACTOR * count,
-        )
-        kept = 0
-        while kept < count:
-            batch = next(batches)[: count - kept]
-            kept += len(batch)
-            yield batch
-        return
-    for start in range(0, count, CHUNK):
-        size = min(CHUNK, count - start)
-        z = sample_latents(
-            rng, size, sampler.manifest.z_dim, truncation=draw.truncation, mode=draw.truncation_mode
-        )
-        yield sampler.generate(np.full(size, index, dtype=np.int64), z)
-
-
 def generate(
     sampler: GeneratorSampler,
     scorer: EvaluatorScorer | None,
     class_indices: list[int],
     n: int,
     seed: int,
-    draw: Draw,
+    draw: DrawSpec,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`n` images of each class: uint8 (N, H, W, C) and labels int64 (N,), deterministic."""
-    rng = np.random.default_rng(seed)
     images = [
-        chunk
+        batch
         for index in class_indices
-        for chunk in _class_chunks(sampler, scorer, index, n, rng, draw)
+        for batch in draw_class(sampler, index, n, seed, draw, scorer)
     ]
     labels = np.repeat(np.asarray(class_indices, dtype=np.int64), n)
     return np.concatenate(images), labels
@@ -153,7 +95,7 @@ def folder_names(names: list[str]) -> list[str]:
 @dataclass(frozen=True)
 class ArchiveRequest:
     synthetic_counts: list[int]  # per class
-    draw: Draw
+    draw: DrawSpec
     seed: int
     include_real: bool
     recipe: dict[str, Any] | None = None  # the recommended recipe, when it chose the counts
@@ -209,9 +151,8 @@ def stream_archive(
                 if j % CHUNK == CHUNK - 1:
                     yield spool.drain()
             written = 0
-            rng = np.random.default_rng([req.seed, index])
-            chunks = _class_chunks(
-                sampler, scorer, index, req.synthetic_counts[index], rng, req.draw
+            chunks = draw_class(
+                sampler, index, req.synthetic_counts[index], req.seed, req.draw, scorer
             )
             try:
                 for images in chunks:
@@ -229,7 +170,7 @@ def stream_archive(
             "model_id": model_id,
             "seed": req.seed,
             "include_real": req.include_real,
-            **asdict(req.draw),
+            **req.draw.describe(),
             "recipe": req.recipe,
             "classes": [
                 {"index": i, "name": n, "folder": f}

@@ -209,6 +209,7 @@ def check_sampling_errors(client: httpx.Client, model_id: str) -> None:
         (archive, {"per_class": -1}, "validation_error"),
         (archive, {"per_class": 10_000_000}, "out_of_range"),
         (archive, {"truncation": 0}, "invalid_truncation"),
+        (samples, {"truncation": 1e-9, "truncation_mode": "resample"}, "invalid_truncation"),
     ]
     for url, params, code in cases:
         response = client.get(url, params=params)

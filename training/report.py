@@ -33,10 +33,10 @@ from models.artifact import (
     read_manifest,
     write_manifest,
 )
+from models.drawing import DrawSpec, draw_class_images
 from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
 from models.manifold import MANIFOLD_FILE, ClassManifold
 from models.sampler import GeneratorSampler
-from models.truncation import sample_latents
 from training import metrics
 from training import report_plots as plots
 from training.classifier import ClassifierBudget, export_evaluator_onnx, train_classifier
@@ -424,13 +424,15 @@ class ReportRun:
         )
 
     def picture_images(self, truncation: Truncation) -> np.ndarray:
-        """uint8 (classes, PICTURE_SAMPLES, H, W, C), from the same latents at every truncation."""
-        k, image = len(self.data.classes), self.manifest.image
-        labels = np.repeat(np.arange(k), PICTURE_SAMPLES)
-        rng = np.random.default_rng(self.budget.seed)
-        latents = sample_latents(rng, len(labels), self.manifest.z_dim, truncation=truncation)
-        images = self.sampler.generate(labels, latents)
-        return images.reshape(k, PICTURE_SAMPLES, image.height, image.width, image.channels)
+        """uint8 (classes, PICTURE_SAMPLES, H, W, C), from the same latents at every truncation:
+        the images `samples?n=8&seed=<budget seed>` gives at that truncation."""
+        spec, seed = DrawSpec(truncation), self.budget.seed
+        return np.stack(
+            [
+                draw_class_images(self.sampler, c, PICTURE_SAMPLES, seed, spec)
+                for c in range(len(self.data.classes))
+            ]
+        )
 
 
 def build_report(

@@ -17,17 +17,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models.artifact import Recipe
+from models.drawing import FILTERS, DrawSpec, FilterExhausted, draw_class_images
 from models.evaluator import EvaluatorScorer
-from models.filtering import FilterExhausted, SampleFilter, generate_filtered
 from models.sampler import GeneratorSampler
-from models.truncation import sample_latents
 from training import metrics
 from training.classifier import ClassifierBudget, predict_proba, train_classifier
 
 if TYPE_CHECKING:  # training.report imports this module; these are annotations only
     from training.report import RealData, ReportBudget, Stages
-
-FILTERS = ("none", "confident", "manifold")
 
 Truncation = float | None
 
@@ -82,20 +79,8 @@ class SyntheticPool:
         return drawn
 
     def _class_images(self, c: int, n: int, truncation: Truncation, filter: str) -> np.ndarray:
-        rng = np.random.default_rng([self.budget.seed, c, FILTERS.index(filter)])
-        if filter != "none":
-            return generate_filtered(
-                self.sampler,
-                self.scorer,
-                c,
-                n,
-                rng,
-                truncation=truncation,
-                mode="clamp",
-                keep=SampleFilter(filter, self.budget.min_confidence),
-            )
-        latents = sample_latents(rng, n, self.sampler.manifest.z_dim, truncation=truncation)
-        return self.sampler.generate(np.full(n, c, dtype=np.int64), latents)
+        spec = DrawSpec(truncation, filter=filter, min_confidence=self.budget.min_confidence)
+        return draw_class_images(self.sampler, c, n, self.budget.seed, spec, self.scorer)
 
 
 def heldout_correct(

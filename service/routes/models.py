@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from models.artifact import GENERATOR_FILE
+from models.drawing import DrawSpec, FilterExhausted
 from models.evaluator import EvaluatorScorer
-from models.filtering import FilterExhausted
 from service import catalog, draws, generation
 from service.db import repo
 from service.db.tables import Model
@@ -143,7 +143,7 @@ def get_samples(
     except FilterExhausted as exc:
         raise ApiError(422, "filter_exhausted", str(exc)) from exc
     body = generation.render(images, labels, sampler.manifest.classes, format, n)
-    return Response(body, media_type=MEDIA[format], headers={"X-Seed": str(seed)})
+    return Response(body, media_type=MEDIA[format], headers=_draw_headers(seed, draw))
 
 
 @router.get("/{model_id}/archive")
@@ -192,14 +192,23 @@ def get_archive(
     )
     headers = {
         "Content-Disposition": f'attachment; filename="ganaug-{model.id}.zip"',
-        "X-Seed": str(seed),
+        **_draw_headers(seed, draw),
     }
     return StreamingResponse(chunks, media_type="application/zip", headers=headers)
 
 
-def _scorer_for(draw: generation.Draw, model_dir: Path) -> EvaluatorScorer | None:
+def _draw_headers(seed: int, draw: DrawSpec) -> dict[str, str]:
+    """The seed and the truncation actually used (truncation=auto resolves to the model's t*)."""
+    truncation = "none" if draw.truncation is None else repr(draw.truncation)
+    return {"X-Seed": str(seed), "X-Truncation": truncation}
+
+
+def _scorer_for(draw: DrawSpec, model_dir: Path) -> EvaluatorScorer | None:
+    """The report's evaluator when the draw filters, else None (not loaded)."""
+    if not draw.needs_scorer:
+        return None
     scorer = generation.load_scorer(model_dir)
-    if draw.filter != "none" and scorer is None:
+    if scorer is None:
         raise ApiError(
             409, "report_not_ready", f"filter={draw.filter} needs the report's evaluator."
         )

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from models.truncation import sample_latents, truncate_latents
+from models.truncation import MIN_RESAMPLE_TRUNCATION, sample_latents, truncate_latents
 
 
 def normal(seed: int = 0, shape: tuple[int, int] = (256, 32)) -> np.ndarray:
@@ -72,3 +72,15 @@ def test_sample_latents_deterministic_per_rng_state(truncation, mode):
 def test_sample_latents_untruncated_is_standard_normal():
     z = sample_latents(np.random.default_rng(0), 4096, 64)
     assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
+
+
+@pytest.mark.parametrize("tau", [1e-4, 1e-9, MIN_RESAMPLE_TRUNCATION / 2])
+def test_resample_refuses_thresholds_that_would_redraw_without_bound(tau):
+    with pytest.raises(ValueError, match="resample needs truncation >= 0.05.*use mode clamp"):
+        truncate_latents(normal(), tau, "resample", rng=np.random.default_rng(0))
+
+
+def test_resample_at_the_minimum_threshold_finishes_inside():
+    tau = MIN_RESAMPLE_TRUNCATION
+    zt = truncate_latents(normal(), tau, "resample", rng=np.random.default_rng(0))
+    assert np.abs(zt).max() <= tau

@@ -1,4 +1,3 @@
-import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -8,8 +7,15 @@ import torch
 from torch import nn
 
 from models.artifact import GENERATOR_FILE, ImageShape, Manifest, generator_io, write_manifest
+from models.drawing import (
+    CHUNK,
+    DrawSpec,
+    FilterExhausted,
+    class_rng,
+    draw_class,
+    draw_class_images,
+)
 from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
-from models.filtering import FilterExhausted, SampleFilter, generate_filtered, iter_filtered
 from models.images import to_unit_nchw
 from models.manifold import MANIFOLD_FILE, ClassManifold
 from models.sampler import GeneratorSampler
@@ -106,70 +112,87 @@ def scorer(model_dir: Path) -> EvaluatorScorer:
 @pytest.fixture(scope="module")
 def threshold(sampler: GeneratorSampler, scorer: EvaluatorScorer) -> float:
     """A confidence about half of the unfiltered class-0 draws reach."""
-    images = unfiltered(sampler, np.random.default_rng(123), 200)
+    images = unfiltered(sampler, 123, 200)
     return float(np.median(scorer.confidence(images, np.zeros(200, np.int64))))
 
 
-def unfiltered(sampler: GeneratorSampler, rng: np.random.Generator, n: int) -> np.ndarray:
-    latents = sample_latents(rng, n, Z_DIM)
+def unfiltered(sampler: GeneratorSampler, seed: int, n: int, truncation=None) -> np.ndarray:
+    """Class 0's first n draws for `seed` by hand: blocks of CHUNK latents from class_rng."""
+    rng = class_rng(seed, 0)
+    blocks = -(-n // CHUNK)
+    latents = np.concatenate(
+        [sample_latents(rng, CHUNK, Z_DIM, truncation=truncation) for _ in range(blocks)]
+    )[:n]
     return sampler.generate(np.zeros(n, np.int64), latents)
+
+
+def confident(threshold: float) -> DrawSpec:
+    return DrawSpec(filter="confident", min_confidence=threshold)
+
+
+MANIFOLD = DrawSpec(filter="manifold")
+
+
+def test_unfiltered_draw_follows_the_seeding_rule(sampler):
+    images = draw_class_images(sampler, 0, 300, seed=4)
+    assert images.dtype == np.uint8 and images.shape == (300, SIZE, SIZE, 1)
+    np.testing.assert_array_equal(images, unfiltered(sampler, 4, 300))
+
+
+def test_a_longer_draw_starts_with_a_shorter_ones_images(sampler):
+    for spec in (DrawSpec(), DrawSpec(0.5), DrawSpec(0.5, "resample")):
+        short = draw_class_images(sampler, 1, 5, seed=9, spec=spec)
+        long = draw_class_images(sampler, 1, 140, seed=9, spec=spec)
+        np.testing.assert_array_equal(long[:5], short)
+
+
+def test_classes_and_seeds_have_their_own_streams(sampler):
+    a = draw_class_images(sampler, 0, 4, seed=1)
+    assert not np.array_equal(a, draw_class_images(sampler, 0, 4, seed=2))
+    np.testing.assert_array_equal(a, draw_class_images(sampler, 0, 4, seed=1))
+    z0 = sample_latents(class_rng(1, 0), 4, Z_DIM)
+    z1 = sample_latents(class_rng(1, 1), 4, Z_DIM)
+    assert not np.array_equal(z0, z1)
+
+
+def test_batches_are_at_most_a_chunk(sampler):
+    batches = list(draw_class(sampler, 2, 300, seed=0))
+    assert [len(b) for b in batches] == [CHUNK, CHUNK, 300 - 2 * CHUNK]
 
 
 def test_every_kept_image_passes_the_threshold(sampler, scorer, threshold):
     assert 0.4 < threshold < 0.99, "the fixture generator should be neither hopeless nor perfect"
-    images = generate_filtered(
-        sampler,
-        scorer,
-        0,
-        50,
-        np.random.default_rng(0),
-        keep=SampleFilter("confident", threshold),
-        chunk=16,
-    )
+    images = draw_class_images(sampler, 0, 50, 0, confident(threshold), scorer)
     assert images.dtype == np.uint8 and images.shape == (50, SIZE, SIZE, 1)
     assert (scorer.confidence(images, np.zeros(50, np.int64)) >= threshold).all()
 
 
 def test_kept_images_are_the_passing_draws_in_order(sampler, scorer, threshold):
-    kept = generate_filtered(
-        sampler,
-        scorer,
-        0,
-        20,
-        np.random.default_rng(7),
-        keep=SampleFilter("confident", threshold),
-        chunk=16,
-    )
-    draws = unfiltered(sampler, np.random.default_rng(7), 200)
-    passing = draws[scorer.confidence(draws, np.zeros(200, np.int64)) >= threshold]
+    kept = draw_class_images(sampler, 0, 20, 7, confident(threshold), scorer)
+    draws = unfiltered(sampler, 7, 256)
+    passing = draws[scorer.confidence(draws, np.zeros(256, np.int64)) >= threshold]
     np.testing.assert_array_equal(kept, passing[:20])
 
 
-def test_same_rng_seed_gives_same_images(sampler, scorer, threshold):
+def test_same_seed_gives_same_filtered_images(sampler, scorer, threshold):
     def run(seed: int) -> np.ndarray:
-        rng = np.random.default_rng(seed)
-        return generate_filtered(
-            sampler, scorer, 0, 10, rng, keep=SampleFilter("confident", threshold)
-        )
+        return draw_class_images(sampler, 0, 10, seed, confident(threshold), scorer)
 
     np.testing.assert_array_equal(run(3), run(3))
     assert not np.array_equal(run(3), run(4))
 
 
 def test_filtering_raises_the_confidence_of_what_is_kept(sampler, scorer, threshold):
-    rng = np.random.default_rng(1)
-    kept = generate_filtered(sampler, scorer, 0, 40, rng, keep=SampleFilter("confident", threshold))
-    raw = unfiltered(sampler, np.random.default_rng(1), 40)
+    kept = draw_class_images(sampler, 0, 40, 1, confident(threshold), scorer)
+    raw = unfiltered(sampler, 1, 40)
     labels = np.zeros(40, np.int64)
     assert scorer.confidence(kept, labels).mean() > scorer.confidence(raw, labels).mean()
 
 
 def test_impossible_threshold_raises_filter_exhausted(sampler, scorer):
-    rng = np.random.default_rng(0)
-    with pytest.raises(FilterExhausted, match=r"only 0 of 40 images .* lower min_confidence"):
-        generate_filtered(
-            sampler, scorer, 2, 4, rng, keep=SampleFilter("confident", 1.01), max_draw_factor=10
-        )
+    spec = confident(1.0)
+    with pytest.raises(FilterExhausted, match=r"only \d+ of 40 images .* lower min_confidence"):
+        draw_class_images(sampler, 2, 4, 0, spec, scorer, max_draw_factor=10)
 
 
 def test_untrained_evaluator_trusts_nothing(sampler, tmp_path):
@@ -178,47 +201,43 @@ def test_untrained_evaluator_trusts_nothing(sampler, tmp_path):
         export_evaluator_onnx(SmallCNN(3, 1, SIZE), tmp_path / EVALUATOR_FILE)
     untrained = EvaluatorScorer(tmp_path, providers=CPU)
     with pytest.raises(FilterExhausted, match="only 0 of 100 images drawn for class 1"):
-        generate_filtered(
-            sampler, untrained, 1, 5, np.random.default_rng(0), keep=SampleFilter("confident", 0.9)
-        )
-
-
-def test_iter_filtered_streams_batches_until_stopped(sampler, scorer, threshold):
-    rng = np.random.default_rng(0)
-    stream = iter_filtered(
-        sampler, scorer, 0, rng, keep=SampleFilter("confident", threshold), chunk=8
-    )
-    batches = list(itertools.islice(stream, 5))
-    assert all(1 <= len(b) <= 8 and b.shape[1:] == (SIZE, SIZE, 1) for b in batches)
+        draw_class_images(sampler, 1, 5, 0, confident(0.9), untrained)
 
 
 def test_zero_count_gives_no_images(sampler, scorer):
-    images = generate_filtered(sampler, scorer, 0, 0, np.random.default_rng(0))
+    images = draw_class_images(sampler, 0, 0, 0, confident(0.5), scorer)
     assert images.shape == (0, SIZE, SIZE, 1) and images.dtype == np.uint8
 
 
 def test_bad_options_are_refused_before_drawing(sampler, scorer):
-    rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="class_index must be in 0..2"):
-        iter_filtered(sampler, scorer, 3, rng)
-    with pytest.raises(ValueError, match="chunk must be >= 1"):
-        iter_filtered(sampler, scorer, 0, rng, chunk=0)
+        draw_class(sampler, 3, 1, 0)
     with pytest.raises(ValueError, match="count >= 0"):
-        generate_filtered(sampler, scorer, 0, -1, rng)
-    assert rng.bit_generator.state == np.random.default_rng(0).bit_generator.state
+        draw_class(sampler, 0, -1, 0)
+    with pytest.raises(ValueError, match="needs the report's evaluator"):
+        draw_class(sampler, 0, 1, 0, confident(0.5))
 
 
-MANIFOLD = SampleFilter("manifold")
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"truncation": 0.0}, "> 0"),
+        ({"truncation": 0.01, "truncation_mode": "resample"}, "resample needs truncation >= 0.05"),
+        ({"filter": "confident", "min_confidence": 0.0}, "min_confidence"),
+        ({"filter": "blurry"}, "filter must be one of"),
+    ],
+)
+def test_draw_spec_refuses_what_cannot_be_drawn(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DrawSpec(**kwargs)
 
 
 def test_manifold_filter_keeps_only_images_inside_the_real_class_manifold(sampler, scorer):
     labels = np.zeros(30, np.int64)
-    latents = sample_latents(np.random.default_rng(5), 200, Z_DIM, truncation=0.5)
-    raw = sampler.generate(np.zeros(200, np.int64), latents)
-    inside = scorer.in_manifold(raw, np.zeros(200, np.int64))
-    assert 30 <= inside.sum() < 200, "the fixture generator should put some draws outside"
-    rng = np.random.default_rng(5)
-    kept = generate_filtered(sampler, scorer, 0, 30, rng, truncation=0.5, keep=MANIFOLD, chunk=200)
+    raw = unfiltered(sampler, 5, 256, truncation=0.5)
+    inside = scorer.in_manifold(raw, np.zeros(256, np.int64))
+    assert 30 <= inside.sum() < 256, "the fixture generator should put some draws outside"
+    kept = draw_class_images(sampler, 0, 30, 5, DrawSpec(0.5, filter="manifold"), scorer)
     assert kept.shape == (30, SIZE, SIZE, 1)
     assert scorer.in_manifold(kept, labels).all()
     np.testing.assert_array_equal(kept, raw[inside][:30])  # the passing draws, in order
@@ -229,9 +248,7 @@ def test_manifold_filter_says_what_to_change_when_nothing_is_inside(sampler, mod
     real = scorer.manifold
     scorer.manifold = ClassManifold(real.features, real.labels, np.zeros_like(real.radii), 5)
     with pytest.raises(FilterExhausted, match="only 0 of 40 .* inside the real class manifold"):
-        generate_filtered(
-            sampler, scorer, 1, 4, np.random.default_rng(0), keep=MANIFOLD, max_draw_factor=10
-        )
+        draw_class_images(sampler, 1, 4, 0, MANIFOLD, scorer, max_draw_factor=10)
 
 
 def test_manifold_filter_needs_the_reports_manifold(sampler, tmp_path, model_dir):
@@ -239,7 +256,7 @@ def test_manifold_filter_needs_the_reports_manifold(sampler, tmp_path, model_dir
     scorer = EvaluatorScorer(tmp_path, providers=CPU)
     assert scorer.manifold is None
     with pytest.raises(ValueError, match="manifold.npz"):
-        iter_filtered(sampler, scorer, 0, np.random.default_rng(0), keep=MANIFOLD)
+        draw_class(sampler, 0, 1, 0, MANIFOLD, scorer)
     with pytest.raises(FileNotFoundError, match="rebuild the report"):
         scorer.in_manifold(np.zeros((1, SIZE, SIZE, 1), np.uint8), np.zeros(1, np.int64))
 
