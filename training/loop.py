@@ -30,10 +30,10 @@ from models.artifact import (
     generator_io,
     write_manifest,
 )
+from models.drawing import draw_class_images
 from models.images import encode_png, image_grid
 from models.networks import Discriminator, Generator
 from models.sampler import CPU, GeneratorSampler
-from models.truncation import sample_latents
 from training.config import Progress, TrainConfig, TrainResult
 from training.errors import TrainingAborted
 from training.export import export_generator_onnx
@@ -357,14 +357,16 @@ def write_model(
             outputs=outputs,
         ),
     )
-    write_samples(out_dir, len(data.classes), config.z_dim)
+    write_samples(out_dir, len(data.classes))
 
 
-def write_samples(out_dir: Path, num_classes: int, z_dim: int) -> None:
-    """samples.png: one row per class, untruncated, from the exported ONNX graph."""
-    labels = np.repeat(np.arange(num_classes), SAMPLES_PER_CLASS)
-    latents = sample_latents(np.random.default_rng(SAMPLES_SEED), len(labels), z_dim)
-    images = GeneratorSampler(out_dir, providers=[CPU]).generate(labels, latents)
+def write_samples(out_dir: Path, num_classes: int) -> None:
+    """samples.png: one row per class, untruncated, from the exported ONNX graph (the
+    images `samples?n=8&seed=0` serves)."""
+    sampler = GeneratorSampler(out_dir, providers=[CPU])
+    images = np.concatenate(
+        [draw_class_images(sampler, c, SAMPLES_PER_CLASS, SAMPLES_SEED) for c in range(num_classes)]
+    )
     grid = image_grid(images, ncols=SAMPLES_PER_CLASS)
     atomic_write_bytes(out_dir / SAMPLES_FILE, encode_png(grid))
 
