@@ -127,8 +127,12 @@ class Generator(nn.Module):
         """Constructor kwargs: `Generator(**g.config())` rebuilds the architecture."""
         return dict(self.kwargs)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        cond = torch.cat([z, self.embed(labels)], dim=1)  # (B, z_dim + E)
+    def forward(
+        self, z: torch.Tensor, labels: torch.Tensor, condition_weight: float = 1.0
+    ) -> torch.Tensor:
+        """Images (B, C, S, S) in [-1, 1]; `condition_weight` scales the class embedding
+        (transitional conditioning: 0 = unconditional, 1 = fully conditional, as exported)."""
+        cond = torch.cat([z, condition_weight * self.embed(labels)], dim=1)  # (B, z_dim + E)
         h = self.fc(cond).unflatten(1, (-1, self.base, self.base))  # (B, C0, b, b)
         h = F.relu(self.fc_norm(h, cond))
         for block in self.blocks:
@@ -208,16 +212,18 @@ class Discriminator(nn.Module):
         return dict(self.kwargs)
 
     def forward(
-        self, x: torch.Tensor, labels: torch.Tensor | None = None
+        self, x: torch.Tensor, labels: torch.Tensor | None = None, condition_weight: float = 1.0
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(adversarial score (B,), class logits (B, K) or None when not `aux`).
 
         `labels` (B,) are needed by the `projection` and `concat` critics; `aux` ignores them.
+        `condition_weight` scales how the label enters the score (the projection term, the
+        one-hot maps): transitional conditioning ramps it from 0 (unconditional) to 1.
         """
         if self.conditioning != "aux" and labels is None:
             raise ValueError(f"a {self.conditioning} critic needs the class labels")
         if self.conditioning == "concat":
-            maps = F.one_hot(labels, self.num_classes).to(x.dtype)  # (B, K)
+            maps = condition_weight * F.one_hot(labels, self.num_classes).to(x.dtype)  # (B, K)
             x = torch.cat([x, maps[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
         h = self.features(x)  # (B, C_k, s, s)
         if self.mbstd_group:
@@ -227,7 +233,7 @@ class Discriminator(nn.Module):
         if self.conditioning == "aux":
             return score, self.class_head(h)  # (B,), (B, K)
         if self.conditioning == "projection":
-            score = score + (self.embed(labels) * h).sum(dim=1)
+            score = score + condition_weight * (self.embed(labels) * h).sum(dim=1)
         return score, None
 
     def lipschitz_bound(self) -> float:

@@ -84,6 +84,26 @@ class TrainConfig(BaseModel, extra="forbid"):
         "critic update (wacgan-gp with gp_weight 0 and no spectral_norm; for comparison with "
         "the gradient penalty); None = off",
     )
+    transition_start: int = Field(
+        0,
+        ge=0,
+        description="transitional conditioning (Shahbazi et al. 2022): generator updates "
+        "trained unconditionally before the class condition starts blending in",
+    )
+    transition_end: int = Field(
+        0,
+        ge=0,
+        description="generator update at which the class condition reaches full weight; "
+        "the weight ramps linearly from transition_start (0 and 0 = conditional throughout; "
+        "at most steps)",
+    )
+    mode_seeking: float = Field(
+        0.0,
+        ge=0,
+        description="weight of the mode-seeking term (MSGAN, Mao et al. 2019) that rewards "
+        "different images from different latents of one class (0 = off; needs an even "
+        "batch_size)",
+    )
     ema_decay: float = Field(
         0.999, ge=0, lt=1, description="EMA of generator weights used for export (0 = off)"
     )
@@ -145,9 +165,38 @@ class TrainConfig(BaseModel, extra="forbid"):
                 problems.append("weight_clip replaces the gradient penalty: set gp_weight 0")
             if self.spectral_norm:
                 problems.append("weight_clip and spectral_norm both constrain the critic: pick one")
+        problems += self._schedule_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _schedule_problems(self) -> list[str]:
+        problems = []
+        if self.transition_end < self.transition_start:
+            problems.append("transition_end must be >= transition_start")
+        if self.transition_end > self.steps:
+            problems.append(
+                f"transition_end ({self.transition_end}) must be at most steps ({self.steps}): "
+                "the exported generator must be fully conditional"
+            )
+        if self.transition_end > 0 and self.d_conditioning == "concat":
+            problems.append(
+                "transitional conditioning needs a projection or auxiliary-classifier critic "
+                "(d_conditioning concat feeds the label as input channels)"
+            )
+        if self.mode_seeking > 0 and self.batch_size % 2:
+            problems.append("mode_seeking pairs the batch's images: batch_size must be even")
+        return problems
+
+    def condition_weight(self, step: int) -> float:
+        """The class condition's weight after `step` generator updates (1 without a ramp)."""
+        if self.transition_end == 0:
+            return 1.0
+        if step >= self.transition_end:
+            return 1.0
+        if step < self.transition_start:
+            return 0.0
+        return (step - self.transition_start) / (self.transition_end - self.transition_start)
 
     @field_validator("diffaugment")
     @classmethod

@@ -34,7 +34,7 @@ def export_generator_onnx(generator: Generator, path: Path, *, z_dim: int) -> No
         # notices would repeat in every worker log.
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            generator,
+            _TwoInputs(generator).eval(),
             (latent, labels),
             buf,
             dynamo=False,
@@ -45,6 +45,18 @@ def export_generator_onnx(generator: Generator, path: Path, *, z_dim: int) -> No
         )
     _check_against_torch(generator, buf.getvalue(), z_dim, rng)
     atomic_write_bytes(path, buf.getvalue())
+
+
+class _TwoInputs(torch.nn.Module):
+    """The generator with only (latent, class) as inputs: its optional arguments keep their
+    defaults (a fully conditional generator) instead of becoming graph inputs."""
+
+    def __init__(self, generator: Generator):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, latent: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.generator(latent, labels)  # (B, C, H, W)
 
 
 def _check_against_torch(

@@ -121,6 +121,7 @@ class Trainer:
             aux_on_fakes=config.method == "acgan",
             label_smoothing=config.label_smoothing,
             r1_weight=config.r1_weight,
+            mode_seeking=config.mode_seeking,
         )
         self.steps_done = 0
         self._fake: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -130,25 +131,35 @@ class Trainer:
         z = torch.randn(n, self.config.z_dim, device=self.device)
         return z, torch.randint(len(self.data.classes), (n,), device=self.device)
 
+    def paired_latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latents whose second half repeats the first half's labels (mode seeking's pairs)."""
+        z, labels = self.latents(n)
+        return z, torch.cat([labels[: n // 2], labels[: n // 2]])
+
     def step(self) -> Stats:
         """n_critic critic updates, one generator update, one EMA update."""
         batch = self.config.batch_size
+        weight = self.config.condition_weight(self.steps_done)
         for _ in range(self.config.n_critic):
             real, real_labels = self.data.sample(batch)
             if self._fake is None:
                 with torch.no_grad():
                     z, fake_labels = self.latents(batch)
-                    self._fake = (self.generator(z, fake_labels), fake_labels)
-            loss, d_stats = self.loss.critic(self.critic, real, real_labels, *self._fake)
+                    self._fake = (self.generator(z, fake_labels, weight), fake_labels)
+            loss, d_stats = self.loss.critic(
+                self.critic, real, real_labels, *self._fake, condition_weight=weight
+            )
             self.opt_d.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_d.step()
             self._clip_critic_weights()
             self._fake = None
-        z, fake_labels = self.latents(batch)
-        fake = self.generator(z, fake_labels)
+        z, fake_labels = (
+            self.paired_latents(batch) if self.loss.mode_seeking else self.latents(batch)
+        )
+        fake = self.generator(z, fake_labels, weight)
         self.critic.requires_grad_(False)  # skip critic weight gradients in the generator step
-        loss, g_stats = self.loss.generator(self.critic, fake, fake_labels)
+        loss, g_stats = self.loss.generator(self.critic, fake, fake_labels, z, weight)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
@@ -157,7 +168,7 @@ class Trainer:
         self._fake = (fake.detach(), fake_labels)
         self.steps_done += 1
         self._update_ema()
-        return d_stats | g_stats
+        return d_stats | g_stats | {"condition_weight": torch.tensor(weight)}
 
     def _clip_critic_weights(self) -> None:
         """WGAN weight clipping (Arjovsky et al. 2017) of every critic parameter, when on."""

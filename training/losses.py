@@ -13,6 +13,7 @@ from models.networks import Discriminator
 from training.augment import diff_augment
 
 Stats = dict[str, torch.Tensor]
+MODE_SEEKING_EPS = 1e-5  # MSGAN's
 AdversarialLoss = Literal["wasserstein", "bce", "hinge"]
 
 
@@ -27,6 +28,7 @@ class GanLoss:
     aux_on_fakes: bool = False  # AC-GAN (Odena et al.) also trains the classifier on fakes
     label_smoothing: float = 0.0  # bce only: real images' target is 1 - label_smoothing
     r1_weight: float = 0.0  # R1 penalty r1_weight / 2 * E|grad D(real)|^2, 0 = off
+    mode_seeking: float = 0.0  # weight of the MSGAN term on paired same-class fakes, 0 = off
 
     def critic(
         self,
@@ -35,15 +37,20 @@ class GanLoss:
         real_labels: torch.Tensor,
         fake: torch.Tensor,
         fake_labels: torch.Tensor,
+        condition_weight: float = 1.0,
     ) -> tuple[torch.Tensor, Stats]:
-        """Loss to minimise in a critic step, and detached stats to log."""
+        """Loss to minimise in a critic step, and detached stats to log.
+
+        `condition_weight` (transitional conditioning) scales the label's part: the critic's
+        label input and the auxiliary classifier's loss.
+        """
         real = diff_augment(real, self.augment)
         fake = diff_augment(fake.detach(), self.augment)  # no generator gradients here
         if self.r1_weight > 0:
             real = real.detach().requires_grad_(True)
         # Separate calls: the critic's minibatch-stddev must not mix real and fake samples.
-        adv_real, logits_real = critic(real, real_labels)  # (B,), (B, K) or None
-        adv_fake, logits_fake = critic(fake, fake_labels)
+        adv_real, logits_real = critic(real, real_labels, condition_weight)  # (B,), (B, K)|None
+        adv_fake, logits_fake = critic(fake, fake_labels, condition_weight)
         stats: Stats = {}
         aux_stats: Stats = {}
         if self.adversarial == "wasserstein":
@@ -59,10 +66,10 @@ class GanLoss:
             aux = F.cross_entropy(logits_real, real_labels)
             if self.aux_on_fakes:
                 aux = aux + F.cross_entropy(logits_fake, fake_labels)
-            loss = loss + self.aux_weight * aux
+            loss = loss + condition_weight * self.aux_weight * aux
             aux_stats["d_aux"] = aux.detach()
         if self.gp_weight > 0:
-            penalty, grad_norm = gradient_penalty(critic, real, fake, real_labels)
+            penalty, grad_norm = gradient_penalty(critic, real, fake, real_labels, condition_weight)
             loss = loss + self.gp_weight * penalty
             stats |= {"gp": penalty.detach(), "grad_norm": grad_norm}
         if self.r1_weight > 0:
@@ -72,22 +79,42 @@ class GanLoss:
         return loss, stats | {"d_loss": loss.detach()} | aux_stats
 
     def generator(
-        self, critic: Discriminator, fake: torch.Tensor, fake_labels: torch.Tensor
+        self,
+        critic: Discriminator,
+        fake: torch.Tensor,
+        fake_labels: torch.Tensor,
+        latents: torch.Tensor | None = None,
+        condition_weight: float = 1.0,
     ) -> tuple[torch.Tensor, Stats]:
-        """Loss to minimise in a generator step, and detached stats to log."""
-        adv, logits = critic(diff_augment(fake, self.augment), fake_labels)  # (B,), (B, K)
+        """Loss to minimise in a generator step, and detached stats to log.
+
+        With mode seeking on, `latents` are the fakes' latents and the batch's second half
+        repeats the first half's labels (see `mode_seeking_penalty`).
+        """
+        augmented = diff_augment(fake, self.augment)
+        adv, logits = critic(augmented, fake_labels, condition_weight)  # (B,), (B, K) or None
         # non-saturating for bce; hinge generators maximise the raw score like Wasserstein
         loss = F.softplus(-adv).mean() if self.adversarial == "bce" else -adv.mean()
         stats: Stats = {}
         if logits is not None:
             aux = F.cross_entropy(logits, fake_labels)
-            loss = loss + self.aux_weight * aux
+            loss = loss + condition_weight * self.aux_weight * aux
             stats["g_aux"] = aux.detach()
+        if self.mode_seeking > 0:
+            if latents is None:
+                raise ValueError("mode seeking needs the fakes' latents")
+            penalty = mode_seeking_penalty(fake, latents)
+            loss = loss + self.mode_seeking * penalty
+            stats["mode_seeking"] = penalty.detach()
         return loss, {"g_loss": loss.detach()} | stats
 
 
 def gradient_penalty(
-    critic: Discriminator, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor
+    critic: Discriminator,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    labels: torch.Tensor,
+    condition_weight: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """WGAN-GP penalty E[(|grad D(x_hat)| - 1)^2] on random real/fake interpolates.
 
@@ -98,7 +125,8 @@ def gradient_penalty(
     """
     eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device)  # (B, 1, 1, 1)
     x_hat = torch.lerp(fake.detach(), real.detach(), eps).requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x_hat, labels)[0].sum(), x_hat, create_graph=True)
+    score = critic(x_hat, labels, condition_weight)[0]  # (B,)
+    (grad,) = torch.autograd.grad(score.sum(), x_hat, create_graph=True)
     norm = grad.flatten(1).norm(dim=1)  # (B,)
     return (norm - 1).square().mean(), norm.detach().mean()
 
@@ -107,3 +135,21 @@ def r1_penalty(adv_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """E|grad_x D(x)|^2 on the (augmented) real images x (Mescheder et al. 2018)."""
     (grad,) = torch.autograd.grad(adv_real.sum(), real, create_graph=True)
     return grad.flatten(1).square().sum(dim=1).mean()
+
+
+def mode_seeking_penalty(images: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    """MSGAN's term (Mao et al. 2019): 1 / (mean |G(z1) - G(z2)| / mean |z1 - z2| + eps).
+
+    The batch is two halves with the same labels row by row, so each pair is one class
+    drawn from two latents. A generator that ignores its latent makes the image distance,
+    and so the ratio, small: the penalty grows as it collapses.
+
+    Args:
+        images: (2P, C, H, W) generated from `latents` (2P, z_dim).
+    """
+    if len(images) < 2 or len(images) % 2:
+        raise ValueError(f"mode seeking needs an even batch of pairs, got {len(images)}")
+    x1, x2 = images.chunk(2)
+    z1, z2 = latents.chunk(2)
+    ratio = (x1 - x2).abs().mean() / (z1 - z2).abs().mean()
+    return 1 / (ratio + MODE_SEEKING_EPS)
