@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from models.artifact import STATS_FILE, atomic_write_bytes
 from models.images import image_grid
+from training.report_results import Mix, RecipeRow, SweepRow
 
 PAD = 2  # pixels between tiles of an image grid
 DPI = 100
@@ -149,16 +150,17 @@ def save_embedding(
     _save(fig, path)
 
 
-def save_recipes(path: Path, rows: list[dict], z: float) -> None:
+def save_recipes(path: Path, rows: list[RecipeRow], z: float) -> None:
     """Held-out lift of every synthetic recipe over real-only training, with its standard
     error; green or red only where the lift is beyond z standard errors, else grey (noise)."""
     rows = rows[1:]  # row 0 is real-only training: the zero line
     if not rows:
         _message(path, "Recipe search", "no held-out set: no recipe was tried")
         return
-    labels = [recipe_label(row) + ("" if row["status"] == "ok" else " (skipped)") for row in rows]
-    lifts = np.array([100 * row.get("lift", 0.0) for row in rows])  # skipped rows have none
-    errors = np.array([100 * row.get("lift_se", 0.0) for row in rows])
+    labels = [recipe_label(row.mix) + ("" if row.status == "ok" else " (skipped)") for row in rows]
+    compared = [row.comparison for row in rows]  # None where skipped: drawn as 0 ± 0
+    lifts = np.array([100 * c.lift if c is not None else 0.0 for c in compared])
+    errors = np.array([100 * c.lift_se if c is not None else 0.0 for c in compared])
     colours = np.where(lifts > z * errors, "tab:green", "tab:grey")
     colours = np.where(lifts < -z * errors, "tab:red", colours)
     fig = Figure(figsize=(7, 0.35 * len(rows) + 1.4), layout="constrained")
@@ -174,12 +176,13 @@ def save_recipes(path: Path, rows: list[dict], z: float) -> None:
     _save(fig, path)
 
 
-def recipe_label(row: dict) -> str:
-    """'ratio 1, t = 0.75, confidence >= 0.9' for a recipe row."""
+def recipe_label(mix: Mix) -> str:
+    """'ratio 1, t = 0.75, confidence >= 0.9' for a recipe's mix."""
+    draw = mix.draw
     kept = {"none": "unfiltered", "manifold": "in real manifold"}.get(
-        row["filter"], f"confidence >= {row['min_confidence']:g}"
+        draw.filter, f"confidence >= {draw.min_confidence:g}"
     )
-    return f"ratio {row['ratio']:g}, {truncation_text(row['truncation'])}, {kept}"
+    return f"ratio {mix.ratio:g}, {truncation_text(draw.truncation)}, {kept}"
 
 
 def read_stats(model_dir: Path) -> list[dict]:
@@ -206,8 +209,8 @@ def draw_all(
     images_at: Callable[[float | None], np.ndarray],
     truncations: tuple[float | None, ...],
     t_star: float | None,
-    sweep: list[dict],
-    recipes: list[dict],
+    sweep: list[SweepRow],
+    recipes: list[RecipeRow],
     z: float,
     real: tuple[np.ndarray, np.ndarray],
     synthetic: tuple[np.ndarray, np.ndarray],
@@ -225,7 +228,7 @@ def draw_all(
         {picture name: path relative to model_dir}.
     """
     stats = read_stats(model_dir)
-    accuracy = {row["truncation"]: row["accuracy"] for row in sweep}
+    accuracy = {row.truncation: row.comparison.accuracy for row in sweep}
     per_class = max(1, SWEEP_TILES // len(classes))
 
     def sweep_row(t: float | None) -> np.ndarray:

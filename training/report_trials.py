@@ -1,4 +1,4 @@
-"""The quality report's classifier comparisons (torch): synthetic images per recipe,
+"""The quality report's classifier comparisons (torch): synthetic images per draw,
 classifiers trained on real + synthetic mixes, and the studies built from them (the
 truncation sweep, the recipe search, CAS, the ratio study) with the recommendation.
 
@@ -10,9 +10,7 @@ seeds, image by image, so every lift comes with a paired standard error.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from statistics import NormalDist
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,15 +20,24 @@ from models.evaluator import EvaluatorScorer
 from models.sampler import GeneratorSampler
 from training import metrics
 from training.classifier import ClassifierBudget, predict_proba, train_classifier
-
-if TYPE_CHECKING:  # training.report imports this module; these are annotations only
-    from training.report import RealData, ReportBudget, Stages
-
-Truncation = float | None
+from training.report_results import (
+    BASELINE,
+    Cas,
+    Comparison,
+    Confirmation,
+    Decision,
+    DistributionMetrics,
+    Mix,
+    RatioPoint,
+    RatioStudy,
+    RecipeRow,
+    SweepRow,
+)
+from training.report_setup import RealData, ReportBudget, Stages, Truncation
 
 
 class SyntheticPool:
-    """Synthetic images per (truncation, filter), generated once with seeded latents.
+    """Synthetic images per draw spec, generated once with seeded latents.
 
     Every truncation starts from the same latents, clamped differently, so the sweep
     compares truncations on common random numbers rather than on different draws.
@@ -46,41 +53,35 @@ class SyntheticPool:
         self.sampler, self.scorer, self.budget = sampler, scorer, budget
         self.counts = train_counts
         self.per_class = np.ceil(budget.max_ratio * train_counts).astype(int)
-        self._images: dict[tuple[Truncation, str], list[np.ndarray] | FilterExhausted] = {}
+        self._images: dict[DrawSpec, list[np.ndarray] | FilterExhausted] = {}
 
-    def take(
-        self, truncation: Truncation, filter: str, ratio: float
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def take(self, draw: DrawSpec, ratio: float) -> tuple[np.ndarray, np.ndarray]:
         """round(ratio x real count) images of every class and their labels.
 
         Raises:
             FilterExhausted: the filter (confident, manifold) kept too few images.
         """
-        images = self._draw(truncation, filter)
+        images = self._draw(draw)
         wanted = np.minimum(np.round(ratio * self.counts).astype(int), self.per_class)
         x = np.concatenate(
             [class_images[:n] for class_images, n in zip(images, wanted, strict=True)]
         )
         return x, np.repeat(np.arange(len(wanted)), wanted)
 
-    def _draw(self, truncation: Truncation, filter: str) -> list[np.ndarray]:
-        key = (truncation, filter)
-        if key not in self._images:
+    def _draw(self, draw: DrawSpec) -> list[np.ndarray]:
+        if draw not in self._images:
+            seed = self.budget.seed
             try:
-                self._images[key] = [
-                    self._class_images(c, int(n), truncation, filter)
+                self._images[draw] = [
+                    draw_class_images(self.sampler, c, int(n), seed, draw, self.scorer)
                     for c, n in enumerate(self.per_class)
                 ]
             except FilterExhausted as exc:
-                self._images[key] = exc  # remembered: the same draw would fail again
-        drawn = self._images[key]
+                self._images[draw] = exc  # remembered: the same draw would fail again
+        drawn = self._images[draw]
         if isinstance(drawn, FilterExhausted):
             raise drawn
         return drawn
-
-    def _class_images(self, c: int, n: int, truncation: Truncation, filter: str) -> np.ndarray:
-        spec = DrawSpec(truncation, filter=filter, min_confidence=self.budget.min_confidence)
-        return draw_class_images(self.sampler, c, n, self.budget.seed, spec, self.scorer)
 
 
 def heldout_correct(
@@ -118,19 +119,6 @@ def classification_accuracy_score(
     )
 
 
-@dataclass(frozen=True)
-class Mix:
-    """A classifier's training set: some of the real train images plus synthetic ones."""
-
-    ratio: float = 0.0  # synthetic per class, as a multiple of the real train count
-    truncation: Truncation = None
-    filter: str = "none"
-    real_fraction: float = 1.0  # share of each class's real train images kept
-
-
-BASELINE = Mix()
-
-
 class Trials:
     """Trains quick classifiers on mixes, remembers which held-out images each got right,
     and runs the studies that compare mixes with real-only training."""
@@ -156,7 +144,7 @@ class Trials:
     def correct(self, mix: Mix, budget: ClassifierBudget | None = None) -> np.ndarray:
         """bool (seeds, held-out images): right answers of the mix's classifier per seed,
         trained with `budget` (by default the quick one)."""
-        if mix.ratio == 0:  # no synthetic rows: truncation and filter do not matter
+        if mix.ratio == 0:  # no synthetic rows: the draw does not matter
             mix = Mix(real_fraction=mix.real_fraction)
         budget = budget or self.budget.quick
         return np.stack([self._correct_one(mix, seed, budget) for seed in self.budget.seeds])
@@ -175,6 +163,10 @@ class Trials:
             )
         return self._correct[key]
 
+    def compare(self, mix: Mix, budget: ClassifierBudget | None = None) -> Comparison:
+        """The mix against real-only training, both trained with `budget` (default: quick)."""
+        return Comparison.paired(self.correct(mix, budget), self.correct(BASELINE, budget))
+
     def rows(self, mix: Mix) -> tuple[np.ndarray, np.ndarray]:
         """The training images and labels of a mix (synthetic rows after the real ones)."""
         keep = np.concatenate(
@@ -182,40 +174,31 @@ class Trials:
         )
         x, y = self.data.x_train[np.sort(keep)], self.data.y_train[np.sort(keep)]
         if mix.ratio > 0:
-            xs, ys = self.pool.take(mix.truncation, mix.filter, mix.ratio)
+            xs, ys = self.pool.take(mix.draw, mix.ratio)
             x, y = np.concatenate([x, xs]), np.concatenate([y, ys])
         return x, y
 
-    def truncation_sweep(self) -> tuple[list[dict], Truncation]:
-        """Held-out accuracy with real + synthetic images at each truncation; t* is the best."""
+    def truncation_sweep(self) -> list[SweepRow]:
+        """Held-out accuracy with real + synthetic images at each truncation."""
         truncations, ratio = self.budget.truncations, self.budget.sweep_ratio
         self.stages.start("truncation_sweep", (len(truncations) + 1) * len(self.budget.seeds))
         if not self.data.heldout:
-            return [], None
-        baseline = self.correct(BASELINE)
-        rows = []
-        for t in truncations:
-            correct = self.correct(Mix(ratio, t))
-            x, y = self.pool.take(t, "none", ratio)
-            probs, feats = self.pool.scorer.score(x)
-            fidelity = distribution_metrics(self.test_features, feats, self.budget)
-            inception = float(np.mean(probs.argmax(1) == y))
-            rows.append(
-                {
-                    "truncation": t,
-                    **compare(correct, baseline),
-                    "inception_accuracy": inception,
-                    **fidelity,
-                }
-            )
-        best = max(rows, key=lambda row: row["accuracy"])  # first of equals: the budget's order
-        return rows, best["truncation"]
+            return []
+        return [self._sweep_row(t, ratio) for t in truncations]
 
-    def recipe_search(self, t_star: Truncation) -> list[dict]:
+    def _sweep_row(self, truncation: Truncation, ratio: float) -> SweepRow:
+        mix = Mix(ratio, self.budget.draw(truncation))
+        comparison = self.compare(mix)
+        x, y = self.pool.take(mix.draw, ratio)
+        probs, feats = self.pool.scorer.score(x)
+        fidelity = distribution_metrics(self.test_features, feats, self.budget)
+        return SweepRow(truncation, comparison, float(np.mean(probs.argmax(1) == y)), fidelity)
+
+    def recipe_search(self, t_star: Truncation) -> list[RecipeRow]:
         """Every recipe (ratio x truncation x filter) vs real-only training; row 0 is real-only."""
         budget = self.budget
         mixes = [
-            Mix(ratio, t, f)
+            Mix(ratio, budget.draw(t, f))
             for ratio in budget.ratios
             for t in dict.fromkeys((None, t_star))
             for f in FILTERS
@@ -223,34 +206,30 @@ class Trials:
         self.stages.start("recipe_search", (len(mixes) + 1) * len(budget.seeds))
         if not self.data.heldout:
             return []
-        baseline = self.correct(BASELINE)
         rows = []
         for mix in [BASELINE, *mixes]:
             try:
-                result = {"status": "ok", **compare(self.correct(mix), baseline)}
+                rows.append(RecipeRow(mix, self.compare(mix)))
             except FilterExhausted as exc:
-                result = {"status": "skipped", "reason": str(exc)}
-            rows.append({**recipe_row(mix, budget), **result})
+                rows.append(RecipeRow(mix, None, reason=str(exc)))
         return rows
 
-    def confirm(self, row: dict) -> dict:
-        """The recipe row's mix against real-only training, both at the confirmation budget
-        (the downstream classifier's): quick classifiers favour synthetic data that a fully
+    def confirm(self, mix: Mix) -> Confirmation:
+        """The mix against real-only training, both at the confirmation budget (the
+        downstream classifier's): quick classifiers favour synthetic data that a fully
         trained one does not need."""
         budget = self.budget.confirm
         self.stages.start("confirm", 2 * len(self.budget.seeds))
-        mix = Mix(row["ratio"], row["truncation"], row["filter"])
-        result = compare(self.correct(mix, budget), self.correct(BASELINE, budget))
-        return {**result, "budget": asdict(budget)}
+        return Confirmation.judge(self.compare(mix, budget), budget, self.budget.alpha)
 
-    def cas(self) -> dict | None:
+    def cas(self) -> Cas | None:
         """Classification accuracy score of untruncated samples, next to real-only training."""
         self.stages.start("cas", len(self.budget.seeds))
         if not self.data.heldout:
             return None
         self.stages.tick()
         cas = classification_accuracy_score(
-            self.pool.take(None, "none", 1.0),
+            self.pool.take(self.budget.draw(None), 1.0),
             self.data.test,
             num_classes=len(self.data.classes),
             budget=self.budget.quick,
@@ -258,41 +237,21 @@ class Trials:
             device=self.device,
         )
         real = float(self.correct(BASELINE).mean())
-        return {"truncation": None, "accuracy": cas, "real_accuracy": real, "gap": real - cas}
+        return Cas(truncation=None, accuracy=cas, real_accuracy=real, gap=real - cas)
 
-    def ratio_study(self, t_star: Truncation) -> dict:
+    def ratio_study(self, t_star: Truncation) -> RatioStudy:
         """Accuracy as synthetic images are added (extra) or replace real ones (fixed total)."""
         budget = self.budget
         self.stages.start("ratio_study", len(budget.fixed_total_fractions) * len(budget.seeds))
         if not self.data.heldout:
-            return {"truncation": None, "extra": [], "fixed_total": []}
-        baseline = self.correct(BASELINE)
-
-        def row(key: str, value: float, mix: Mix) -> dict:
-            return {key: value, **compare(self.correct(mix), baseline)}
-
-        extra = [row("ratio", r, Mix(r, t_star)) for r in (0.0, *budget.ratios)]
+            return RatioStudy(truncation=None, filter=None, extra=[], fixed_total=[])
+        draw = budget.draw(t_star)
+        extra = [RatioPoint(r, self.compare(Mix(r, draw))) for r in (0.0, *budget.ratios)]
         fixed = [
-            row("synthetic_fraction", f, Mix(f, t_star, real_fraction=1 - f))
+            RatioPoint(f, self.compare(Mix(f, draw, real_fraction=1 - f)))
             for f in (0.0, *budget.fixed_total_fractions)
         ]
-        return {"truncation": t_star, "filter": "none", "extra": extra, "fixed_total": fixed}
-
-
-def compare(correct: np.ndarray, baseline: np.ndarray) -> dict[str, float]:
-    """Mean accuracy over seeds and the lift over the baseline with its paired standard error.
-
-    The standard error comes from per-image differences on the same held-out images, so it
-    measures how much the lift could move with a different held-out sample.
-    """
-    per_image = correct.mean(axis=0) - baseline.mean(axis=0)
-    n = len(per_image)
-    return {
-        "accuracy": float(correct.mean()),
-        "accuracy_std": float(correct.mean(axis=1).std()),  # across classifier seeds
-        "lift": float(per_image.mean()),
-        "lift_se": float(per_image.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
-    }
+        return RatioStudy(truncation=t_star, filter=draw.filter, extra=extra, fixed_total=fixed)
 
 
 def _or_none(metric: Callable, *args, **kwargs):
@@ -305,78 +264,72 @@ def _or_none(metric: Callable, *args, **kwargs):
 
 def distribution_metrics(
     reference: np.ndarray, candidate: np.ndarray, budget: ReportBudget
-) -> dict[str, float | None]:
+) -> DistributionMetrics:
     """FID, KID and precision/recall/density/coverage of candidate features vs reference ones."""
     k = min(metrics.PRDC_K, len(reference) - 1, len(candidate) - 1)
     subsets, seed = budget.kid_subsets, budget.seed
     kid = _or_none(metrics.kid, candidate, reference, subsets=subsets, seed=seed)
     prdc = _or_none(metrics.prdc, reference, candidate, k=k) if k >= 1 else None
-    return {
-        "fid": _or_none(metrics.fid, candidate, reference),
-        "kid": kid[0] if kid else None,
-        "kid_std": kid[1] if kid else None,
-        "prdc_k": k if prdc else None,
+    return DistributionMetrics(
+        fid=_or_none(metrics.fid, candidate, reference),
+        kid=kid[0] if kid else None,
+        kid_std=kid[1] if kid else None,
+        prdc_k=k if prdc else None,
         **(prdc or dict.fromkeys(("precision", "recall", "density", "coverage"))),
-    }
-
-
-def recipe_row(mix: Mix, budget: ReportBudget) -> dict:
-    """The settings of a mix as a row of the recipe table."""
-    return {
-        "ratio": mix.ratio,
-        "truncation": mix.truncation,
-        "filter": mix.filter,
-        "min_confidence": budget.min_confidence if mix.filter == "confident" else 0.0,
-    }
+    )
 
 
 def recommend(
-    rows: list[dict], alpha: float, confirm: Callable[[dict], dict] | None = None
-) -> tuple[Recipe | None, dict]:
+    rows: list[RecipeRow], alpha: float, confirm: Callable[[Mix], Confirmation] | None = None
+) -> Decision:
     """The most accurate synthetic recipe if it beats real-only training beyond noise,
     else ratio 0 (add no synthetic images).
 
     The best of m noisy recipes beats the baseline by luck alone more often than one
     recipe would, so its lift must exceed z standard errors with z the one-sided normal
-    quantile at alpha / m (Bonferroni). When it does and `confirm` is given, confirm(best)
+    quantile at alpha / m (Bonferroni). When it does and `confirm` is given, confirm(mix)
     retrains that one recipe and real-only training at the downstream budget, and its lift
     must also exceed the one-sided z at alpha: quick classifiers can gain from synthetic
     images that a fully trained classifier does not need (measured: +5.6 points held out
     with 200 steps, -0.4 on the test set with 3,000). The recipe then carries the
     confirmation's accuracies.
 
+    Args:
+        rows: the recipe search, real-only training first.
+
     Returns:
-        (recipe, decision); (None, decision) when no recipe was tried (no held-out images).
+        The decision; its recipe is None when no recipe was tried (no held-out images).
     """
-    tried = [row for row in rows[1:] if row["status"] == "ok"]  # row 0 is real-only training
-    best = max(tried, key=lambda row: row["accuracy"], default=None)  # first of equals wins
+    tried = [row for row in rows[1:] if row.comparison is not None]
+    best = max(tried, key=lambda row: row.comparison.accuracy, default=None)  # first of equals
     z = NormalDist().inv_cdf(1 - alpha / max(len(tried), 1))
-    helped = best is not None and best["lift"] > max(0.0, z * best["lift_se"])
+    helped = best is not None and best.comparison.lift > max(0.0, z * best.comparison.lift_se)
     confirmation = None
     if helped and confirm is not None:
-        confirmation = confirm(best)
-        z_one = NormalDist().inv_cdf(1 - alpha)
-        confirmation |= {"z": z_one, "required_lift": z_one * confirmation["lift_se"]}
-        helped = confirmation["lift"] > max(0.0, confirmation["required_lift"])
-    decision = {
-        "helped": helped,
-        "best": best,
-        "recipes_compared": len(tried),
-        "alpha": alpha,
-        "z": z,
-        "required_lift": z * best["lift_se"] if best else None,
-        "confirmation": confirmation,
-    }
-    if not rows:
-        return None, decision
-    chosen = (confirmation or best) if helped else rows[0]
-    recipe = Recipe(
-        **{key: (best if helped else rows[0])[key] for key in RECIPE_KEYS},
-        heldout_accuracy=chosen["accuracy"],
-        baseline_accuracy=chosen["accuracy"] - chosen["lift"],
-        lift=chosen["lift"],
+        confirmation = confirm(best.mix)
+        helped = confirmation.helped
+    recipe = None
+    if helped:
+        recipe = _recipe(best.mix, confirmation.comparison if confirmation else best.comparison)
+    elif rows:
+        recipe = _recipe(rows[0].mix, rows[0].comparison)
+    return Decision(
+        helped=helped,
+        best=best,
+        recipes_compared=len(tried),
+        alpha=alpha,
+        z=z,
+        required_lift=z * best.comparison.lift_se if best else None,
+        confirmation=confirmation,
+        recipe=recipe,
     )
-    return recipe, decision
 
 
-RECIPE_KEYS = ("ratio", "truncation", "filter", "min_confidence")
+def _recipe(mix: Mix, measured: Comparison) -> Recipe:
+    """The manifest's record of the recommended mix and its measured accuracies."""
+    return Recipe(
+        **mix.settings(),
+        heldout_accuracy=measured.accuracy,
+        baseline_accuracy=measured.accuracy - measured.lift,
+        lift=measured.lift,
+    )

@@ -13,20 +13,16 @@ from PIL import Image
 
 import training
 from models.artifact import read_manifest
+from models.drawing import DrawSpec
 from models.evaluator import EVALUATOR_FILE
 from models.manifold import MANIFOLD_FILE
 from tests.factories import SHAPES, shapes_arrays
 from training import TrainConfig, TrainingAborted
 from training.classifier import ClassifierBudget
-from training.report import (
-    REPORT_BUDGETS,
-    REPORT_FILE,
-    ReportBudget,
-    ReportRun,
-    Stages,
-    _verdict,
-    build_report,
-)
+from training.report import REPORT_BUDGETS, REPORT_FILE, ReportBudget, ReportRun, build_report
+from training.report_notes import verdict
+from training.report_results import Comparison, Confirmation, Mix, RecipeRow
+from training.report_setup import Stages
 from training.report_trials import classification_accuracy_score, recommend
 from training.split import SPLIT_FILE, stratified_split
 
@@ -229,50 +225,52 @@ def test_budgets_by_name():
     assert REPORT_BUDGETS["standard"] == ReportBudget.standard()
 
 
-BASE_ROW = dict(ratio=0.0, truncation=None, filter="none", min_confidence=0.0, status="ok")
-
-
-def recipe_rows(best_lift: float, best_se: float) -> list[dict]:
+def recipe_rows(best_lift: float, best_se: float) -> list[RecipeRow]:
     """Real-only row first, then a weak recipe and the best one."""
     return [
-        {**BASE_ROW, "accuracy": 0.70, "accuracy_std": 0.0, "lift": 0.0, "lift_se": 0.0},
-        {**BASE_ROW, "ratio": 0.5, "accuracy": 0.69, "lift": -0.01, "lift_se": 0.01},
-        {**BASE_ROW, "ratio": 1.0, "truncation": 1.0, "accuracy": 0.70 + best_lift,
-         "lift": best_lift, "lift_se": best_se},
-    ]  # fmt: skip
+        RecipeRow(Mix(), Comparison(0.70, 0.0, 0.0, 0.0)),
+        RecipeRow(Mix(0.5), Comparison(0.69, 0.0, -0.01, 0.01)),
+        RecipeRow(Mix(1.0, DrawSpec(1.0)), Comparison(0.70 + best_lift, 0.0, best_lift, best_se)),
+    ]
+
+
+def confirmed(accuracy: float, lift: float, lift_se: float, steps: int = 3000):
+    """A confirm callback that measured these numbers at a `steps`-step budget."""
+    comparison = Comparison(accuracy, 0.0, lift, lift_se)
+    return lambda mix: Confirmation.judge(comparison, ClassifierBudget(steps=steps), 0.05)
 
 
 def test_recipe_within_noise_is_not_confirmed_or_recommended():
     calls = []
-    recipe, decision = recommend(recipe_rows(0.03, 0.02), 0.05, calls.append)
-    assert recipe.ratio == 0 and recipe.lift == 0 and not decision["helped"]
-    assert calls == [] and decision["confirmation"] is None  # nothing worth confirming
+    decision = recommend(recipe_rows(0.03, 0.02), 0.05, calls.append)
+    recipe = decision.recipe
+    assert recipe.ratio == 0 and recipe.lift == 0 and not decision.helped
+    assert calls == [] and decision.confirmation is None  # nothing worth confirming
 
 
 def test_screened_recipe_is_recommended_with_the_confirmed_numbers():
-    confirmed = {"accuracy": 0.84, "accuracy_std": 0.0, "lift": 0.03, "lift_se": 0.01}
-    recipe, decision = recommend(recipe_rows(0.08, 0.02), 0.05, lambda row: dict(confirmed))
-    assert decision["helped"] and (recipe.ratio, recipe.truncation) == (1.0, 1.0)
+    decision = recommend(recipe_rows(0.08, 0.02), 0.05, confirmed(0.84, 0.03, 0.01))
+    recipe = decision.recipe
+    assert decision.helped and (recipe.ratio, recipe.truncation) == (1.0, 1.0)
     assert recipe.heldout_accuracy == 0.84 and recipe.lift == 0.03
     assert recipe.baseline_accuracy == pytest.approx(0.81)
-    assert decision["confirmation"]["required_lift"] == pytest.approx(1.645 * 0.01, abs=1e-3)
+    assert decision.confirmation.required_lift == pytest.approx(1.645 * 0.01, abs=1e-3)
 
 
 def test_screened_recipe_that_the_full_budget_classifier_does_not_need_is_refused():
     # What the 2,500-image benchmark saw: +5.6 points with 200-step classifiers on the
     # held-out images, -0.4 with 3,000-step ones on the test set.
-    confirmed = {"accuracy": 0.86, "lift": -0.004, "lift_se": 0.01, "budget": {"steps": 3000}}
     rows = recipe_rows(0.056, 0.015)
-    recipe, decision = recommend(rows, 0.05, lambda row: dict(confirmed))
-    assert recipe.ratio == 0 and not decision["helped"]
-    assert decision["best"]["ratio"] == 1.0 and decision["confirmation"]["lift"] == -0.004
-    verdict = _verdict(rows, decision)
-    assert verdict.startswith("Synthetic data did not help") and "3000 steps" in verdict
+    decision = recommend(rows, 0.05, confirmed(0.86, -0.004, 0.01, steps=3000))
+    assert decision.recipe.ratio == 0 and not decision.helped
+    assert decision.best.mix.ratio == 1.0 and decision.confirmation.comparison.lift == -0.004
+    said = verdict(rows, decision)
+    assert said.startswith("Synthetic data did not help") and "3000 steps" in said
 
 
 def test_without_a_confirmation_step_the_screen_decides():
-    recipe, decision = recommend(recipe_rows(0.08, 0.02), 0.05)
-    assert decision["helped"] and recipe.ratio == 1.0 and recipe.lift == 0.08
+    decision = recommend(recipe_rows(0.08, 0.02), 0.05)
+    assert decision.helped and decision.recipe.ratio == 1.0 and decision.recipe.lift == 0.08
 
 
 def test_confirm_retrains_the_recipe_and_real_only_at_the_confirmation_budget(trained, tmp_path):
@@ -281,9 +279,9 @@ def test_confirm_retrains_the_recipe_and_real_only_at_the_confirmation_budget(tr
     stages = Stages(None, None)
     run = ReportRun(model_dir, trained.dataset, budget, stages, "cpu")
     run.train_evaluator()
-    confirmation = run.trials.confirm({**BASE_ROW, "ratio": 1.0})
-    assert confirmation["budget"]["steps"] == budget.confirm.steps != budget.quick.steps
-    assert 0 <= confirmation["accuracy"] <= 1 and confirmation["lift_se"] >= 0
+    confirmation = run.trials.confirm(Mix(1.0, budget.draw(None)))
+    assert confirmation.budget.steps == budget.confirm.steps != budget.quick.steps
+    assert 0 <= confirmation.comparison.accuracy <= 1 and confirmation.comparison.lift_se >= 0
     keys = {(mix.ratio, b.steps) for mix, _, b in run.trials._correct}
     assert keys == {(1.0, budget.confirm.steps), (0.0, budget.confirm.steps)}
     stages.start("write")  # closes the stage, so its time is recorded

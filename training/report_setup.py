@@ -1,0 +1,169 @@
+"""What every part of the quality report shares: its budget, the real data split as the GAN
+saw it, and the stage clock that reports progress and honours abort requests."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.drawing import DrawSpec, FilterKind
+from training.classifier import ClassifierBudget
+from training.errors import TrainingAborted
+from training.split import SPLIT_FILE, Split
+
+Truncation = float | None
+
+
+@dataclass(frozen=True)
+class ReportBudget:
+    """How much work the report does; `standard()` for real data, `fast()` for tests."""
+
+    evaluator: ClassifierBudget = ClassifierBudget(steps=500)  # feature space + confidence
+    quick: ClassifierBudget = ClassifierBudget(steps=200)  # every classifier compared
+    # the best recipe, when it beats real-only training, again at the downstream budget
+    confirm: ClassifierBudget = ClassifierBudget()
+    seeds: tuple[int, ...] = (0,)  # classifier seeds averaged for every comparison
+    truncations: tuple[Truncation, ...] = (0.5, 0.75, 1.0, 1.5, 2.0, None)
+    sweep_ratio: float = 1.0  # synthetic:real in the truncation sweep
+    ratios: tuple[float, ...] = (0.5, 1.0, 2.0)  # synthetic per class, x the real count
+    fixed_total_fractions: tuple[float, ...] = (0.5,)  # synthetic share at a fixed total
+    min_confidence: float = 0.9  # filter=confident keeps images the evaluator trusts this much
+    metric_samples_per_class: int = 500  # cap on images per class in FID, KID and PRDC
+    kid_subsets: int = 50
+    alpha: float = 0.05  # chance of recommending synthetic data that does not help
+    seed: int = 0  # latents, KID subsets, the evaluator and the real subsets
+
+    @classmethod
+    def standard(cls) -> ReportBudget:
+        """About 5 minutes on 2 CPU cores for 500 images of 28 px."""
+        return cls()
+
+    @classmethod
+    def fast(cls) -> ReportBudget:
+        """Seconds: for tests and tiny datasets; the numbers are rough."""
+        return cls(
+            evaluator=ClassifierBudget(steps=40, batch_size=32),
+            quick=ClassifierBudget(steps=20, batch_size=32),
+            confirm=ClassifierBudget(steps=30, batch_size=32),
+            truncations=(0.75, None),
+            ratios=(1.0,),
+            min_confidence=0.5,
+            metric_samples_per_class=50,
+            kid_subsets=10,
+        )
+
+    @property
+    def max_ratio(self) -> float:
+        """The most synthetic images per real one that any classifier trains on."""
+        return max((*self.ratios, *self.fixed_total_fractions, self.sweep_ratio, 1.0))
+
+    def draw(self, truncation: Truncation = None, filter: FilterKind = "none") -> DrawSpec:
+        """How the report draws synthetic images at a truncation and filter: one spec per
+        pair, so equal draws are equal keys of the synthetic pool and the trained mixes."""
+        return DrawSpec(truncation, filter=filter, min_confidence=self.min_confidence)
+
+
+REPORT_BUDGETS = {"fast": ReportBudget.fast(), "standard": ReportBudget.standard()}
+
+
+@dataclass(frozen=True)
+class RealData:
+    """The dataset split as the GAN saw it: it trained on the train images only."""
+
+    classes: list[str]
+    x_train: np.ndarray  # uint8 (N, S, S, C)
+    y_train: np.ndarray  # int64 (N,)
+    x_test: np.ndarray  # the held-out images, or the train ones when there are none
+    y_test: np.ndarray
+    heldout: bool
+
+    @property
+    def test(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.x_test, self.y_test
+
+    @property
+    def train_counts(self) -> np.ndarray:
+        return np.bincount(self.y_train, minlength=len(self.classes))
+
+
+def load_real(model_dir: Path, dataset_dir: Path) -> RealData:
+    """Read the stored dataset and split it with the model's split.json (none: no held-out)."""
+    classes = json.loads((dataset_dir / "dataset.json").read_text())["classes"]
+    x, y = np.load(dataset_dir / "x.npy"), np.load(dataset_dir / "y.npy").astype(np.int64)
+    if (model_dir / SPLIT_FILE).exists():
+        split = Split.load(model_dir)
+        train, holdout = split.train, split.holdout
+    else:
+        train, holdout = np.arange(len(y)), np.arange(0)
+    test = holdout if holdout.size else train
+    return RealData(classes, x[train], y[train], x[test], y[test], heldout=bool(holdout.size))
+
+
+def first_per_class(labels: np.ndarray, cap: int) -> np.ndarray:
+    """Indices of the first `cap` rows of every class, in row order."""
+    return np.sort(np.concatenate([np.flatnonzero(labels == c)[:cap] for c in np.unique(labels)]))
+
+
+def per_class_accuracy(correct: np.ndarray, labels: np.ndarray, num_classes: int) -> list:
+    """Mean of bool (seeds, N) over seeds and the images of each class (None: no images)."""
+    return [
+        float(correct[:, labels == c].mean()) if (labels == c).any() else None
+        for c in range(num_classes)
+    ]
+
+
+class Stages:
+    """Reports overall progress, checks abort_fn between units of work, times each stage."""
+
+    # Shares of the run time measured on CPU (500 Fashion-MNIST images), in running order.
+    WEIGHTS = {
+        "data": 0.01,
+        "evaluator": 0.12,
+        "metrics": 0.01,
+        "truncation_sweep": 0.3,
+        "recipe_search": 0.43,
+        "confirm": 0.0,  # usually skipped; when it runs, minutes on a CPU
+        "cas": 0.05,
+        "ratio_study": 0.05,
+        "pictures": 0.02,
+        "write": 0.01,
+    }
+
+    def __init__(self, progress_fn: Callable | None, abort_fn: Callable | None):
+        self.progress_fn, self.abort_fn = progress_fn, abort_fn
+        self.timings_s: dict[str, float] = {}
+        self.name, self.done, self.units, self.ticks, self.started = "", 0.0, 1, 0, 0.0
+
+    def start(self, name: str, units: int = 1) -> None:
+        """Begin a stage expected to call `tick` about `units` times."""
+        self._close()
+        self.name, self.units, self.ticks = name, max(units, 1), 0
+        self.started = time.perf_counter()
+        self.tick(count=False)
+
+    def tick(self, count: bool = True) -> None:
+        """A unit of work is about to start: abort if asked, else report progress."""
+        if self.abort_fn is not None and self.abort_fn():
+            raise TrainingAborted(f"quality report aborted during {self.name}")
+        self.ticks += count
+        share = min(self.ticks / self.units, 1.0) * self.WEIGHTS[self.name]
+        self._report(self.name, min(self.done + share, 1.0))
+
+    def finish(self) -> None:
+        self._close()
+        self._report("done", 1.0)
+
+    def _report(self, stage: str, fraction: float) -> None:
+        if self.progress_fn is not None:
+            self.progress_fn(stage, fraction)
+
+    def _close(self) -> None:
+        if self.name:
+            self.timings_s[self.name] = round(time.perf_counter() - self.started, 2)
+            self.done += self.WEIGHTS[self.name]
+            self.name = ""
