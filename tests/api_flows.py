@@ -13,9 +13,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from tests.factories import SHAPES, shapes_zip_bytes
-
-PER_CLASS = 12
-SIZE = 16
+from tests.tiny_model import PER_CLASS, SIZE
 
 
 def upload_and_train(client: httpx.Client, config: dict) -> dict:
@@ -145,34 +143,63 @@ def check_report(client: httpx.Client, model_id: str) -> dict:
     return body
 
 
-def check_auto_truncation_and_filter(client: httpx.Client, model_id: str, scorer) -> None:
-    """truncation=auto uses the stored t*; filter=confident keeps only confident samples and
-    filter=manifold only samples inside the real class manifold."""
-    url = f"/v1/models/{model_id}/samples"
-    params = {"class": "square", "n": 4, "format": "npz", "seed": 2}
-    auto = client.get(url, params={**params, "truncation": "auto"})
-    assert auto.status_code == 200, auto.text
-    inside = client.get(url, params={**params, "filter": "manifold"})
-    if inside.status_code == 422:  # a 30-step GAN may not come near the real images
-        error = inside.json()["error"]
-        assert error["code"] == "filter_exhausted" and "manifold" in error["message"]
-    else:
-        assert inside.status_code == 200, inside.text
-        arrays = np.load(io.BytesIO(inside.content))
-        assert len(arrays["x"]) == 4 and scorer.in_manifold(arrays["x"], arrays["y"]).all()
-    threshold = 0.5
-    filtered = client.get(
-        url, params={**params, "filter": "confident", "min_confidence": threshold}
-    )
-    if filtered.status_code == 422:  # a 30-step GAN may not convince the evaluator
-        assert filtered.json()["error"]["code"] == "filter_exhausted"
+def npz_samples(client: httpx.Client, model_id: str, **params) -> dict[str, np.ndarray]:
+    """GET samples as npz (200 expected): {"x": uint8 (N, H, W, C), "y": int64 (N,)}."""
+    response = client.get(f"/v1/models/{model_id}/samples", params={**params, "format": "npz"})
+    assert response.status_code == 200, (params, response.text)
+    arrays = np.load(io.BytesIO(response.content))
+    return {"x": arrays["x"], "y": arrays["y"]}
+
+
+def check_auto_truncation(client: httpx.Client, model_id: str, t_star: float | None) -> None:
+    """truncation=auto draws exactly what the explicit t* from the report draws."""
+    params = {"class": "square", "n": 4, "seed": 2}
+    auto = npz_samples(client, model_id, **params, truncation="auto")["x"]
+    untruncated = npz_samples(client, model_id, **params)["x"]
+    if t_star is None:
+        np.testing.assert_array_equal(auto, untruncated)
         return
-    arrays = np.load(io.BytesIO(filtered.content))
-    assert len(arrays["x"]) == 4
-    assert (scorer.confidence(arrays["x"], arrays["y"]) >= threshold - 1e-6).all()
+    explicit = npz_samples(client, model_id, **params, truncation=str(t_star))["x"]
+    np.testing.assert_array_equal(auto, explicit)
+    assert not np.array_equal(auto, untruncated), "t* must change the images"
+
+
+def check_filters(client: httpx.Client, model_id: str, scorer) -> None:
+    """With the tiny trained model (tests/tiny_model.py): filter=confident and
+    filter=manifold return only images that pass the evaluator, the same for a seed; a
+    filter nothing can pass is a 422 filter_exhausted."""
+    square = {"class": "square", "n": 4, "seed": 2}
+    threshold = 0.8  # about half of this model's squares reach it
+    unfiltered = npz_samples(client, model_id, **{**square, "n": 16})
+    assert (scorer.confidence(unfiltered["x"], unfiltered["y"]) < threshold).any(), (
+        "the test needs squares below the threshold for the filter to reject"
+    )
+    confident = {**square, "filter": "confident", "min_confidence": threshold}
+    kept = npz_samples(client, model_id, **confident)
+    assert len(kept["x"]) == 4 and kept["y"].tolist() == [1] * 4
+    assert (scorer.confidence(kept["x"], kept["y"]) >= threshold - 1e-6).all()
+    np.testing.assert_array_equal(npz_samples(client, model_id, **confident)["x"], kept["x"])
+
+    inside = npz_samples(client, model_id, **square, filter="manifold")
+    assert len(inside["x"]) == 4 and scorer.in_manifold(inside["x"], inside["y"]).all()
+    np.testing.assert_array_equal(
+        npz_samples(client, model_id, **square, filter="manifold")["x"], inside["x"]
+    )
+
+    url = f"/v1/models/{model_id}/samples"
+    exhausted = [  # no image reaches confidence 1.0; this model's triangles miss the manifold
+        ({**square, "filter": "confident", "min_confidence": 1.0}, "confidence 1.0"),
+        ({**square, "class": "triangle", "filter": "manifold"}, "manifold"),
+    ]
+    for params, words in exhausted:
+        response = client.get(url, params={**params, "format": "npz"})
+        assert response.status_code == 422, (params, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "filter_exhausted" and words in error["message"], error
 
 
 def check_recommended_archive(client: httpx.Client, model_id: str, manifest_recipe: dict) -> None:
+    """recipe=recommended writes the recipe's per-class counts with its draw, completely."""
     response = client.get(
         f"/v1/models/{model_id}/archive", params={"recipe": "recommended", "seed": 1}
     )
@@ -181,16 +208,51 @@ def check_recommended_archive(client: httpx.Client, model_id: str, manifest_reci
         manifest = json.loads(archive.read("manifest.json"))
         names = archive.namelist()
     assert manifest["recipe"] == manifest_recipe
+    assert manifest["complete"] is True and manifest["error"] is None, manifest
+    assert (manifest["truncation"], manifest["filter"]) == (
+        manifest_recipe["truncation"],
+        manifest_recipe["filter"],
+    )
     expected = round(manifest_recipe["ratio"] * PER_CLASS)
     for shape in SHAPES:
         synthetic = [n for n in names if n.startswith(f"{shape}/synthetic_")]
-        assert len(synthetic) == manifest["counts"][shape]["synthetic"]
-        assert len(synthetic) == expected or not manifest["complete"]
+        assert len(synthetic) == expected == manifest["counts"][shape]["synthetic"]
     conflict = client.get(
         f"/v1/models/{model_id}/archive", params={"recipe": "recommended", "per_class": 3}
     )
     assert conflict.status_code == 422
     assert conflict.json()["error"]["code"] == "recipe_conflict"
+
+
+def check_one_seeding_rule(client: httpx.Client, model_id: str) -> None:
+    """The images of class c for seed s are the same wherever they are asked for: from
+    samples?class=c&seed=s, the class-c rows of samples?seed=s and the archive at seed s.
+
+    Issue 7's seeding rule: this fails until the draw/seeding rewrite lands.
+    """
+    seed, n = 9, 3
+    every = npz_samples(client, model_id, n=n, seed=seed)
+    response = client.get(
+        f"/v1/models/{model_id}/archive",
+        params={"per_class": n, "seed": seed, "include_real": "false"},
+    )
+    assert response.status_code == 200, response.text
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        names = sorted(archive.namelist())
+        archived = {
+            shape: np.stack(
+                [decode_png(archive.read(name)) for name in names if name.startswith(f"{shape}/")]
+            )
+            for shape in SHAPES
+        }
+    for index, shape in enumerate(SHAPES):
+        alone = npz_samples(client, model_id, **{"class": shape, "n": n, "seed": seed})["x"]
+        np.testing.assert_array_equal(
+            every["x"][every["y"] == index], alone, f"{shape}: samples?seed vs samples?class&seed"
+        )
+        np.testing.assert_array_equal(
+            archived[shape], alone[..., 0], f"{shape}: archive vs samples?class&seed"
+        )
 
 
 def check_sampling_errors(client: httpx.Client, model_id: str) -> None:

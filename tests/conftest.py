@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -25,6 +26,24 @@ TINY_TRAINING = {
     "z_dim": 16,
     "report": "none",
 }
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """A tiny GAN trained on shapes with its fast quality report, built once per session.
+
+    Tests must not change its files: copy `model_dir` first.
+    """
+    import torch
+
+    from tests.tiny_model import build_tiny_model
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # deterministic and fastest for tiny networks on shared cores
+    try:
+        return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

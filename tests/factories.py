@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -54,3 +55,19 @@ def shapes_zip_bytes(per_class: int = 12, size: int = 16, seed: int = 0, top: st
 def write_shapes_zip(path: Path, **kwargs: int) -> Path:
     path.write_bytes(shapes_zip_bytes(**kwargs))
     return path
+
+
+def write_stored_dataset(root: Path, x: np.ndarray, y: np.ndarray) -> Path:
+    """Grey images (N, H, W) and labels of SHAPES as `training.dataset.ingest` stores them."""
+    root.mkdir(parents=True)
+    np.save(root / "x.npy", x[..., None])
+    np.save(root / "y.npy", y)
+    meta = {
+        "classes": list(SHAPES),
+        "counts": np.bincount(y, minlength=len(SHAPES)).tolist(),
+        "image": {"height": x.shape[1], "width": x.shape[2], "channels": 1},
+        "num_images": len(y),
+        "source_format": "npz",
+    }
+    (root / "dataset.json").write_text(json.dumps(meta))
+    return root

@@ -1,5 +1,6 @@
 """The whole path a user walks, against real processes.
 
+The embedded flow is the fast tier's one end-to-end test; the others are marked slow.
 Distributed: real Redis broker, real PostgreSQL, a `ganaug worker` process and a
 `ganaug serve` process that is restarted between training and sampling.
 Embedded: one `ganaug serve` with SQLite and the filesystem broker, nothing else.
@@ -21,7 +22,9 @@ from models.evaluator import EvaluatorScorer
 from models.manifold import MANIFOLD_FILE
 from tests.api_flows import (
     check_archive,
-    check_auto_truncation_and_filter,
+    check_auto_truncation,
+    check_filters,
+    check_one_seeding_rule,
     check_onnx,
     check_recommended_archive,
     check_report,
@@ -32,6 +35,7 @@ from tests.api_flows import (
     wait_for_report,
 )
 from tests.conftest import TINY_TRAINING, Api, ServiceProcess, service_env
+from tests.tiny_model import TINY_MODEL_CONFIG
 
 TRAIN_TIMEOUT = 300
 
@@ -53,10 +57,10 @@ def start_distributed(
     return env, worker, api
 
 
-def check_trained_model(client, model_id: str, data_dir: Path) -> dict:
+def check_trained_model(client, model_id: str, data_dir: Path, steps: int) -> dict:
     model = wait_for_model(client, model_id, {"succeeded"}, TRAIN_TIMEOUT)
     progress = model["progress"]
-    assert progress["step"] == progress["total_steps"] == TINY_TRAINING["steps"]
+    assert progress["step"] == progress["total_steps"] == steps
     assert progress["fraction"] == 1.0 and progress["losses"]
     assert model["started_at"] and model["finished_at"] and model["error"] is None
     files = {p.name for p in (data_dir / "models" / model_id).iterdir()}
@@ -66,6 +70,7 @@ def check_trained_model(client, model_id: str, data_dir: Path) -> dict:
     return model
 
 
+@pytest.mark.slow
 def test_distributed_end_to_end(tmp_path, redis_url, postgres_url, processes):
     data_dir = tmp_path / "shared-data"
     env, _worker, api = start_distributed(data_dir, redis_url, postgres_url, processes)
@@ -75,7 +80,7 @@ def test_distributed_end_to_end(tmp_path, redis_url, postgres_url, processes):
         assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
         created = upload_and_train(client, TINY_TRAINING)
         model_id = created["model"]["id"]
-        check_trained_model(client, model_id, data_dir)
+        check_trained_model(client, model_id, data_dir, TINY_TRAINING["steps"])
         params = {"class": "square", "n": 4, "format": "npz", "seed": 11, "truncation": 0.8}
         before = client.get(f"/v1/models/{model_id}/samples", params=params).content
 
@@ -99,6 +104,7 @@ def test_distributed_end_to_end(tmp_path, redis_url, postgres_url, processes):
     assert row == ("succeeded", "default")
 
 
+@pytest.mark.slow
 def test_cancel_stops_training_within_seconds(tmp_path, redis_url, postgres_url, processes):
     _env, _worker, api = start_distributed(tmp_path / "data", redis_url, postgres_url, processes)
     with api.client() as client:
@@ -116,15 +122,16 @@ def test_cancel_stops_training_within_seconds(tmp_path, redis_url, postgres_url,
 
 
 def test_embedded_end_to_end(tmp_path, processes):
-    """`ganaug serve` alone: SQLite, filesystem broker and its own worker process."""
+    """`ganaug serve` alone: SQLite, filesystem broker and its own worker process; the
+    tiny model's settings, so the report's filters have images to keep and to reject."""
     data_dir = tmp_path / "data"
     api = Api(service_env(data_dir), tmp_path / "serve.log").start()
     processes.append(api)
     with api.client() as client:
         assert client.get("/readyz").status_code == 200
-        created = upload_and_train(client, {**TINY_TRAINING, "report": "fast"})
+        created = upload_and_train(client, TINY_MODEL_CONFIG)
         model_id = created["model"]["id"]
-        check_trained_model(client, model_id, data_dir)
+        check_trained_model(client, model_id, data_dir, TINY_MODEL_CONFIG["steps"])
         check_samples(client, model_id)
         check_archive(client, model_id, per_class=3)
         check_onnx(client, model_id)
@@ -135,7 +142,8 @@ def test_embedded_end_to_end(tmp_path, processes):
         manifest = json.loads((model_dir / "manifest.json").read_text())
         evaluation = manifest["evaluation"]
         assert evaluation["t_star"] in [p["truncation"] for p in evaluation["truncation_sweep"]]
-        check_auto_truncation_and_filter(client, model_id, EvaluatorScorer(model_dir))
+        check_auto_truncation(client, model_id, evaluation["t_star"])
+        check_filters(client, model_id, EvaluatorScorer(model_dir))
         check_recommended_archive(client, model_id, evaluation["recipe"])
         (model_dir / MANIFOLD_FILE).unlink()  # as a report from before filter=manifold left it
         outdated = client.get(f"/v1/models/{model_id}/samples", params={"filter": "manifold"})
@@ -146,9 +154,11 @@ def test_embedded_end_to_end(tmp_path, processes):
         assert again.status_code == 202 and again.json()["report"]["status"] == "queued"
         busy = client.post(f"/v1/models/{model_id}/report")
         assert busy.status_code == 409 and busy.json()["error"]["code"] == "report_in_progress"
-    assert (data_dir / "ganaug.db").exists()
+        assert (data_dir / "ganaug.db").exists()
+        check_one_seeding_rule(client, model_id)  # fails until issue 7's seeding rule lands
 
 
+@pytest.mark.slow
 def test_report_not_ready_before_training(tmp_path, processes):
     """Without a worker nothing trains: the report and truncation=auto answer 409."""
     api = Api(service_env(tmp_path / "data"), tmp_path / "serve.log", ["--no-worker"]).start()
@@ -177,6 +187,7 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
+@pytest.mark.slow
 def test_training_process_lost_is_requeued(tmp_path, redis_url, postgres_url, processes):
     """The pool process that trains is killed (as the OOM killer would): the job reruns."""
     _env, worker, api = start_distributed(tmp_path / "data", redis_url, postgres_url, processes)
@@ -211,6 +222,7 @@ def _processes_using(data_dir: Path) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_embedded_restart_mid_training_reruns_the_job(tmp_path, processes):
     """Stopping `ganaug serve` stops its worker too; the next start finishes the job."""
     data_dir = tmp_path / "data"

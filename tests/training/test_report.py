@@ -2,7 +2,6 @@ import json
 import math
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,12 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-import training
 from models.artifact import read_manifest
 from models.drawing import DrawSpec
 from models.evaluator import EVALUATOR_FILE
 from models.manifold import MANIFOLD_FILE
-from tests.factories import SHAPES, shapes_arrays
+from tests.factories import SHAPES
 from training import TrainConfig, TrainingAborted
 from training.classifier import ClassifierBudget
 from training.report import REPORT_BUDGETS, REPORT_FILE, ReportBudget, ReportRun, build_report
@@ -24,26 +22,9 @@ from training.report_notes import verdict
 from training.report_results import Comparison, Confirmation, Mix, RecipeRow
 from training.report_setup import Stages
 from training.report_trials import classification_accuracy_score, recommend
-from training.split import SPLIT_FILE, stratified_split
+from training.split import Split
 
-TINY_GAN = dict(steps=40, batch_size=16, g_channels=16, d_channels=16, z_dim=16, seed=1)
 PICTURES = ("samples", "truncation_sweep", "losses", "lipschitz", "embedding", "recipes")
-
-
-def write_dataset(root: Path, x: np.ndarray, y: np.ndarray) -> Path:
-    """The stored-dataset format of `training.dataset.ingest`."""
-    root.mkdir(parents=True)
-    np.save(root / "x.npy", x[..., None])
-    np.save(root / "y.npy", y)
-    meta = {
-        "classes": list(SHAPES),
-        "counts": np.bincount(y).tolist(),
-        "image": {"height": x.shape[1], "width": x.shape[2], "channels": 1},
-        "num_images": len(y),
-        "source_format": "npz",
-    }
-    (root / "dataset.json").write_text(json.dumps(meta))
-    return root
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -56,35 +37,25 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """A tiny GAN on 3 classes of 16 px shapes, with a held-out split."""
-    root = tmp_path_factory.mktemp("report")
-    x, y = shapes_arrays(per_class=30, size=16, seed=0)
-    dataset = write_dataset(root / "dataset", x, y)
-    model_dir = root / "model"
-    training.run(
-        TrainConfig(**TINY_GAN),
-        dataset_dir=dataset,
-        out_dir=model_dir,
-        model_id="tiny-report",
-        device="cpu",
-    )
-    if not (model_dir / SPLIT_FILE).exists():  # the loop writes it once it holds data out
-        stratified_split(y, 0.2, seed=0).save(model_dir)
-    return SimpleNamespace(dataset=dataset, model_dir=model_dir, x=x, y=y)
+def trained(tiny_model: SimpleNamespace) -> SimpleNamespace:
+    """The session's tiny GAN on 3 classes of 16 px shapes (read only: copy to change it)."""
+    return tiny_model
 
 
 @pytest.fixture(scope="module")
-def report(trained: SimpleNamespace) -> SimpleNamespace:
-    stages: list[tuple[str, float]] = []
-    result = build_report(
-        trained.model_dir,
-        trained.dataset,
-        budget=ReportBudget.fast(),
-        progress_fn=lambda stage, f: stages.append((stage, f)),
-        device="cpu",
-    )
-    return SimpleNamespace(result=result, stages=stages)
+def report(tiny_model: SimpleNamespace) -> SimpleNamespace:
+    """Its fast report, as build_report returned it, and the progress it reported."""
+    return SimpleNamespace(result=tiny_model.report, stages=tiny_model.report_stages)
+
+
+def test_training_held_out_a_stratified_split_the_report_judged_on(trained, report):
+    split = Split.load(trained.model_dir)
+    assert split.holdout_fraction == TrainConfig().holdout_fraction
+    held = np.bincount(trained.y[split.holdout], minlength=len(SHAPES))
+    assert held.tolist() == [round(0.2 * count) for count in np.bincount(trained.y)]
+    assert not set(split.train) & set(split.holdout)
+    assert len(split.train) + len(split.holdout) == len(trained.y)
+    assert report.result["heldout"] and report.result["metrics"]["reference"] == "heldout"
 
 
 def finite_numbers(value) -> list[float]:
@@ -174,10 +145,11 @@ def test_progress_rises_to_one(report):
 
 
 def test_abort_fn_stops_the_report(trained, tmp_path):
+    model_dir = shutil.copytree(trained.model_dir, tmp_path / "model")
     calls = iter(range(1000))
     with pytest.raises(TrainingAborted):
         build_report(
-            trained.model_dir,
+            model_dir,
             trained.dataset,
             budget=ReportBudget.fast(),
             abort_fn=lambda: next(calls) >= 3,
