@@ -278,7 +278,7 @@ def test_class_manifold_radii_and_membership(tmp_path):
 
 def test_filters_on_the_tiny_trained_model(tiny_model):
     """The report's evaluator and manifold against a real (tiny) GAN: kept squares pass,
-    the same rng keeps the same ones, and filters nothing passes are exhausted."""
+    the same seed keeps the same ones, and filters nothing passes are exhausted."""
     sampler = GeneratorSampler(tiny_model.model_dir, providers=CPU)
     scorer = EvaluatorScorer(tiny_model.model_dir, providers=CPU)
     square, labels = SHAPES.index("square"), np.full(8, SHAPES.index("square"))
@@ -287,15 +287,14 @@ def test_filters_on_the_tiny_trained_model(tiny_model):
         "manifold": lambda images: scorer.in_manifold(images, labels),
     }
     for kind, passed in passes.items():
-        keep = SampleFilter(kind, min_confidence=0.8)
-        kept = generate_filtered(sampler, scorer, square, 8, np.random.default_rng(0), keep=keep)
+        spec = DrawSpec(filter=kind, min_confidence=0.8)
+        kept = draw_class_images(sampler, square, 8, 0, spec, scorer)
         assert kept.shape == (8, SIZE, SIZE, 1) and passed(kept).all(), kind
-        again = generate_filtered(sampler, scorer, square, 8, np.random.default_rng(0), keep=keep)
-        np.testing.assert_array_equal(again, kept)
+        np.testing.assert_array_equal(draw_class_images(sampler, square, 8, 0, spec, scorer), kept)
     impossible = [
-        (square, SampleFilter("confident", 1.0)),
-        (SHAPES.index("triangle"), SampleFilter("manifold")),  # this model's triangles miss it
+        (square, confident(1.0)),
+        (SHAPES.index("triangle"), MANIFOLD),  # this model's triangles miss it
     ]
-    for index, keep in impossible:
+    for index, spec in impossible:
         with pytest.raises(FilterExhausted):
-            generate_filtered(sampler, scorer, index, 4, np.random.default_rng(0), keep=keep)
+            draw_class_images(sampler, index, 4, 0, spec, scorer)
