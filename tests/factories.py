@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from training.dataset import StoredDataset
+
 SHAPES = ("circle", "square", "triangle")
 
 
@@ -37,6 +39,15 @@ def shapes_arrays(
     ]
     labels = np.repeat(np.arange(len(SHAPES)), per_class)
     return np.stack(images).astype(np.uint8), labels.astype(np.int64)
+
+
+def store_dataset(
+    directory: Path, x: np.ndarray, y: np.ndarray, classes: list[str] | tuple[str, ...] = SHAPES
+) -> Path:
+    """Store uint8 images (N, S, S) or (N, S, S, C) as ingestion would; returns directory."""
+    x = x[..., None] if x.ndim == 3 else x
+    StoredDataset.save(directory, x, y, classes=list(classes), source_format="npz")
+    return directory
 
 
 def shapes_zip_bytes(per_class: int = 12, size: int = 16, seed: int = 0, top: str = "") -> bytes:

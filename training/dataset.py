@@ -1,4 +1,4 @@
-"""Dataset ingestion: an uploaded archive or .npz becomes x.npy / y.npy / dataset.json.
+"""The stored dataset (`StoredDataset`: x.npy, y.npy, dataset.json) and ingestion into it.
 
 Uploads (recognised by content; the filename is only used in messages):
 - zip, tar or tar.gz of ``<class>/<image>`` or ``<top>/<class>/<image>``; png, jpg, jpeg, bmp,
@@ -19,6 +19,8 @@ their values, in numeric order). Archives are read in memory one member at a tim
 extracted; member count, sizes and compression ratios are checked from the headers, the byte
 total again while reading. dest_dir appears complete or not at all.
 """
+
+from __future__ import annotations
 
 import io
 import json
@@ -79,6 +81,13 @@ class DatasetError(Exception):
         self.status = status
 
 
+# --- the stored dataset ------------------------------------------------------------------
+
+X_FILE = "x.npy"  # uint8 (N, S, S, C), C in {1, 3}
+Y_FILE = "y.npy"  # int64 (N,), indices into the sorted class names
+INFO_FILE = "dataset.json"  # DatasetInfo
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     num_images: int
@@ -89,7 +98,12 @@ class DatasetInfo:
     channels: int
     source_format: str  # "zip", "tar" or "npz"
 
-    def metadata(self) -> dict:
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of every image."""
+        return self.height, self.width, self.channels
+
+    def to_json(self) -> dict:
         """The content of dataset.json."""
         return {
             "classes": self.classes,
@@ -98,6 +112,144 @@ class DatasetInfo:
             "num_images": self.num_images,
             "source_format": self.source_format,
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> DatasetInfo:
+        image = data["image"]
+        return cls(
+            num_images=data["num_images"],
+            classes=list(data["classes"]),
+            counts=list(data["counts"]),
+            height=image["height"],
+            width=image["width"],
+            channels=image["channels"],
+            source_format=data["source_format"],
+        )
+
+
+class StoredDataset:
+    """A dataset directory (x.npy, y.npy, dataset.json): the one reader and writer of it.
+
+    `StoredDataset.save(directory, x, y, ...)` writes one whole; `StoredDataset.writing`
+    lets ingestion fill x row by row; `StoredDataset.load(directory)` opens one with x
+    memory-mapped and checks that its files agree.
+    """
+
+    def __init__(self, directory: Path, info: DatasetInfo, x: np.ndarray, y: np.ndarray):
+        self.directory = Path(directory)
+        self.info = info
+        self.x = x  # uint8 (N, S, S, C), memory-mapped when loaded
+        self.y = y  # int64 (N,)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.info.classes
+
+    @property
+    def counts(self) -> list[int]:
+        return self.info.counts
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(S, S, C)."""
+        return self.info.image_shape
+
+    def __len__(self) -> int:
+        return self.info.num_images
+
+    @classmethod
+    def load(cls, directory: Path) -> StoredDataset:
+        """Open a stored dataset; ValueError when x, y and dataset.json disagree."""
+        directory = Path(directory)
+        info = DatasetInfo.from_json(json.loads((directory / INFO_FILE).read_text()))
+        x = np.load(directory / X_FILE, mmap_mode="r")
+        y = np.load(directory / Y_FILE).astype(np.int64, copy=False)
+        _check_stored(info, x, y)
+        return cls(directory, info, x, y)
+
+    @classmethod
+    def save(
+        cls,
+        directory: Path,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        classes: list[str],
+        source_format: str,
+    ) -> StoredDataset:
+        """Store uint8 images x (N, S, S, C) with labels y indexing classes."""
+        x = np.asarray(x)
+        if x.ndim != 4:
+            raise ValueError(f"x has shape {x.shape}; expected (N, S, S, C)")
+        shape = (x.shape[1], x.shape[2], x.shape[3])
+        with cls.writing(
+            directory, y, classes=classes, image_shape=shape, source_format=source_format
+        ) as out:
+            out[:] = x
+        return cls.load(directory)
+
+    @classmethod
+    @contextmanager
+    def writing(
+        cls,
+        directory: Path,
+        y: np.ndarray,
+        *,
+        classes: list[str],
+        image_shape: tuple[int, int, int],
+        source_format: str,
+    ) -> Iterator[np.ndarray]:
+        """Yield x (N, *image_shape) uint8, memory-mapped, to fill; directory (which must not
+        exist) appears with all three files when the block succeeds, or not at all."""
+        y = np.asarray(y, dtype=np.int64)
+        _check_labels(y, len(y), len(classes))
+        counts = np.bincount(y, minlength=len(classes)).tolist()
+        height, width, channels = image_shape
+        info = DatasetInfo(len(y), list(classes), counts, height, width, channels, source_format)
+        with _staging_dir(Path(directory)) as staging:
+            x = npy_format.open_memmap(
+                staging / X_FILE, mode="w+", dtype=np.uint8, shape=(len(y), *image_shape)
+            )
+            yield x
+            x.flush()
+            del x  # unmap before the directory is renamed
+            np.save(staging / Y_FILE, y)
+            (staging / INFO_FILE).write_text(json.dumps(info.to_json(), indent=2) + "\n")
+
+
+def _check_stored(info: DatasetInfo, x: np.ndarray, y: np.ndarray) -> None:
+    expected = info.image_shape
+    if x.ndim != 4 or x.shape[1:] != expected or info.height != info.width or x.dtype != np.uint8:
+        raise ValueError(
+            f"{X_FILE} has dtype {x.dtype} and shape {x.shape}; "
+            f"expected uint8 (N, S, S, C) = (N, *{expected})"
+        )
+    if len(x) != info.num_images or len(info.counts) != len(info.classes):
+        raise ValueError(f"{INFO_FILE} does not describe the {len(x)} images of {X_FILE}")
+    _check_labels(y, len(x), len(info.classes))
+
+
+def _check_labels(y: np.ndarray, num_images: int, num_classes: int) -> None:
+    if y.shape != (num_images,) or (y.size and (y.min() < 0 or y.max() >= num_classes)):
+        raise ValueError(f"{Y_FILE} must hold {num_images} labels in 0..{num_classes - 1}")
+
+
+@contextmanager
+def _staging_dir(dest_dir: Path) -> Iterator[Path]:
+    """Yield a directory beside dest_dir that becomes dest_dir only if the block succeeds."""
+    if dest_dir.exists():
+        raise FileExistsError(f"dataset directory {dest_dir} already exists")
+    dest_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest_dir.name}.", dir=dest_dir.parent))
+    try:
+        yield staging
+        os.rename(staging, dest_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+# --- ingestion ---------------------------------------------------------------------------
 
 
 def ingest(
@@ -124,20 +276,16 @@ def ingest(
     _check_class_count(source.classes)
     size = image_size or _native_size(source.longest_sides, limits)
     channels = channels or (1 if source.gray else 3)
-    with _staging_dir(dest_dir) as staging:
-        shape = (len(source.labels), size, size, channels)
-        x = npy_format.open_memmap(staging / "x.npy", mode="w+", dtype=np.uint8, shape=shape)
+    with StoredDataset.writing(
+        dest_dir,
+        source.labels,
+        classes=source.classes,
+        image_shape=(size, size, channels),
+        source_format=source_format,
+    ) as x:
         for rows, images in source.images(size, channels):
             x[rows] = images
-        x.flush()
-        del x  # unmap before the directory is renamed
-        np.save(staging / "y.npy", source.labels)
-        counts = np.bincount(source.labels, minlength=len(source.classes)).tolist()
-        info = DatasetInfo(
-            len(source.labels), source.classes, counts, size, size, channels, source_format
-        )
-        (staging / "dataset.json").write_text(json.dumps(info.metadata(), indent=2) + "\n")
-    return info
+    return StoredDataset.load(dest_dir).info
 
 
 @dataclass(frozen=True)
@@ -190,21 +338,6 @@ def _reading(filename: str) -> Iterator[None]:
     except _ARCHIVE_ERRORS as exc:
         message = f"'{filename}' is damaged or truncated ({exc}); create it again"
         raise DatasetError("corrupt_archive", message) from exc
-
-
-@contextmanager
-def _staging_dir(dest_dir: Path) -> Iterator[Path]:
-    """Yield a directory beside dest_dir that becomes dest_dir only if the block succeeds."""
-    if dest_dir.exists():
-        raise FileExistsError(f"dataset directory {dest_dir} already exists")
-    dest_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest_dir.name}.", dir=dest_dir.parent))
-    try:
-        yield staging
-        os.rename(staging, dest_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 # --- archive members -------------------------------------------------------------------

@@ -27,11 +27,10 @@ from models.artifact import (
     REPORT_FILE,
     REPORT_PICTURES_DIR,
     Evaluation,
+    Manifest,
     Recipe,
     TruncationPoint,
     atomic_write_bytes,
-    read_manifest,
-    write_manifest,
 )
 from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
 from models.manifold import MANIFOLD_FILE, ClassManifold
@@ -40,6 +39,7 @@ from models.truncation import sample_latents
 from training import metrics
 from training import report_plots as plots
 from training.classifier import ClassifierBudget, export_evaluator_onnx, train_classifier
+from training.dataset import StoredDataset
 from training.errors import TrainingAborted
 from training.report_trials import (
     BASELINE,
@@ -50,7 +50,7 @@ from training.report_trials import (
     distribution_metrics,
     recommend,
 )
-from training.split import SPLIT_FILE, Split
+from training.split import Split
 
 REPORT_FORMAT = "ganaug.report/1"
 PICTURE_SAMPLES = 8  # images per class in the sample grid
@@ -125,9 +125,9 @@ class RealData:
 
 def load_real(model_dir: Path, dataset_dir: Path) -> RealData:
     """Read the stored dataset and split it with the model's split.json (none: no held-out)."""
-    classes = json.loads((dataset_dir / "dataset.json").read_text())["classes"]
-    x, y = np.load(dataset_dir / "x.npy"), np.load(dataset_dir / "y.npy").astype(np.int64)
-    if (model_dir / SPLIT_FILE).exists():
+    dataset = StoredDataset.load(dataset_dir)
+    classes, x, y = dataset.classes, dataset.x, dataset.y
+    if Split.path(model_dir).exists():
         split = Split.load(model_dir)
         train, holdout = split.train, split.holdout
     else:
@@ -300,7 +300,7 @@ class ReportRun:
         device: str | None,
     ):
         self.model_dir, self.budget, self.stages, self.device = model_dir, budget, stages, device
-        self.manifest = read_manifest(model_dir)
+        self.manifest = Manifest.load(model_dir)
         self.data = load_real(model_dir, dataset_dir)
         if self.data.classes != self.manifest.classes:
             raise ValueError(
@@ -329,7 +329,7 @@ class ReportRun:
         self.scorer = EvaluatorScorer(self.model_dir)
         self.train_features = self.scorer.score(data.x_train)[1]  # manifold and metric floor
         manifold = ClassManifold.build(self.train_features, data.y_train, k=metrics.PRDC_K)
-        manifold.save(self.model_dir / MANIFOLD_FILE)
+        manifold.save(self.model_dir)
         self.scorer.manifold = manifold
         probs, self.test_features = self.scorer.score(data.x_test)
         self.pool = SyntheticPool(self.sampler, self.scorer, data.train_counts, budget)
@@ -495,7 +495,7 @@ def build_report(
     )
     text = json.dumps(report, indent=2, allow_nan=False) + "\n"
     atomic_write_bytes(model_dir / REPORT_FILE, text.encode())
-    write_manifest(model_dir, run.manifest.model_copy(update={"evaluation": evaluation(report)}))
+    run.manifest.model_copy(update={"evaluation": evaluation(report)}).save(model_dir)
     stages.finish()
     return report
 

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.settings import Settings
 from tests.factories import shapes_zip_bytes
+from training.dataset import StoredDataset
 
 
 @pytest.fixture
@@ -256,7 +257,7 @@ def test_dataset_crud(client, settings):
     assert created.status_code == 201, created.text
     body = created.json()
     assert "model" not in body and body["name"] == "my shapes" and body["num_images"] == 12
-    assert (settings.datasets_dir / body["id"] / "x.npy").exists()
+    assert len(StoredDataset.load(settings.datasets_dir / body["id"])) == 12
     assert client.get(f"/v1/datasets/{body['id']}").json() == body
     assert client.get("/v1/datasets").json()["count"] == 1
     assert client.delete(f"/v1/datasets/{body['id']}").status_code == 204

@@ -1,7 +1,6 @@
 """training.dataset.ingest: accepted layouts, normalisation, and every refusal."""
 
 import io
-import json
 import struct
 import tarfile
 import warnings
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from training.dataset import DatasetError, IngestLimits, ingest
+from training.dataset import DatasetError, IngestLimits, StoredDataset, ingest
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 SHAPES = {"circle": RED, "square": GREEN, "triangle": BLUE}  # class name -> fill colour
@@ -66,8 +65,8 @@ def dest(tmp_path: Path) -> Path:
 
 
 def stored(dest: Path) -> tuple[np.ndarray, np.ndarray, dict]:
-    metadata = json.loads((dest / "dataset.json").read_text())
-    return np.load(dest / "x.npy"), np.load(dest / "y.npy"), metadata
+    dataset = StoredDataset.load(dest)
+    return np.array(dataset.x), dataset.y, dataset.info.to_json()
 
 
 def refused(src: Path, dest: Path, code: str, status: int, *words: str, **kwargs) -> DatasetError:

@@ -2,7 +2,6 @@ import json
 import math
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,10 +11,10 @@ import torch
 from PIL import Image
 
 import training
-from models.artifact import read_manifest
+from models.artifact import Manifest
 from models.evaluator import EVALUATOR_FILE
 from models.manifold import MANIFOLD_FILE
-from tests.factories import SHAPES, shapes_arrays
+from tests.factories import SHAPES, shapes_arrays, store_dataset
 from training import TrainConfig, TrainingAborted
 from training.classifier import ClassifierBudget
 from training.report import (
@@ -28,26 +27,10 @@ from training.report import (
     build_report,
 )
 from training.report_trials import classification_accuracy_score, recommend
-from training.split import SPLIT_FILE, stratified_split
+from training.split import Split, stratified_split
 
 TINY_GAN = dict(steps=40, batch_size=16, g_channels=16, d_channels=16, z_dim=16, seed=1)
 PICTURES = ("samples", "truncation_sweep", "losses", "lipschitz", "embedding", "recipes")
-
-
-def write_dataset(root: Path, x: np.ndarray, y: np.ndarray) -> Path:
-    """The stored-dataset format of `training.dataset.ingest`."""
-    root.mkdir(parents=True)
-    np.save(root / "x.npy", x[..., None])
-    np.save(root / "y.npy", y)
-    meta = {
-        "classes": list(SHAPES),
-        "counts": np.bincount(y).tolist(),
-        "image": {"height": x.shape[1], "width": x.shape[2], "channels": 1},
-        "num_images": len(y),
-        "source_format": "npz",
-    }
-    (root / "dataset.json").write_text(json.dumps(meta))
-    return root
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,7 +47,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """A tiny GAN on 3 classes of 16 px shapes, with a held-out split."""
     root = tmp_path_factory.mktemp("report")
     x, y = shapes_arrays(per_class=30, size=16, seed=0)
-    dataset = write_dataset(root / "dataset", x, y)
+    dataset = store_dataset(root / "dataset", x, y)
     model_dir = root / "model"
     training.run(
         TrainConfig(**TINY_GAN),
@@ -73,7 +56,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         model_id="tiny-report",
         device="cpu",
     )
-    if not (model_dir / SPLIT_FILE).exists():  # the loop writes it once it holds data out
+    if not Split.path(model_dir).exists():  # the loop writes it once it holds data out
         stratified_split(y, 0.2, seed=0).save(model_dir)
     return SimpleNamespace(dataset=dataset, model_dir=model_dir, x=x, y=y)
 
@@ -146,7 +129,7 @@ def test_pictures_are_png_files(trained, report):
 
 
 def test_manifest_records_t_star_and_a_recipe_from_the_sweep(trained, report):
-    evaluation = read_manifest(trained.model_dir).evaluation
+    evaluation = Manifest.load(trained.model_dir).evaluation
     assert evaluation is not None and evaluation.report_file == REPORT_FILE
     sweep = [point.truncation for point in evaluation.truncation_sweep]
     assert evaluation.t_star in sweep
@@ -219,7 +202,7 @@ def test_without_a_held_out_split_the_report_says_what_it_skipped(trained, tmp_p
     assert not result["heldout"] and result["metrics"]["reference"] == "train"
     assert result["recipe"] is None and result["truncation_sweep"] == [] and result["cas"] is None
     assert "No held-out split" in result["notes"][0]
-    evaluation = read_manifest(model_dir).evaluation
+    evaluation = Manifest.load(model_dir).evaluation
     assert evaluation.recipe is None and evaluation.t_star is None
     assert (model_dir / EVALUATOR_FILE).exists()
 
