@@ -42,6 +42,7 @@ from training.classifier import (  # noqa: E402
     extract_features,
     train_classifier,
 )
+from training.dataset import StoredDataset  # noqa: E402
 from training.metrics import PRDC_K, prdc  # noqa: E402
 from training.split import stratified_split  # noqa: E402
 
@@ -76,7 +77,8 @@ def lever_options(lever: str, steps: int) -> dict:
 
 def measure(model_dir: Path, dataset_dir: Path, config: TrainConfig, seed: int) -> dict:
     """Precision/recall/coverage vs held-out, spread ratio and CAS of a trained model."""
-    x, y = np.load(dataset_dir / "x.npy"), np.load(dataset_dir / "y.npy")
+    stored = StoredDataset.load(dataset_dir)
+    x, y = np.asarray(stored.x), stored.y
     split = stratified_split(y, config.holdout_fraction, seed)
     x_tr, y_tr, x_ho = x[split.train], y[split.train], x[split.holdout]
     evaluator = train_classifier(

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import training  # noqa: E402
 from benchmarks.fashion_mnist import CLASSES, balanced_subset, load  # noqa: E402
 from benchmarks.train_defaults import write_subset  # noqa: E402
+from models.artifact import Manifest  # noqa: E402
 from models.sampler import GeneratorSampler  # noqa: E402
 from models.truncation import sample_latents  # noqa: E402
 from training import TrainConfig  # noqa: E402
@@ -70,10 +71,9 @@ def main() -> None:
     budget = ClassifierBudget(steps=args.classifier_steps)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir or Path(tmp, "model")
-        if not (model_dir / "manifest.json").exists():
+        if not Manifest.path(model_dir).exists():
             config = TrainConfig(**{"seed": args.seed, **json.loads(args.gan_config)})
             dataset_dir = Path(tmp, "dataset")
-            dataset_dir.mkdir()
             write_subset(dataset_dir, args.per_class, args.seed)
             start = time.perf_counter()
             training.run(config, dataset_dir=dataset_dir, out_dir=model_dir, model_id="levers")

@@ -9,14 +9,11 @@ saves the per-class sample grid to benchmarks/out/ to judge by eye.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -24,6 +21,7 @@ import training  # noqa: E402
 from benchmarks.fashion_mnist import CLASSES, balanced_subset, load  # noqa: E402
 from models.artifact import SAMPLES_FILE  # noqa: E402
 from training import Progress, TrainConfig  # noqa: E402
+from training.dataset import StoredDataset  # noqa: E402
 
 BUDGET_S = 600.0
 OUT = Path(__file__).resolve().parent / "out"
@@ -32,15 +30,7 @@ OUT = Path(__file__).resolve().parent / "out"
 def write_subset(dataset_dir: Path, per_class: int, seed: int) -> None:
     """Write a class-balanced subset of the training split in the stored-dataset format."""
     x, y = balanced_subset(*load("train"), per_class, seed)
-    np.save(dataset_dir / "x.npy", x)
-    np.save(dataset_dir / "y.npy", y)
-    meta = {
-        "classes": CLASSES,
-        "counts": [per_class] * len(CLASSES),
-        "image": {"height": 28, "width": 28, "channels": 1},
-        "num_images": len(y),
-    }
-    (dataset_dir / "dataset.json").write_text(json.dumps(meta))
+    StoredDataset.save(dataset_dir, x, y, classes=CLASSES, source_format="npz")
 
 
 def print_progress(p: Progress, state: dict[str, float]) -> None:
@@ -67,7 +57,6 @@ def main() -> None:
     print(config.model_dump_json())
     with tempfile.TemporaryDirectory() as tmp:
         dataset_dir, model_dir = Path(tmp, "dataset"), Path(tmp, "model")
-        dataset_dir.mkdir()
         write_subset(dataset_dir, args.per_class, args.seed)
         state = {"last": 0.0}
         start = time.perf_counter()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from abc import ABC, abstractmethod
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, Field
 
@@ -19,6 +20,37 @@ REPORT_FILE = "report.json"  # the quality report (training.report)
 REPORT_PICTURES_DIR = "report"  # its pictures, <name>.png
 
 FORMAT = "ganaug.generator/1"
+
+
+class ArtifactFile(ABC):
+    """An object stored as one named file of a directory: `obj.save(directory)` writes it
+    atomically, `Cls.load(directory)` reads it back. Subclasses set `file_name` and give
+    `to_bytes` / `from_bytes`."""
+
+    file_name: ClassVar[str]
+
+    @classmethod
+    def path(cls, directory: Path) -> Path:
+        """Where the object lives in directory."""
+        return Path(directory) / cls.file_name
+
+    def save(self, directory: Path) -> None:
+        """Write into directory; readers see the old file or the whole new one."""
+        atomic_write_bytes(self.path(directory), self.to_bytes())
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        """Read back what `save` wrote into directory."""
+        return cls.from_bytes(cls.path(directory).read_bytes())
+
+    @abstractmethod
+    def to_bytes(self) -> bytes:
+        """The file's content."""
+
+    @classmethod
+    @abstractmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        """The object from the file's content."""
 
 
 class ImageShape(BaseModel):
@@ -70,8 +102,10 @@ class Evaluation(BaseModel):
     report_file: str
 
 
-class Manifest(BaseModel):
-    """What a model directory holds and how to call its generator."""
+class Manifest(BaseModel, ArtifactFile):
+    """What a model directory holds and how to call its generator (manifest.json)."""
+
+    file_name: ClassVar[str] = MANIFEST_FILE
 
     format: Literal["ganaug.generator/1"] = FORMAT
     model_id: str
@@ -87,6 +121,14 @@ class Manifest(BaseModel):
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     evaluation: Evaluation | None = None
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(indent=2).encode() + b"\n"
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        """Validate manifest.json's content."""
+        return cls.model_validate_json(data)
 
 
 def generator_io(z_dim: int, image: ImageShape) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -130,14 +172,3 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def write_manifest(model_dir: Path, manifest: Manifest) -> None:
-    """Atomically write manifest.json into model_dir."""
-    data = manifest.model_dump_json(indent=2).encode() + b"\n"
-    atomic_write_bytes(Path(model_dir) / MANIFEST_FILE, data)
-
-
-def read_manifest(model_dir: Path) -> Manifest:
-    """Read and validate manifest.json from model_dir."""
-    return Manifest.model_validate_json((Path(model_dir) / MANIFEST_FILE).read_bytes())

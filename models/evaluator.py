@@ -32,8 +32,8 @@ class EvaluatorScorer:
         probs, features = self._session.get_outputs()
         self.num_classes: int = probs.shape[1]
         self._feature_dim: int = features.shape[1]
-        manifold_path = Path(model_dir) / MANIFOLD_FILE
-        self.manifold = ClassManifold.load(manifold_path) if manifold_path.is_file() else None
+        has_manifold = ClassManifold.path(model_dir).is_file()
+        self.manifold = ClassManifold.load(model_dir) if has_manifold else None
 
     @property
     def providers(self) -> list[str]:

@@ -8,11 +8,11 @@ same radii, and `filter=manifold` keeps the samples inside their own class's man
 from __future__ import annotations
 
 import io
-from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from models.artifact import atomic_write_bytes
+from models.artifact import ArtifactFile
 
 MANIFOLD_FILE = "manifold.npz"  # real train features per class and their k-NN radii
 
@@ -29,8 +29,10 @@ def knn_radii(feats: np.ndarray, k: int) -> np.ndarray:
     return np.partition(distances, k, axis=1)[:, k]  # column 0 is the row itself
 
 
-class ClassManifold:
+class ClassManifold(ArtifactFile):
     """Per-class k-NN balls around real images' features; `contains` tests samples."""
+
+    file_name: ClassVar[str] = MANIFOLD_FILE
 
     def __init__(self, features: np.ndarray, labels: np.ndarray, radii: np.ndarray, k: int):
         self.features = np.asarray(features, np.float32)  # (N, D)
@@ -51,16 +53,15 @@ class ClassManifold:
                 radii[rows] = knn_radii(features[rows].astype(np.float64), kc)
         return cls(features, labels, radii, k)
 
-    def save(self, path: Path) -> None:
-        """Write atomically: a service reading the file sees the old one or the new one."""
+    def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
         np.savez(buffer, features=self.features, labels=self.labels, radii=self.radii, k=self.k)
-        atomic_write_bytes(path, buffer.getvalue())
+        return buffer.getvalue()
 
     @classmethod
-    def load(cls, path: Path) -> ClassManifold:
-        with np.load(path) as data:
-            return cls(data["features"], data["labels"], data["radii"], int(data["k"]))
+    def from_bytes(cls, data: bytes) -> ClassManifold:
+        with np.load(io.BytesIO(data)) as arrays:
+            return cls(arrays["features"], arrays["labels"], arrays["radii"], int(arrays["k"]))
 
     def contains(self, features: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """bool (N,): whether each feature row lies in a ball of a real image of its label."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from models.artifact import GENERATOR_FILE, Manifest, read_manifest
+from models.artifact import GENERATOR_FILE, Manifest
 from models.images import to_uint8_nhwc
 
 CPU = "CPUExecutionProvider"
@@ -75,7 +75,7 @@ class GeneratorSampler:
             it works on this machine, else CPU.
         """
         self.model_dir = Path(model_dir)
-        self.manifest: Manifest = read_manifest(self.model_dir)
+        self.manifest: Manifest = Manifest.load(self.model_dir)
         self._session = open_session(self.model_dir / GENERATOR_FILE, providers)
 
     @property

@@ -10,7 +10,7 @@ import logging
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from celery import Celery
 from pydantic import ValidationError
@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 
 from service.db import repo
 from service.db.tables import Dataset, Model
-from service.errors import ApiError, not_found
+from service.errors import ApiError, not_found, upload_refused
+from service.ingest import IngestError, IngestLimits, ingest
 from service.settings import Settings
 from training.config import TrainConfig
-from training.dataset import DatasetError, IngestLimits, ingest
 from workers.celery_app import TRAIN_TASK
 
 log = logging.getLogger("ganaug.api")
@@ -67,13 +67,13 @@ def create_dataset(
     session: Session,
     *,
     tenant_id: str,
-    upload: Path,
+    upload: BinaryIO,
     filename: str,
     name: str | None,
     image_size: int | None,
     channels: int | None,
 ) -> Dataset:
-    """Ingest an uploaded file into the dataset store and commit its row."""
+    """Ingest an uploaded file (read in place) into the dataset store and commit its row."""
     dataset_id = repo.new_id()
     dest = settings.datasets_dir / dataset_id
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -86,8 +86,8 @@ def create_dataset(
             image_size=image_size,
             channels=channels,
         )
-    except DatasetError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from exc
+    except IngestError as exc:
+        raise upload_refused(exc) from exc
     try:
         row = repo.add_dataset(
             session,

@@ -9,6 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.ingest import ErrorKind, IngestError
+
 log = logging.getLogger("ganaug.api")
 
 _DEFAULT_CODES = {
@@ -20,6 +22,27 @@ _DEFAULT_CODES = {
     415: "unsupported_media_type",
     422: "validation_error",
     503: "unavailable",
+}
+
+
+# Upload refusals: over a limit is 413, a format we cannot read 415, anything else to fix 422.
+INGEST_STATUS: dict[ErrorKind, int] = {
+    ErrorKind.INVALID_OPTION: 422,
+    ErrorKind.UNSUPPORTED_FORMAT: 415,
+    ErrorKind.CORRUPT_ARCHIVE: 422,
+    ErrorKind.UNSAFE_PATH: 422,
+    ErrorKind.UNSAFE_MEMBER: 422,
+    ErrorKind.TOO_MANY_MEMBERS: 413,
+    ErrorKind.ARCHIVE_TOO_LARGE: 413,
+    ErrorKind.COMPRESSION_RATIO: 413,
+    ErrorKind.CORRUPT_IMAGE: 422,
+    ErrorKind.IMAGE_TOO_LARGE: 413,
+    ErrorKind.EMPTY_DATASET: 422,
+    ErrorKind.BAD_LAYOUT: 422,
+    ErrorKind.SINGLE_CLASS: 422,
+    ErrorKind.NPZ_INVALID: 422,
+    ErrorKind.NPZ_PICKLE: 422,
+    ErrorKind.NPZ_LENGTH_MISMATCH: 422,
 }
 
 
@@ -36,6 +59,11 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
     return JSONResponse(
         {"error": {"code": code, "message": message}}, status_code=status, headers=headers
     )
+
+
+def upload_refused(exc: IngestError) -> ApiError:
+    """The answer to an upload ingestion refused: its kind is the code."""
+    return ApiError(INGEST_STATUS[exc.kind], exc.kind.value, exc.message)
 
 
 def not_found(kind: str, ident: str) -> ApiError:

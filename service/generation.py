@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from models.artifact import MANIFEST_FILE
+from models.artifact import Manifest
 from models.drawing import CHUNK, DrawSpec, FilterExhausted, draw_class
 from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
 from models.images import encode_png, image_grid
-from models.manifold import MANIFOLD_FILE
+from models.manifold import ClassManifold
 from models.sampler import GeneratorSampler
+from training.dataset import StoredDataset
 
 
 @lru_cache(maxsize=8)
@@ -29,7 +30,7 @@ def _sampler(model_dir: str, _manifest_version: int) -> GeneratorSampler:
 
 def load_sampler(model_dir: Path) -> GeneratorSampler:
     """One ONNX Runtime session per model, reloaded when its manifest changes (the report)."""
-    return _sampler(str(model_dir), (model_dir / MANIFEST_FILE).stat().st_mtime_ns)
+    return _sampler(str(model_dir), Manifest.path(model_dir).stat().st_mtime_ns)
 
 
 @lru_cache(maxsize=8)
@@ -40,7 +41,7 @@ def _scorer(model_dir: str, _versions: tuple[int, int]) -> EvaluatorScorer:
 def load_scorer(model_dir: Path) -> EvaluatorScorer | None:
     """The model's evaluator (written by the quality report), or None before the report;
     reloaded when the report rewrites the evaluator or its class manifold."""
-    path, manifold = model_dir / EVALUATOR_FILE, model_dir / MANIFOLD_FILE
+    path, manifold = model_dir / EVALUATOR_FILE, ClassManifold.path(model_dir)
     if not path.exists():
         return None
     versions = (path.stat().st_mtime_ns, manifold.stat().st_mtime_ns if manifold.exists() else 0)
@@ -136,14 +137,17 @@ def stream_archive(
     """Yield an ImageFolder zip: <class>/real_*.png, <class>/synthetic_*.png, manifest.json."""
     names = sampler.manifest.classes
     folders = folder_names(names)
-    x = np.load(dataset_dir / "x.npy", mmap_mode="r") if req.include_real else None
-    y = np.load(dataset_dir / "y.npy") if req.include_real else None
+    if req.include_real:
+        stored = StoredDataset.load(dataset_dir)
+        x, y = stored.x, stored.y
+    else:
+        x, y = np.empty((0, 1, 1, 1), np.uint8), np.empty(0, np.int64)
     spool = _Spool()
     counts: dict[str, dict[str, int]] = {}
     error: str | None = None
     with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_STORED) as archive:
         for index, folder in enumerate(folders):
-            real = np.flatnonzero(y == index) if y is not None else np.empty(0, dtype=np.int64)
+            real = np.flatnonzero(y == index)
             for j, row in enumerate(real):
                 archive.writestr(
                     _entry(f"{folder}/real_{j:05d}.png"), encode_png(np.asarray(x[row]))

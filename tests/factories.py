@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from training.dataset import StoredDataset
 
 SHAPES = ("circle", "square", "triangle")
 
@@ -40,6 +41,15 @@ def shapes_arrays(
     return np.stack(images).astype(np.uint8), labels.astype(np.int64)
 
 
+def store_dataset(
+    directory: Path, x: np.ndarray, y: np.ndarray, classes: list[str] | tuple[str, ...] = SHAPES
+) -> Path:
+    """Store uint8 images (N, S, S) or (N, S, S, C) as ingestion would; returns directory."""
+    x = x[..., None] if x.ndim == 3 else x
+    StoredDataset.save(directory, x, y, classes=list(classes), source_format="npz")
+    return directory
+
+
 def shapes_zip_bytes(per_class: int = 12, size: int = 16, seed: int = 0, top: str = "") -> bytes:
     """A zip of `<class>/<n>.png` (optionally under one top folder)."""
     x, y = shapes_arrays(per_class, size, seed)
@@ -55,19 +65,3 @@ def shapes_zip_bytes(per_class: int = 12, size: int = 16, seed: int = 0, top: st
 def write_shapes_zip(path: Path, **kwargs: int) -> Path:
     path.write_bytes(shapes_zip_bytes(**kwargs))
     return path
-
-
-def write_stored_dataset(root: Path, x: np.ndarray, y: np.ndarray) -> Path:
-    """Grey images (N, H, W) and labels of SHAPES as `training.dataset.ingest` stores them."""
-    root.mkdir(parents=True)
-    np.save(root / "x.npy", x[..., None])
-    np.save(root / "y.npy", y)
-    meta = {
-        "classes": list(SHAPES),
-        "counts": np.bincount(y, minlength=len(SHAPES)).tolist(),
-        "image": {"height": x.shape[1], "width": x.shape[2], "channels": 1},
-        "num_images": len(y),
-        "source_format": "npz",
-    }
-    (root / "dataset.json").write_text(json.dumps(meta))
-    return root

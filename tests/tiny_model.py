@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from tests.factories import shapes_arrays, write_stored_dataset
+from tests.factories import shapes_arrays, store_dataset
 
 PER_CLASS = 30
 SIZE = 16
@@ -35,7 +35,7 @@ def build_tiny_model(root: Path) -> SimpleNamespace:
     from training.report import ReportBudget, build_report
 
     x, y = shapes_arrays(per_class=PER_CLASS, size=SIZE, seed=0)
-    dataset = write_stored_dataset(root / "dataset", x, y)
+    dataset = store_dataset(root / "dataset", x, y)
     model_dir = root / "model"
     result = training.run(
         training.TrainConfig(**TINY_MODEL_CONFIG),

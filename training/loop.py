@@ -28,13 +28,13 @@ from models.artifact import (
     Manifest,
     atomic_write_bytes,
     generator_io,
-    write_manifest,
 )
 from models.drawing import draw_class_images
 from models.images import encode_png, image_grid
 from models.networks import Discriminator, Generator
 from models.sampler import CPU, GeneratorSampler
 from training.config import Progress, TrainConfig, TrainResult
+from training.dataset import StoredDataset
 from training.errors import TrainingAborted
 from training.export import export_generator_onnx
 from training.losses import GanLoss, Stats
@@ -58,24 +58,16 @@ class TrainingSet:
 
     @classmethod
     def load(
-        cls, dataset_dir: Path, device: torch.device, indices: np.ndarray | None = None
+        cls, dataset: StoredDataset, device: torch.device, indices: np.ndarray | None = None
     ) -> TrainingSet:
         """The stored dataset, or only its rows `indices` (the training split)."""
-        meta = json.loads((dataset_dir / "dataset.json").read_text())
-        x = np.load(dataset_dir / "x.npy", mmap_mode="r")
-        y = np.load(dataset_dir / "y.npy")
-        image = ImageShape(**meta["image"])
-        expected = (image.height, image.width, image.channels)
-        if x.ndim != 4 or x.shape[1:] != expected or image.height != image.width:
-            raise ValueError(f"x.npy has shape {x.shape}; expected (N, S, S, C) = (N, *{expected})")
-        if y.shape != (len(x),) or y.min() < 0 or y.max() >= len(meta["classes"]):
-            raise ValueError(f"y.npy must hold {len(x)} labels in 0..{len(meta['classes']) - 1}")
+        x, y = dataset.x, dataset.y
         if indices is not None:
             x, y = x[indices], y[indices]
         images = torch.from_numpy(np.array(x)).to(device)  # copy out of the memory map
         images = images.permute(0, 3, 1, 2).float().div(127.5).sub(1)  # (N, C, S, S)
         labels = torch.from_numpy(y.astype(np.int64)).to(device)
-        return cls(images.contiguous(memory_format=torch.channels_last), labels, meta["classes"])
+        return cls(images.contiguous(memory_format=torch.channels_last), labels, dataset.classes)
 
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(len(self.labels), (n,), device=self.labels.device)
@@ -311,9 +303,10 @@ def run(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Held-out images are never shown to the GAN: the quality report judges samples on them.
-    split = stratified_split(np.load(Path(dataset_dir) / "y.npy"), config.holdout_fraction, seed)
+    dataset = StoredDataset.load(dataset_dir)
+    split = stratified_split(dataset.y, config.holdout_fraction, seed)
     split.save(out_dir)
-    trainer = Trainer(config, TrainingSet.load(Path(dataset_dir), dev, split.train), dev)
+    trainer = Trainer(config, TrainingSet.load(dataset, dev, split.train), dev)
     reporter = Reporter(config.steps, out_dir / STATS_FILE, progress_fn, trainer.measurements)
     try:
         for step in range(1, config.steps + 1):
@@ -351,23 +344,20 @@ def write_model(
     _, channels, size, _ = data.images.shape
     image = ImageShape(height=size, width=size, channels=channels)
     inputs, outputs = generator_io(config.z_dim, image)
-    write_manifest(
-        out_dir,
-        Manifest(
-            model_id=model_id,
-            method=config.method,
-            classes=data.classes,
-            z_dim=config.z_dim,
-            image=image,
-            config=config.model_dump(),
-            versions=_versions(),
-            final_losses=final_losses,
-            steps_completed=trainer.steps_done,
-            created_at=datetime.now(UTC),
-            inputs=inputs,
-            outputs=outputs,
-        ),
-    )
+    Manifest(
+        model_id=model_id,
+        method=config.method,
+        classes=data.classes,
+        z_dim=config.z_dim,
+        image=image,
+        config=config.model_dump(),
+        versions=_versions(),
+        final_losses=final_losses,
+        steps_completed=trainer.steps_done,
+        created_at=datetime.now(UTC),
+        inputs=inputs,
+        outputs=outputs,
+    ).save(out_dir)
     write_samples(out_dir, len(data.classes))
 
 

@@ -30,10 +30,9 @@ from models.artifact import (
     REPORT_FILE,
     REPORT_PICTURES_DIR,
     Evaluation,
+    Manifest,
     TruncationPoint,
     atomic_write_bytes,
-    read_manifest,
-    write_manifest,
 )
 from models.drawing import DrawSpec, draw_class_images
 from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
@@ -87,7 +86,7 @@ class ReportRun:
         device: str | None,
     ):
         self.model_dir, self.budget, self.stages, self.device = model_dir, budget, stages, device
-        self.manifest = read_manifest(model_dir)
+        self.manifest = Manifest.load(model_dir)
         self.data = load_real(model_dir, dataset_dir)
         if self.data.classes != self.manifest.classes:
             raise ValueError(
@@ -116,7 +115,7 @@ class ReportRun:
         self.scorer = EvaluatorScorer(self.model_dir)
         self.train_features = self.scorer.score(data.x_train)[1]  # manifold and metric floor
         manifold = ClassManifold.build(self.train_features, data.y_train, k=metrics.PRDC_K)
-        manifold.save(self.model_dir / MANIFOLD_FILE)
+        manifold.save(self.model_dir)
         self.scorer.manifold = manifold
         probs, self.test_features = self.scorer.score(data.x_test)
         self.pool = SyntheticPool(self.sampler, self.scorer, data.train_counts, budget)
@@ -363,7 +362,7 @@ def build_report(
     report = report_json(run, found)
     text = json.dumps(report, indent=2, allow_nan=False) + "\n"
     atomic_write_bytes(model_dir / REPORT_FILE, text.encode())
-    write_manifest(model_dir, run.manifest.model_copy(update={"evaluation": evaluation(found)}))
+    run.manifest.model_copy(update={"evaluation": evaluation(found)}).save(model_dir)
     stages.finish()
     return report
 

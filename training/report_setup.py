@@ -3,7 +3,6 @@ saw it, and the stage clock that reports progress and honours abort requests."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,8 +12,9 @@ import numpy as np
 
 from models.drawing import DrawSpec, FilterKind
 from training.classifier import ClassifierBudget
+from training.dataset import StoredDataset
 from training.errors import TrainingAborted
-from training.split import SPLIT_FILE, Split
+from training.split import Split
 
 Truncation = float | None
 
@@ -93,9 +93,9 @@ class RealData:
 
 def load_real(model_dir: Path, dataset_dir: Path) -> RealData:
     """Read the stored dataset and split it with the model's split.json (none: no held-out)."""
-    classes = json.loads((dataset_dir / "dataset.json").read_text())["classes"]
-    x, y = np.load(dataset_dir / "x.npy"), np.load(dataset_dir / "y.npy").astype(np.int64)
-    if (model_dir / SPLIT_FILE).exists():
+    dataset = StoredDataset.load(dataset_dir)
+    classes, x, y = dataset.classes, dataset.x, dataset.y
+    if Split.path(model_dir).exists():
         split = Split.load(model_dir)
         train, holdout = split.train, split.holdout
     else:

@@ -4,37 +4,42 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
+
+from models.artifact import ArtifactFile
 
 SPLIT_FILE = "split.json"
 
 
 @dataclass(frozen=True)
-class Split:
+class Split(ArtifactFile):
+    """Which rows of the dataset trained the GAN and which were held out (split.json)."""
+
+    file_name: ClassVar[str] = SPLIT_FILE
     holdout_fraction: float
     seed: int
     train: np.ndarray  # int64 indices into the dataset, sorted
     holdout: np.ndarray
 
-    def save(self, model_dir: Path) -> None:
+    def to_bytes(self) -> bytes:
         data = {
             "holdout_fraction": self.holdout_fraction,
             "seed": self.seed,
             "train": self.train.tolist(),
             "holdout": self.holdout.tolist(),
         }
-        (model_dir / SPLIT_FILE).write_text(json.dumps(data))
+        return json.dumps(data).encode()
 
     @classmethod
-    def load(cls, model_dir: Path) -> Split:
-        data = json.loads((model_dir / SPLIT_FILE).read_text())
+    def from_bytes(cls, data: bytes) -> Split:
+        fields = json.loads(data)
         return cls(
-            holdout_fraction=data["holdout_fraction"],
-            seed=data["seed"],
-            train=np.asarray(data["train"], dtype=np.int64),
-            holdout=np.asarray(data["holdout"], dtype=np.int64),
+            holdout_fraction=fields["holdout_fraction"],
+            seed=fields["seed"],
+            train=np.asarray(fields["train"], dtype=np.int64),
+            holdout=np.asarray(fields["holdout"], dtype=np.int64),
         )
 
 

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
@@ -18,19 +13,6 @@ from service.errors import ApiError
 from service.schemas import DatasetPublic, DatasetsPublic
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
-
-
-@contextmanager
-def spooled_upload(upload: UploadFile, folder: Path) -> Iterator[Path]:
-    """The upload as a file on disk for the time of the request; removed afterwards."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, prefix="upload-", delete=False) as out:
-        shutil.copyfileobj(upload.file, out, length=1024 * 1024)
-    path = Path(out.name)
-    try:
-        yield path
-    finally:
-        path.unlink(missing_ok=True)
 
 
 @router.post("", status_code=201, response_model=DatasetPublic, response_model_exclude_none=True)
@@ -51,17 +33,17 @@ def upload_dataset(
         raise ApiError(
             422, "invalid_config", "config was given without train=true; add train=true."
         )
-    with spooled_upload(file, settings.uploads_dir) as path:
-        dataset = catalog.create_dataset(
-            settings,
-            session,
-            tenant_id=tenant,
-            upload=path,
-            filename=file.filename or "upload",
-            name=name,
-            image_size=image_size,
-            channels=channels,
-        )
+    # Starlette has spooled the body to a temporary file already: read it there, not a copy.
+    dataset = catalog.create_dataset(
+        settings,
+        session,
+        tenant_id=tenant,
+        upload=file.file,
+        filename=file.filename or "upload",
+        name=name,
+        image_size=image_size,
+        channels=channels,
+    )
     model = None
     if train:
         try:

@@ -1,18 +1,20 @@
 import json
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from models.artifact import (
     MANIFEST_FILE,
+    ArtifactFile,
     ImageShape,
     Manifest,
     atomic_write_bytes,
     generator_io,
-    read_manifest,
-    write_manifest,
 )
+from models.manifold import MANIFOLD_FILE, ClassManifold
+from training.split import SPLIT_FILE, Split, stratified_split
 
 
 def make_manifest() -> Manifest:
@@ -36,8 +38,8 @@ def make_manifest() -> Manifest:
 
 def test_manifest_round_trip(tmp_path):
     manifest = make_manifest()
-    write_manifest(tmp_path, manifest)
-    assert read_manifest(tmp_path) == manifest
+    manifest.save(tmp_path)
+    assert Manifest.load(tmp_path) == manifest
     assert [p.name for p in tmp_path.iterdir()] == [MANIFEST_FILE], "no temp files left"
 
 
@@ -52,11 +54,11 @@ def test_manifest_describes_onnx_graph():
     ]
 
 
-def test_read_manifest_rejects_other_formats(tmp_path):
+def test_manifest_load_rejects_other_formats(tmp_path):
     data = make_manifest().model_dump(mode="json") | {"format": "ganaug.generator/99"}
     (tmp_path / MANIFEST_FILE).write_text(json.dumps(data))
     with pytest.raises(ValidationError):
-        read_manifest(tmp_path)
+        Manifest.load(tmp_path)
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
@@ -66,3 +68,43 @@ def test_atomic_write_replaces_whole_file(tmp_path):
     assert path.read_bytes() == b"new contents"
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def make_split() -> Split:
+    return stratified_split(np.repeat(np.arange(2), 5), 0.4, seed=0)
+
+
+def make_manifold() -> ClassManifold:
+    features = np.array([[0.0], [1.0], [3.0], [10.0]], np.float32)
+    return ClassManifold.build(features, np.array([0, 0, 0, 1]), k=1)
+
+
+def same_content(a: ArtifactFile, b: ArtifactFile) -> bool:
+    return a.to_bytes() == b.to_bytes()
+
+
+@pytest.mark.parametrize(
+    ("make", "file_name"),
+    [(make_manifest, MANIFEST_FILE), (make_split, SPLIT_FILE), (make_manifold, MANIFOLD_FILE)],
+    ids=["manifest", "split", "manifold"],
+)
+def test_every_artifact_saves_its_own_file_into_a_directory(tmp_path, make, file_name):
+    artifact = make()
+    artifact.save(tmp_path)
+    artifact.save(tmp_path)  # replaced whole, atomically
+    assert [p.name for p in tmp_path.iterdir()] == [file_name], "one file, no temp files left"
+    assert type(artifact).path(tmp_path) == tmp_path / file_name
+    assert same_content(type(artifact).load(tmp_path), artifact)
+
+
+def test_directories_written_before_the_save_load_pair_still_load(tmp_path):
+    """split.json and manifold.npz as the previous writers laid them out."""
+    (tmp_path / "split.json").write_text(
+        json.dumps({"holdout_fraction": 0.25, "seed": 3, "train": [0, 2, 3], "holdout": [1]})
+    )
+    split = Split.load(tmp_path)
+    assert (split.seed, split.train.tolist(), split.holdout.tolist()) == (3, [0, 2, 3], [1])
+    np.savez(tmp_path / "manifold.npz", features=np.ones((2, 3)), labels=[0, 1], radii=[1, 2], k=1)
+    manifold = ClassManifold.load(tmp_path)
+    assert (manifold.features.shape, manifold.k) == ((2, 3), 1)
+    assert manifold.contains(np.ones((1, 3)), np.array([1])).all()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.artifact import GENERATOR_FILE, ImageShape, Manifest, generator_io, write_manifest
+from models.artifact import GENERATOR_FILE, ImageShape, Manifest, generator_io
 from models.drawing import (
     CHUNK,
     DrawSpec,
@@ -17,7 +17,7 @@ from models.drawing import (
 )
 from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
 from models.images import to_unit_nchw
-from models.manifold import MANIFOLD_FILE, ClassManifold
+from models.manifold import ClassManifold
 from models.sampler import GeneratorSampler
 from models.truncation import sample_latents
 from tests.factories import SHAPES, shapes_arrays
@@ -81,7 +81,7 @@ def write_generator(model_dir: Path, x: np.ndarray, y: np.ndarray) -> None:
         inputs=inputs,
         outputs=outputs,
     )
-    write_manifest(model_dir, manifest)
+    manifest.save(model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     evaluator = train_classifier(x, y, num_classes=3, budget=budget, seed=0, device="cpu")
     export_evaluator_onnx(evaluator, out / EVALUATOR_FILE)
     features = EvaluatorScorer(out, providers=CPU).score(x)[1]
-    ClassManifold.build(features, y, k=5).save(out / MANIFOLD_FILE)  # as the report does
+    ClassManifold.build(features, y, k=5).save(out)  # as the report does
     return out
 
 
@@ -266,8 +266,8 @@ def test_class_manifold_radii_and_membership(tmp_path):
     features = np.array([[0.0], [1.0], [3.0], [10.0]], np.float32)
     manifold = ClassManifold.build(features, np.array([0, 0, 0, 1]), k=1)
     np.testing.assert_allclose(manifold.radii, [1, 1, 2, 0])
-    manifold.save(tmp_path / MANIFOLD_FILE)
-    loaded = ClassManifold.load(tmp_path / MANIFOLD_FILE)
+    manifold.save(tmp_path)
+    loaded = ClassManifold.load(tmp_path)
     probes = np.array([[4.9], [5.1], [-1.0], [10.0], [9.9], [2.0]], np.float32)
     labels = np.array([0, 0, 0, 1, 1, 1])
     np.testing.assert_array_equal(

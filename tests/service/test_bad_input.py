@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +14,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from service import catalog
 from service.app import create_app
 from service.settings import Settings
 from tests.factories import shapes_zip_bytes
+from training.dataset import StoredDataset
 
 
 @pytest.fixture
@@ -256,11 +259,30 @@ def test_dataset_crud(client, settings):
     assert created.status_code == 201, created.text
     body = created.json()
     assert "model" not in body and body["name"] == "my shapes" and body["num_images"] == 12
-    assert (settings.datasets_dir / body["id"] / "x.npy").exists()
+    assert len(StoredDataset.load(settings.datasets_dir / body["id"])) == 12
     assert client.get(f"/v1/datasets/{body['id']}").json() == body
     assert client.get("/v1/datasets").json()["count"] == 1
     assert client.delete(f"/v1/datasets/{body['id']}").status_code == 204
     assert_nothing_stored(client, settings)
+
+
+def test_uploads_are_read_in_place_never_copied(client, settings, monkeypatch):
+    """Ingestion reads the request's spooled file itself: no second copy on disk, kept or not."""
+    seen: list[tuple[object, bool]] = []
+    real_ingest = catalog.ingest
+
+    def watched_ingest(upload, *args, **kwargs):
+        seen.append((upload, settings.uploads_dir.exists()))
+        return real_ingest(upload, *args, **kwargs)
+
+    monkeypatch.setattr(catalog, "ingest", watched_ingest)
+    assert post(client, shapes_zip_bytes(per_class=3)).status_code == 201
+    assert_error(post(client, b"not a dataset", "junk.bin"), 415, "unsupported_format")
+    assert len(seen) == 2
+    for upload, uploads_dir_existed in seen:
+        assert isinstance(upload, tempfile.SpooledTemporaryFile), type(upload)
+        assert not uploads_dir_existed
+    assert not settings.uploads_dir.exists()
 
 
 def test_config_without_train_is_rejected(client, settings):

@@ -6,7 +6,7 @@ import torch
 
 import training
 from models.sampler import GeneratorSampler
-from tests.factories import shapes_arrays, write_stored_dataset
+from tests.factories import shapes_arrays, store_dataset
 from training import TrainConfig
 from training.loop import Trainer, TrainingSet
 
@@ -19,7 +19,7 @@ SIZE = 28
 
 @pytest.fixture
 def dataset(tmp_path):
-    return write_stored_dataset(tmp_path / "dataset", *shapes_arrays(per_class=24, size=SIZE))
+    return store_dataset(tmp_path / "dataset", *shapes_arrays(per_class=24, size=SIZE))
 
 
 def test_default_config_step_on_cuda_moves_both_networks(dataset):

@@ -18,12 +18,13 @@ from models.artifact import (
     MANIFEST_FILE,
     SAMPLES_FILE,
     STATS_FILE,
-    read_manifest,
+    Manifest,
 )
 from models.images import to_uint8_nhwc
 from models.networks import Discriminator, Generator
 from models.sampler import GeneratorSampler
 from models.truncation import sample_latents
+from tests.factories import store_dataset
 from training import Progress, TrainConfig, TrainingAborted
 
 CLASSES = ["bar", "cross", "square"]
@@ -47,17 +48,8 @@ def write_shapes_dataset(root: Path, size: int = 16, channels: int = 1, per_clas
             x[i, cy - 1 : cy + 1, 1:-1] = x[i, 1:-1, cx - 1 : cx + 1] = 255
         else:
             x[i, cy - third // 2 : cy + third // 2, cx - third // 2 : cx + third // 2] = 255
-    root.mkdir(parents=True)
-    np.save(root / "x.npy", np.repeat(x[..., None], channels, axis=-1))
-    np.save(root / "y.npy", np.repeat(np.arange(len(CLASSES)), per_class).astype(np.int64))
-    meta = {
-        "classes": CLASSES,
-        "counts": [per_class] * len(CLASSES),
-        "num_images": len(x),
-        "image": {"height": size, "width": size, "channels": channels},
-    }
-    (root / "dataset.json").write_text(json.dumps(meta))
-    return root
+    y = np.repeat(np.arange(len(CLASSES)), per_class)
+    return store_dataset(root, np.repeat(x[..., None], channels, axis=-1), y, CLASSES)
 
 
 def train(
@@ -86,7 +78,7 @@ def trained(request, tmp_path_factory):
 def test_writes_model_directory(trained):
     for name in (GENERATOR_FILE, MANIFEST_FILE, CHECKPOINT_FILE, SAMPLES_FILE, STATS_FILE):
         assert (trained.out / name).stat().st_size > 0, name
-    manifest = read_manifest(trained.out)
+    manifest = Manifest.load(trained.out)
     assert manifest.model_id == "tiny-1" and manifest.method == trained.config.method
     assert manifest.classes == CLASSES and manifest.z_dim == 8
     assert (manifest.image.height, manifest.image.width, manifest.image.channels) == (16, 16, 1)
@@ -186,7 +178,7 @@ def test_odd_sizes_and_rgb(tmp_path, size, channels):
         np.array([0, 2], np.int64), np.zeros((2, 8), np.float32)
     )
     assert images.shape == (2, size, size, channels)
-    assert read_manifest(run.out).outputs[0].shape == ["B", channels, size, size]
+    assert Manifest.load(run.out).outputs[0].shape == ["B", channels, size, size]
 
 
 def test_same_seed_same_generator_and_none_picks_one(tmp_path):
@@ -199,7 +191,7 @@ def test_same_seed_same_generator_and_none_picks_one(tmp_path):
     np.testing.assert_array_equal(outputs[0], outputs[1])
     run = train(tmp_path / "c", steps=1, seed=None)
     assert 0 <= run.result.seed < 2**31
-    assert read_manifest(run.out).config["seed"] == run.result.seed
+    assert Manifest.load(run.out).config["seed"] == run.result.seed
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import training
 from models.artifact import CHECKPOINT_FILE, STATS_FILE
 from models.networks import Discriminator, Generator
 from models.sampler import GeneratorSampler
-from tests.factories import SHAPES, shapes_arrays
+from tests.factories import shapes_arrays, store_dataset
 from training import TrainConfig
 from training.loop import Trainer, TrainingSet
 from training.losses import GanLoss, r1_penalty
@@ -25,17 +25,7 @@ TINY = dict(steps=6, batch_size=8, z_dim=8, g_channels=8, d_channels=8, seed=3, 
 def write_dataset(root: Path, size: int = 16) -> Path:
     """Three classes of 16x16 grey shapes (circle, square, triangle), 12 each."""
     x, y = shapes_arrays(per_class=12, size=size)
-    root.mkdir(parents=True)
-    np.save(root / "x.npy", x[..., None])
-    np.save(root / "y.npy", y)
-    meta = {
-        "classes": list(SHAPES),
-        "counts": [int((y == c).sum()) for c in range(len(SHAPES))],
-        "num_images": len(x),
-        "image": {"height": size, "width": size, "channels": 1},
-    }
-    (root / "dataset.json").write_text(json.dumps(meta))
-    return root
+    return store_dataset(root, x, y)
 
 
 def train(root: Path, size: int = 16, **overrides) -> SimpleNamespace:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from models.artifact import read_manifest
+from models.artifact import Manifest
 from models.drawing import DrawSpec
 from models.evaluator import EVALUATOR_FILE
 from models.manifold import MANIFOLD_FILE
@@ -113,7 +113,7 @@ def test_pictures_are_png_files(trained, report):
 
 
 def test_manifest_records_t_star_and_a_recipe_from_the_sweep(trained, report):
-    evaluation = read_manifest(trained.model_dir).evaluation
+    evaluation = Manifest.load(trained.model_dir).evaluation
     assert evaluation is not None and evaluation.report_file == REPORT_FILE
     sweep = [point.truncation for point in evaluation.truncation_sweep]
     assert evaluation.t_star in sweep
@@ -187,7 +187,7 @@ def test_without_a_held_out_split_the_report_says_what_it_skipped(trained, tmp_p
     assert not result["heldout"] and result["metrics"]["reference"] == "train"
     assert result["recipe"] is None and result["truncation_sweep"] == [] and result["cas"] is None
     assert "No held-out split" in result["notes"][0]
-    evaluation = read_manifest(model_dir).evaluation
+    evaluation = Manifest.load(model_dir).evaluation
     assert evaluation.recipe is None and evaluation.t_star is None
     assert (model_dir / EVALUATOR_FILE).exists()
 
