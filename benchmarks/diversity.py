@@ -110,7 +110,6 @@ def run_unit(lever: str, seed: int, steps: int, grids: Path) -> dict:
     config = TrainConfig(**{**options, "seed": seed, "steps": steps, "report": "none"})
     with tempfile.TemporaryDirectory() as tmp:
         dataset_dir, model_dir = Path(tmp, "dataset"), Path(tmp, "model")
-        dataset_dir.mkdir()
         write_subset(dataset_dir, 50, seed)
         start = time.perf_counter()
         training.run(config, dataset_dir=dataset_dir, out_dir=model_dir, model_id=lever)
