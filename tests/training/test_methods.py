@@ -16,6 +16,7 @@ from models.networks import Discriminator, Generator
 from models.sampler import GeneratorSampler
 from tests.factories import shapes_arrays, store_dataset
 from training import TrainConfig
+from training.dataset import StoredDataset
 from training.loop import Trainer, TrainingSet
 from training.losses import GanLoss, r1_penalty
 
@@ -89,7 +90,8 @@ def test_defaults_train_to_finite_losses_and_class_images(tmp_path, name):
 def test_a_default_training_step_moves_both_networks(tmp_path, name):
     overrides, size = DEFAULT_RUNS[name]
     config = TrainConfig(**(TINY | overrides))
-    data = TrainingSet.load(write_dataset(tmp_path / "dataset", size), torch.device("cpu"))
+    stored = StoredDataset.load(write_dataset(tmp_path / "dataset", size))
+    data = TrainingSet.load(stored, torch.device("cpu"))
     trainer = Trainer(config, data, torch.device("cpu"))
     critic = {k: v.clone() for k, v in trainer.critic.state_dict().items()}
     generator = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
