@@ -16,13 +16,13 @@ from celery import Celery
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from service.db import repo
-from service.db.tables import Dataset, Model
+from core.db import repo
+from core.db.tables import Dataset, Model
+from core.queue import TRAIN_TASK
+from core.settings import Settings
 from service.errors import ApiError, not_found
-from service.settings import Settings
 from training.config import TrainConfig
 from training.dataset import DatasetError, IngestLimits, ingest
-from workers.celery_app import TRAIN_TASK
 
 log = logging.getLogger("ganaug.api")
 
@@ -150,23 +150,6 @@ def queue_model(
             503, "broker_unavailable", "The job queue is unreachable; retry later."
         ) from exc
     return model
-
-
-def requeue_interrupted(settings: Settings) -> list[str]:
-    """Queue again the trainings and reports a stopped embedded worker left running."""
-    from service.db.session import session_scope
-    from workers.celery_app import REPORT_TASK, make_celery
-
-    with session_scope(settings.sqlalchemy_url) as session:
-        trainings, reports = repo.reset_running(session)
-    celery = make_celery(settings)
-    for model_id in trainings:
-        celery.send_task(TRAIN_TASK, args=[model_id])
-    for model_id in reports:
-        celery.send_task(REPORT_TASK, args=[model_id])
-    if trainings or reports:
-        log.info("requeued interrupted trainings %s and reports %s", trainings, reports)
-    return trainings + reports
 
 
 def get_dataset_or_404(session: Session, tenant_id: str, dataset_id: str) -> Dataset:

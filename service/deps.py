@@ -9,8 +9,8 @@ from celery import Celery
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from service.db.session import session_scope
-from service.settings import Settings
+from core.db.session import session_scope
+from core.settings import Settings
 
 
 def _settings(request: Request) -> Settings:

@@ -7,10 +7,11 @@ import time
 from dataclasses import asdict
 
 import training
-from service.db import repo
-from service.db.session import session_scope
-from service.settings import get_settings
-from workers.celery_app import REPORT_TASK, TRAIN_TASK, app
+from core.db import repo
+from core.db.session import session_scope
+from core.queue import REPORT_TASK, TRAIN_TASK
+from core.settings import get_settings
+from workers.celery_app import app
 
 log = logging.getLogger("ganaug.worker")
 

@@ -11,8 +11,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
+from core.db import repo
 from service import catalog
-from service.db import repo
 from service.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
 from service.errors import ApiError
 from service.schemas import DatasetPublic, DatasetsPublic

@@ -9,12 +9,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
+from core.db import repo
+from core.db.tables import Model
 from models.artifact import GENERATOR_FILE
 from models.evaluator import EvaluatorScorer
 from models.filtering import FilterExhausted
 from service import catalog, draws, generation
-from service.db import repo
-from service.db.tables import Model
 from service.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
 from service.errors import ApiError
 from service.schemas import ModelCreate, ModelPublic, ModelsPublic, ModelStatus

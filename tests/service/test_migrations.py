@@ -8,8 +8,8 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
 
-from service.db.migrate import alembic_config, upgrade_database
-from service.settings import Settings
+from core.db.migrate import alembic_config, upgrade_database
+from core.settings import Settings
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

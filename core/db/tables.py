@@ -1,4 +1,4 @@
-"""ORM tables. The schema itself is owned by the Alembic migrations in service/migrations."""
+"""ORM tables. The schema itself is owned by the Alembic migrations in core/db/migrations."""
 
 from __future__ import annotations
 
