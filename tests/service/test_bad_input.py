@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from core.db import repo
+from core.db.session import session_scope
 from core.settings import Settings
 from service.app import create_app
 from tests.factories import shapes_zip_bytes
@@ -267,3 +269,37 @@ def test_config_without_train_is_rejected(client, settings):
     response = post(client, shapes_zip_bytes(per_class=3), config=json.dumps({"steps": 5}))
     assert_error(response, 422, "invalid_config")
     assert_nothing_stored(client, settings)
+
+
+def record_training_end(settings: Settings, model_id: str, status: str, report: bool) -> None:
+    """End a model's training as the worker records it (no worker runs under TestClient)."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        repo.finish_model(session, model_id, status=status, report=report)
+
+
+def upload_and_queue(client: TestClient, **config) -> dict:
+    upload = post(client, shapes_zip_bytes(per_class=3), train="true", config=json.dumps(config))
+    assert upload.status_code == 201, upload.text
+    return upload.json()
+
+
+@pytest.mark.parametrize("path", ["/v1/datasets", "/v1/models"])
+@pytest.mark.parametrize("offset", [2**31, 2**63 - 1, 2**63, 2**64])
+def test_list_offset_beyond_the_bound(client, path, offset):
+    error = assert_error(client.get(path, params={"offset": offset}), 422, "validation_error")
+    assert "offset" in error["message"]
+
+
+@pytest.mark.parametrize("path", ["/v1/datasets", "/v1/models"])
+def test_list_offset_at_the_bound_is_an_empty_page(client, path):
+    listing = client.get(path, params={"offset": 2**31 - 1}).json()
+    assert (listing["data"], listing["offset"]) == ([], 2**31 - 1)
+
+
+@pytest.mark.parametrize("value", ["²", "١", "1.0", "-1", "+1", " 1", "3"])
+def test_class_is_a_name_or_an_ascii_index(client, settings, value):
+    """Only ASCII digits are an index (the shapes have 3 classes); the check precedes drawing."""
+    model_id = upload_and_queue(client, steps=5, report="none")["model"]["id"]
+    record_training_end(settings, model_id, "succeeded", report=False)
+    response = client.get(f"/v1/models/{model_id}/samples", params={"class": value})
+    assert "unknown class" in assert_error(response, 422, "unknown_class")["message"].lower()
