@@ -78,7 +78,7 @@ def compute_report(
         raise ApiError(
             409, "model_not_ready", f"The model is {model.status}; reports need a trained model."
         )
-    if model.report_status in ("queued", "running"):
+    if model.report_status in repo.REPORT_ACTIVE:
         raise ApiError(409, "report_in_progress", "A report is already queued or running.")
     repo.queue_report(session, model)
     session.commit()

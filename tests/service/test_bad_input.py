@@ -283,6 +283,24 @@ def upload_and_queue(client: TestClient, **config) -> dict:
     return upload.json()
 
 
+def test_report_is_pending_until_training_ends(client, settings):
+    """A report that will follow training reads `pending`; `none` once training fails."""
+    body = upload_and_queue(client, steps=5, report="fast")
+    model_id = body["model"]["id"]
+    assert body["model"]["report"]["status"] == "pending"
+    assert client.get(f"/v1/models/{model_id}").json()["report"]["status"] == "pending"
+    record_training_end(settings, model_id, "failed", report=False)
+    assert client.get(f"/v1/models/{model_id}").json()["report"]["status"] == "none"
+
+    cancelled = upload_and_queue(client, steps=5)["model"]  # report: standard by default
+    assert cancelled["report"]["status"] == "pending"
+    cancel = client.post(f"/v1/models/{cancelled['id']}/cancel").json()
+    assert (cancel["status"], cancel["report"]["status"]) == ("cancelled", "none")
+
+    without = upload_and_queue(client, steps=5, report="none")["model"]
+    assert without["report"]["status"] == "none"
+
+
 @pytest.mark.parametrize("path", ["/v1/datasets", "/v1/models"])
 @pytest.mark.parametrize("offset", [2**31, 2**63 - 1, 2**63, 2**64])
 def test_list_offset_beyond_the_bound(client, path, offset):

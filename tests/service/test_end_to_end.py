@@ -156,7 +156,7 @@ def test_report_not_ready_before_training(tmp_path, processes):
     with api.client() as client:
         created = upload_and_train(client, {**TINY_TRAINING, "report": "fast"})
         model_id = created["model"]["id"]
-        assert created["model"]["report"]["status"] == "none"
+        assert created["model"]["report"]["status"] == "pending"  # it follows training
         report = client.get(f"/v1/models/{model_id}/report")
         assert report.status_code == 409 and report.json()["error"]["code"] == "report_not_ready"
         compute = client.post(f"/v1/models/{model_id}/report")
