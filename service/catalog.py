@@ -104,12 +104,19 @@ def create_dataset(
 
 
 def delete_dataset(settings: Settings, session: Session, dataset: Dataset) -> None:
-    """Delete a dataset with its finished models; refuse while one of them trains."""
+    """Delete a dataset with its finished models; refuse while one of them trains or reports."""
     if repo.count_active_models(session, dataset.id):
         raise ApiError(
             409,
             "dataset_in_use",
             "A model of this dataset is queued or training; cancel it first.",
+        )
+    if repo.count_active_reports(session, dataset.id):
+        raise ApiError(
+            409,
+            "dataset_in_use",
+            "A quality report of a model of this dataset is in progress (queued or running); "
+            "wait for it to finish, or delete that model first.",
         )
     model_ids = repo.dataset_model_ids(session, dataset.id)
     repo.delete_dataset(session, dataset)

@@ -78,6 +78,15 @@ def count_active_models(session: Session, dataset_id: str) -> int:
     return session.scalar(query) or 0
 
 
+def count_active_reports(session: Session, dataset_id: str) -> int:
+    query = (
+        select(func.count())
+        .select_from(Model)
+        .where(Model.dataset_id == dataset_id, Model.report_status.in_(REPORT_ACTIVE))
+    )
+    return session.scalar(query) or 0
+
+
 def delete_dataset(session: Session, dataset: Dataset) -> None:
     """Delete a dataset row and its (finished) models' rows."""
     for model in session.scalars(select(Model).where(Model.dataset_id == dataset.id)):

@@ -301,6 +301,24 @@ def test_report_is_pending_until_training_ends(client, settings):
     assert without["report"]["status"] == "none"
 
 
+def test_dataset_in_use_while_a_report_is_queued_or_running(client, settings):
+    body = upload_and_queue(client, steps=5, report="fast")
+    dataset_id, model_id = body["id"], body["model"]["id"]
+    record_training_end(settings, model_id, "succeeded", report=True)
+    assert client.get(f"/v1/models/{model_id}").json()["report"]["status"] == "queued"
+    error = assert_error(client.delete(f"/v1/datasets/{dataset_id}"), 409, "dataset_in_use")
+    assert "report" in error["message"]
+    with session_scope(settings.sqlalchemy_url) as session:
+        repo.claim_report(session, model_id)
+    assert client.get(f"/v1/models/{model_id}").json()["report"]["status"] == "running"
+    assert_error(client.delete(f"/v1/datasets/{dataset_id}"), 409, "dataset_in_use")
+    assert client.get(f"/v1/models/{model_id}").status_code == 200  # nothing was deleted
+    with session_scope(settings.sqlalchemy_url) as session:
+        repo.finish_report(session, model_id, status="failed", error="stopped by the test")
+    assert client.delete(f"/v1/datasets/{dataset_id}").status_code == 204
+    assert_nothing_stored(client, settings)
+
+
 @pytest.mark.parametrize("path", ["/v1/datasets", "/v1/models"])
 @pytest.mark.parametrize("offset", [2**31, 2**63 - 1, 2**63, 2**64])
 def test_list_offset_beyond_the_bound(client, path, offset):
