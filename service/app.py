@@ -8,12 +8,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.db.migrate import upgrade_database
+from core.queue import make_celery
+from core.settings import Settings, get_settings
+from core.startup import prepare
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimitMiddleware
 from service.routes import datasets, health, models, reports
-from service.settings import Settings, get_settings
-from workers.celery_app import make_celery, prepare_embedded_broker
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -22,9 +22,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        prepare_embedded_broker(settings)
-        upgrade_database(settings.sqlalchemy_url)
+        prepare(settings)
         yield
 
     app = FastAPI(

@@ -16,13 +16,13 @@ from celery import Celery
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from service.db import repo
-from service.db.tables import Dataset, Model
+from core.db import repo
+from core.db.tables import Dataset, Model
+from core.queue import TRAIN_TASK
+from core.settings import Settings
 from service.errors import ApiError, not_found, upload_refused
 from service.ingest import IngestError, IngestLimits, ingest
-from service.settings import Settings
 from training.config import TrainConfig
-from workers.celery_app import TRAIN_TASK
 
 log = logging.getLogger("ganaug.api")
 
@@ -104,12 +104,19 @@ def create_dataset(
 
 
 def delete_dataset(settings: Settings, session: Session, dataset: Dataset) -> None:
-    """Delete a dataset with its finished models; refuse while one of them trains."""
+    """Delete a dataset with its finished models; refuse while one of them trains or reports."""
     if repo.count_active_models(session, dataset.id):
         raise ApiError(
             409,
             "dataset_in_use",
             "A model of this dataset is queued or training; cancel it first.",
+        )
+    if repo.count_active_reports(session, dataset.id):
+        raise ApiError(
+            409,
+            "dataset_in_use",
+            "A quality report of a model of this dataset is in progress (queued or running); "
+            "wait for it to finish, or delete that model first.",
         )
     model_ids = repo.dataset_model_ids(session, dataset.id)
     repo.delete_dataset(session, dataset)
@@ -150,23 +157,6 @@ def queue_model(
             503, "broker_unavailable", "The job queue is unreachable; retry later."
         ) from exc
     return model
-
-
-def requeue_interrupted(settings: Settings) -> list[str]:
-    """Queue again the trainings and reports a stopped embedded worker left running."""
-    from service.db.session import session_scope
-    from workers.celery_app import REPORT_TASK, make_celery
-
-    with session_scope(settings.sqlalchemy_url) as session:
-        trainings, reports = repo.reset_running(session)
-    celery = make_celery(settings)
-    for model_id in trainings:
-        celery.send_task(TRAIN_TASK, args=[model_id])
-    for model_id in reports:
-        celery.send_task(REPORT_TASK, args=[model_id])
-    if trainings or reports:
-        log.info("requeued interrupted trainings %s and reports %s", trainings, reports)
-    return trainings + reports
 
 
 def get_dataset_or_404(session: Session, tenant_id: str, dataset_id: str) -> Dataset:

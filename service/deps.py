@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
-from service.db.session import session_scope
-from service.settings import Settings
+from core.db.session import session_scope
+from core.settings import Settings
 
 
 def _settings(request: Request) -> Settings:
@@ -35,3 +35,8 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionDep = Annotated[Session, Depends(_session)]
 CeleryDep = Annotated[Celery, Depends(_celery)]
 TenantDep = Annotated[str, Depends(_tenant)]
+
+# List paging. The offset bound keeps it within every database's integer (SQLite and
+# PostgreSQL fail above 2**63 - 1) and far above any row count.
+PageLimit = Annotated[int, Query(ge=1, le=500)]
+PageOffset = Annotated[int, Query(ge=0, le=2**31 - 1)]

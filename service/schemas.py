@@ -49,7 +49,7 @@ class ProgressPublic(BaseModel):
 
 
 class ReportStatusPublic(BaseModel):
-    status: Literal["none", "queued", "running", "succeeded", "failed"]
+    status: Literal["none", "pending", "queued", "running", "succeeded", "failed"]
     stage: str | None = None
     fraction: float = 0.0
     error: str | None = None

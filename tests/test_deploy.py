@@ -1,11 +1,23 @@
-"""Dockerfile and docker-compose.yml: parsed and checked without a Docker engine."""
+"""Dockerfile and docker-compose.yml: the properties a deployment relies on, without Docker.
 
+Each `check_*` raises AssertionError naming the property that broke. The tests run every
+check on the real files, and on copies broken one way each, to show that every check fails
+when its property does.
+"""
+
+from __future__ import annotations
+
+import copy
 import fnmatch
 import json
+import os
+import re
 import shlex
 import shutil
 import subprocess
 import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -13,24 +25,90 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-DATA_VOLUME = "ganaug-data"
+SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|(^|_)KEY$", re.IGNORECASE)
+# ${VAR} or ${VAR:?message}; not ${VAR:-default}, whose default is written in the file.
+REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:?\?[^}]*)?\}$")
 
 
-# --- docker-compose.yml ---------------------------------------------------------------------
+# --- parsing --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def compose() -> dict:
-    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+def dockerfile_stages(text: str) -> list[list[tuple[str, str]]]:
+    """Instructions (NAME, arguments) per FROM stage; joins `\\` continuations, drops comments."""
+    instructions, pending = [], ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue  # also allowed between continuation lines
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        name, _, arguments = (pending + line).partition(" ")
+        instructions.append((name.upper(), arguments.strip()))
+        pending = ""
+    stages: list[list[tuple[str, str]]] = []
+    for name, arguments in instructions:
+        if name == "FROM":
+            stages.append([])
+        if stages:  # ARG may precede the first FROM
+            stages[-1].append((name, arguments))
+    return stages
 
 
-@pytest.fixture(scope="module")
-def services(compose: dict) -> dict:
-    return compose["services"]
+@dataclass
+class Deployment:
+    compose: dict
+    stages: list[list[tuple[str, str]]]  # the Dockerfile
+    pyproject: dict
+    dockerignore: list[str]
+
+    @classmethod
+    def from_repo(cls) -> Deployment:
+        ignore = (REPO / ".dockerignore").read_text().splitlines()
+        return cls(
+            compose=yaml.safe_load((REPO / "docker-compose.yml").read_text()),
+            stages=dockerfile_stages((REPO / "Dockerfile").read_text()),
+            pyproject=tomllib.loads((REPO / "pyproject.toml").read_text()),
+            dockerignore=[p.strip() for p in ignore if p.strip() and not p.startswith("#")],
+        )
+
+    @property
+    def services(self) -> dict[str, dict]:
+        return self.compose["services"]
+
+    @property
+    def final(self) -> list[tuple[str, str]]:
+        return self.stages[-1]
+
+    def ours(self) -> dict[str, dict]:
+        """The services that run the image built from our Dockerfile."""
+        return {name: s for name, s in self.services.items() if "build" in s}
+
+    def backing(self) -> dict[str, dict]:
+        """The stateful services ours need (redis, postgres): not ours, not optional."""
+        return {
+            name: s for name, s in self.services.items() if "build" not in s and "profiles" not in s
+        }
 
 
 def words(command: str | list[str]) -> list[str]:
     return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+def arguments_of(stage: list[tuple[str, str]], name: str) -> list[str]:
+    return [arguments for instruction, arguments in stage if instruction == name]
+
+
+def image_env(stage: list[tuple[str, str]]) -> dict[str, str]:
+    pairs = (word.split("=", 1) for env in arguments_of(stage, "ENV") for word in shlex.split(env))
+    return dict(pair for pair in pairs if len(pair) == 2)
+
+
+def command_of(deployment: Deployment, service: dict) -> list[str]:
+    """The service's command; the image's CMD for our services that set none."""
+    if "command" in service:
+        return words(service["command"])
+    return json.loads(arguments_of(deployment.final, "CMD")[-1]) if "build" in service else []
 
 
 def environment(service: dict) -> dict[str, str]:
@@ -52,82 +130,305 @@ def mounts(service: dict) -> dict[str, str]:
     return result
 
 
-def healthcheck_text(service: dict) -> str:
-    test = service["healthcheck"]["test"]
-    return " ".join(words(test))
+def published(service: dict) -> list[tuple[str, str]]:
+    """(host port, container port) of every published port."""
+    result = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            result.append((str(port.get("published", "")), str(port["target"])))
+        else:
+            *_, host, container = str(port).split(":")
+            result.append((host, container))
+    return result
 
 
-def test_all_services_and_named_volumes_are_declared(compose, services):
-    assert {"redis", "postgres", "api", "worker", "flower"} <= set(services)
-    assert {"redis-data", "postgres-data", DATA_VOLUME} <= set(compose["volumes"])
+def option(command: list[str], name: str) -> str | None:
+    return command[command.index(name) + 1] if name in command else None
 
 
-def test_redis_persists_its_queue(services):
-    command = words(services["redis"]["command"])
-    assert command[command.index("--appendonly") + 1] == "yes"
-    assert mounts(services["redis"])["redis-data"] == "/data"
+def probed_port(test: str | list[str]) -> str | None:
+    """The port of the URL a healthcheck's test fetches."""
+    found = re.search(
+        r"https?://[^/:'\"\s]+:(\d+)", test if isinstance(test, str) else " ".join(test)
+    )
+    return found.group(1) if found else None
 
 
-def test_postgres_keeps_its_data_in_a_volume(services):
-    assert mounts(services["postgres"])["postgres-data"] == "/var/lib/postgresql/data"
+def url_password(value: str) -> str | None:
+    """The password in a URL's user info (by hand: `${VAR:?message}` would end urlsplit's)."""
+    _, scheme_found, rest = value.partition("://")
+    userinfo, at_found, _ = rest.rpartition("@")
+    if not (scheme_found and at_found):
+        return None
+    return userinfo.partition(":")[2] or None
 
 
-def test_worker_reserves_nvidia_gpus(services):
-    devices = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
-    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
+def variable(value: str) -> str:
+    """`VAR` for a reference `${VAR...}`, else the value itself."""
+    return re.sub(r"^\$\{([A-Za-z0-9_]+)[^}]*\}$", r"\1", value)
 
 
-def test_api_and_worker_share_image_data_volume_and_settings(services):
-    api, worker = services["api"], services["worker"]
-    assert (api["build"], api["image"]) == (worker["build"], worker["image"])
-    data_dir = mounts(api)[DATA_VOLUME]
-    assert mounts(worker)[DATA_VOLUME] == data_dir
-    assert environment(api) == environment(worker)
-    assert environment(api)["GANAUG_DATA_DIR"] == data_dir
+# --- checks ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("service", "expected"),
-    [("redis", "redis-cli ping"), ("postgres", "pg_isready -U ganaug"), ("api", "/healthz")],
-)
-def test_healthchecks(services, service, expected):
-    assert expected in healthcheck_text(services[service])
+def check_every_service_has_a_healthcheck(d: Deployment) -> None:
+    for name, service in d.services.items():
+        check = service.get("healthcheck") or {}
+        test = words(check.get("test", []))
+        assert test and test[0] != "NONE" and not check.get("disable"), f"{name}: no healthcheck"
+    assert arguments_of(d.final, "HEALTHCHECK"), "the image has no HEALTHCHECK"
 
 
-@pytest.mark.parametrize(
-    ("service", "needs"),
-    [("api", {"redis", "postgres"}), ("worker", {"redis", "postgres", "api"})],
-)
-def test_start_order_waits_for_healthy_dependencies(services, service, needs):
-    depends_on = services[service]["depends_on"]
-    assert set(depends_on) == needs
-    assert all(depends_on[name]["condition"] == "service_healthy" for name in needs)
+def check_dependencies_wait_until_healthy(d: Deployment) -> None:
+    for name, service in d.services.items():
+        depends_on = service.get("depends_on", {})
+        assert isinstance(depends_on, dict), f"{name}: depends_on without conditions"
+        for needed, how in depends_on.items():
+            assert needed in d.services, f"{name} depends on unknown {needed}"
+            assert how.get("condition") == "service_healthy", f"{name} starts before {needed}"
+        for value in environment(service).values():  # whoever talks to a service waits for it
+            host = urlsplit(value).hostname if "://" in value else None
+            if host in d.services:
+                assert host in depends_on, f"{name} uses {host} without waiting for it"
 
 
-def test_urls_point_at_compose_services(services):
-    env = environment(services["api"])
-    broker = urlsplit(env["GANAUG_BROKER_URL"])
-    assert (broker.scheme, broker.hostname, broker.port) == ("redis", "redis", 6379)
-    database = urlsplit(env["GANAUG_DATABASE_URL"])
-    postgres = environment(services["postgres"])
-    assert (database.hostname, database.port) == ("postgres", 5432)
-    assert database.username == postgres["POSTGRES_USER"]
-    assert database.password == postgres["POSTGRES_PASSWORD"]
-    assert database.path == "/" + postgres["POSTGRES_DB"]
-    flower_broker = urlsplit(environment(services["flower"])["CELERY_BROKER_URL"])
-    assert flower_broker.hostname == "redis"
+def check_image_runs_as_non_root(d: Deployment) -> None:
+    users = arguments_of(d.final, "USER")
+    assert users, "the final stage has no USER: it runs as root"
+    user = users[-1].split(":")[0]
+    assert user not in {"root", "0"}, f"USER {user}"
+    runs = " ".join(arguments_of(d.final, "RUN"))
+    created = re.search(rf"useradd\b[^&;]*--uid (\d+)[^&;]*\b{re.escape(user)}\b", runs)
+    assert created and int(created.group(1)) != 0, f"user {user} is not created with a uid"
+    data_dir = image_env(d.final)["GANAUG_DATA_DIR"]
+    assert re.search(rf"chown {re.escape(user)}\S* [^&;]*{re.escape(data_dir)}", runs), (
+        f"{user} cannot write {data_dir}"
+    )
+    for name, service in d.ours().items():
+        assert str(service.get("user", user)).split(":")[0] not in {"root", "0"}, name
 
 
-def test_commands_migrate_serve_and_work(services):
-    api_command = " ".join(words(services["api"]["command"]))
-    assert "ganaug migrate && ganaug serve --host 0.0.0.0 --port 8000" in api_command
-    assert "8000:8000" in services["api"]["ports"]
-    assert words(services["worker"]["command"]) == ["ganaug", "worker"]
+def check_worker_reserves_a_gpu(d: Deployment) -> None:
+    workers = [s for s in d.ours().values() if command_of(d, s)[:2] == ["ganaug", "worker"]]
+    assert workers, "no service runs `ganaug worker`"
+    for worker in workers:
+        resources = worker.get("deploy", {}).get("resources", {})
+        devices = resources.get("reservations", {}).get("devices", [])
+        assert any("gpu" in device.get("capabilities", []) for device in devices), "no GPU"
 
 
-def test_flower_is_optional(services):
-    assert services["flower"]["profiles"] == ["monitoring"]
-    assert "flower" in words(services["flower"]["command"])
+def check_ports(d: Deployment) -> None:
+    for name, service in d.backing().items():
+        assert not published(service), f"{name} is published on the host"
+    exposed = " ".join(arguments_of(d.final, "EXPOSE")).split()
+    for name, service in d.ours().items():
+        command = command_of(d, service)
+        if command[:2] != ["ganaug", "serve"]:
+            assert not published(service), f"{name} serves no HTTP but publishes a port"
+            continue
+        port = option(command, "--port")
+        assert option(command, "--host") == "0.0.0.0", f"{name} is unreachable from outside"
+        assert port in exposed, f"{name} serves on {port}, the image exposes {exposed}"
+        assert [c for _, c in published(service)] == [port], f"{name} publishes the wrong port"
+        assert probed_port(service["healthcheck"]["test"]) == port, f"{name}: healthcheck port"
+    image_port = option(json.loads(arguments_of(d.final, "CMD")[-1]), "--port")
+    assert probed_port(arguments_of(d.final, "HEALTHCHECK")[-1]) == image_port, (
+        "the image's HEALTHCHECK probes another port than its CMD serves on"
+    )
+
+
+def check_volumes(d: Deployment) -> None:
+    declared = set(d.compose.get("volumes") or {})
+    used = {source for s in d.services.values() for source in mounts(s) if "/" not in source}
+    assert used == declared, f"volumes used {used} != declared {declared}"
+    for name, service in d.backing().items():
+        assert set(mounts(service)) & declared, f"{name} keeps its data in the container"
+    redis = words(d.services["redis"]["command"])
+    assert redis[redis.index("--appendonly") + 1] == "yes", "queued jobs die with redis"
+    data_dir = image_env(d.final)["GANAUG_DATA_DIR"]
+    shared = set()
+    for name, service in d.ours().items():
+        assert environment(service).get("GANAUG_DATA_DIR", data_dir) == data_dir, name
+        shared |= {source for source, target in mounts(service).items() if target == data_dir}
+        assert any(t == data_dir for t in mounts(service).values()), f"{name}: data not shared"
+    assert len(shared) == 1 and shared <= declared, f"API and worker see different data {shared}"
+
+
+def check_no_hard_coded_secrets(d: Deployment) -> None:
+    for name, service in d.services.items():
+        for key, value in environment(service).items():
+            if SECRET_KEY.search(key):
+                assert REFERENCE.match(value), f"{name}: {key} is written in the file"
+            password = url_password(value)
+            if password is not None:
+                assert REFERENCE.match(password), f"{name}: {key} carries a password"
+
+
+def check_urls_point_at_compose_services(d: Deployment) -> None:
+    postgres = environment(d.services["postgres"])
+    brokers = set()
+    for name, service in d.ours().items():
+        env = environment(service)
+        broker, database = urlsplit(env["GANAUG_BROKER_URL"]), urlsplit(env["GANAUG_DATABASE_URL"])
+        assert broker.scheme == "redis" and broker.hostname in d.services, name
+        assert (database.hostname, database.port) == ("postgres", 5432), name
+        assert database.username == postgres["POSTGRES_USER"], name
+        assert variable(url_password(env["GANAUG_DATABASE_URL"]) or "") == variable(
+            postgres["POSTGRES_PASSWORD"]
+        ), f"{name} logs in with another password than postgres has"
+        assert database.path == "/" + postgres["POSTGRES_DB"], name
+        brokers.add(env["GANAUG_BROKER_URL"])
+    flower = environment(d.services["flower"])["CELERY_BROKER_URL"]
+    assert brokers == {flower}, f"flower watches {flower}, ganaug uses {brokers}"
+
+
+def check_image_builds_from_the_packages(d: Deployment) -> None:
+    builder, final = d.stages[0], d.final
+    assert len(d.stages) >= 2, "not multi-stage"
+    assert any("pip install ." in run for run in arguments_of(builder, "RUN")), "nothing built"
+    assert not any("pip install" in run for run in arguments_of(final, "RUN")), "final builds"
+    builder_name = arguments_of(builder, "FROM")[0].split()[-1]
+    assert f"--from={builder_name} /opt/venv /opt/venv" in arguments_of(final, "COPY")
+    sources = []
+    for copied in arguments_of(builder, "COPY"):
+        parts = [p for p in copied.split() if not p.startswith("--")]
+        sources += parts[:-1]
+    setuptools = d.pyproject["tool"]["setuptools"]
+    needed = {"pyproject.toml", d.pyproject["project"]["readme"]}
+    needed |= {pattern.rstrip("*") for pattern in setuptools["packages"]["find"]["include"]}
+    needed |= {f"{module}.py" for module in setuptools.get("py-modules", [])}
+    assert needed <= set(sources), f"the builder does not copy {needed - set(sources)}"
+    scripts = d.pyproject["project"]["scripts"]
+    assert json.loads(arguments_of(final, "CMD")[-1])[0] in scripts, "CMD is not our command"
+    for source in sources:
+        assert (REPO / source).exists(), f"COPY {source}: missing from the repository"
+        hits = [p for p in d.dockerignore if fnmatch.fnmatch(source, p)]
+        assert not hits, f"COPY {source} is excluded by .dockerignore {hits}"
+    assert {".venv", ".git", ".env"} <= set(d.dockerignore), "secrets or venv in the context"
+
+
+CHECKS = [
+    check_every_service_has_a_healthcheck,
+    check_dependencies_wait_until_healthy,
+    check_image_runs_as_non_root,
+    check_worker_reserves_a_gpu,
+    check_ports,
+    check_volumes,
+    check_no_hard_coded_secrets,
+    check_urls_point_at_compose_services,
+    check_image_builds_from_the_packages,
+]
+
+
+@pytest.fixture(scope="module")
+def deployment() -> Deployment:
+    return Deployment.from_repo()
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
+def test_deployment(deployment, check):
+    check(deployment)
+
+
+# --- each check fails when its property breaks ---------------------------------------------
+
+
+def _replace(stage: list[tuple[str, str]], name: str, arguments: str) -> None:
+    stage[:] = [(n, arguments if n == name else a) for n, a in stage]
+
+
+def _set_env(service: dict, key: str, value: str) -> None:
+    service["environment"] = {**environment(service), key: value}
+
+
+BREAKS: dict[str, tuple[Callable, Callable[[Deployment], None]]] = {
+    "worker without healthcheck": (
+        check_every_service_has_a_healthcheck,
+        lambda d: d.services["worker"].update(healthcheck={"disable": True}),
+    ),
+    "flower without healthcheck": (
+        check_every_service_has_a_healthcheck,
+        lambda d: d.services["flower"].pop("healthcheck"),
+    ),
+    "api starts when postgres has started": (
+        check_dependencies_wait_until_healthy,
+        lambda d: d.services["api"]["depends_on"]["postgres"].update(condition="service_started"),
+    ),
+    "worker does not wait for redis": (
+        check_dependencies_wait_until_healthy,
+        lambda d: d.services["worker"]["depends_on"].pop("redis"),
+    ),
+    "image runs as root": (
+        check_image_runs_as_non_root,
+        lambda d: _replace(d.final, "USER", "root"),
+    ),
+    "compose runs the worker as root": (
+        check_image_runs_as_non_root,
+        lambda d: d.services["worker"].update(user="0:0"),
+    ),
+    "worker reserves no GPU": (
+        check_worker_reserves_a_gpu,
+        lambda d: d.services["worker"].pop("deploy"),
+    ),
+    "postgres published on the host": (
+        check_ports,
+        lambda d: d.services["postgres"].update(ports=["5432:5432"]),
+    ),
+    "api publishes another port than it serves": (
+        check_ports,
+        lambda d: d.services["api"].update(ports=["8000:8080"]),
+    ),
+    "api serves on localhost only": (
+        check_ports,
+        lambda d: d.services["api"].update(command=["ganaug", "serve", "--port", "8000"]),
+    ),
+    "postgres data in the container": (
+        check_volumes,
+        lambda d: d.services["postgres"].pop("volumes"),
+    ),
+    "worker sees another data directory": (
+        check_volumes,
+        lambda d: d.services["worker"].update(volumes=["ganaug-data:/elsewhere"]),
+    ),
+    "password written in the file": (
+        check_no_hard_coded_secrets,
+        lambda d: _set_env(d.services["postgres"], "POSTGRES_PASSWORD", "ganaug"),
+    ),
+    "password written in a URL": (
+        check_no_hard_coded_secrets,
+        lambda d: _set_env(
+            d.services["api"], "GANAUG_DATABASE_URL", "postgresql://ganaug:pw@postgres:5432/ganaug"
+        ),
+    ),
+    "password with a default written in the file": (
+        check_no_hard_coded_secrets,
+        lambda d: _set_env(d.services["postgres"], "POSTGRES_PASSWORD", "${POSTGRES_PASSWORD:-pw}"),
+    ),
+    "flower watches another broker": (
+        check_urls_point_at_compose_services,
+        lambda d: _set_env(d.services["flower"], "CELERY_BROKER_URL", "redis://redis:6379/1"),
+    ),
+    "a package is not copied into the image": (
+        check_image_builds_from_the_packages,
+        lambda d: d.pyproject["tool"]["setuptools"]["py-modules"].append("extra"),
+    ),
+    "the CLI module is ignored by .dockerignore": (
+        check_image_builds_from_the_packages,
+        lambda d: d.dockerignore.append("cli.py"),
+    ),
+}
+
+
+@pytest.mark.parametrize("broken", BREAKS, ids=str)
+def test_each_check_can_fail(deployment, broken):
+    check, breaking = BREAKS[broken]
+    copied = copy.deepcopy(deployment)
+    breaking(copied)
+    with pytest.raises(AssertionError):
+        check(copied)
+
+
+# --- the real tool, where installed ---------------------------------------------------------
 
 
 def compose_cli() -> list[str] | None:
@@ -148,91 +449,6 @@ def test_docker_compose_accepts_the_file():
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "POSTGRES_PASSWORD": "checked-by-the-tests"},
     )
     assert result.returncode == 0, result.stderr
-
-
-# --- Dockerfile -----------------------------------------------------------------------------
-
-
-def dockerfile_stages() -> list[list[tuple[str, str]]]:
-    """Instructions (NAME, arguments) per FROM stage; joins `\\` continuations, drops comments."""
-    instructions, pending = [], ""
-    for raw in (REPO / "Dockerfile").read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue  # also allowed between continuation lines
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        name, _, arguments = (pending + line).partition(" ")
-        instructions.append((name.upper(), arguments.strip()))
-        pending = ""
-    stages: list[list[tuple[str, str]]] = []
-    for name, arguments in instructions:
-        if name == "FROM":
-            stages.append([])
-        if stages:  # ARG may precede the first FROM
-            stages[-1].append((name, arguments))
-    return stages
-
-
-def arguments_of(stage: list[tuple[str, str]], name: str) -> list[str]:
-    return [arguments for instruction, arguments in stage if instruction == name]
-
-
-def test_dockerfile_is_multi_stage_and_copies_the_venv():
-    stages = dockerfile_stages()
-    assert len(stages) >= 2
-    assert all(arguments_of(s, "FROM")[0].startswith("python:3.11-slim") for s in stages)
-    builder_name = arguments_of(stages[0], "FROM")[0].split()[-1]
-    final_copies = arguments_of(stages[-1], "COPY")
-    assert f"--from={builder_name} /opt/venv /opt/venv" in final_copies
-    assert any("pip install ." in run for run in arguments_of(stages[0], "RUN"))
-
-
-def test_final_stage_runs_as_fixed_non_root_user():
-    final = dockerfile_stages()[-1]
-    user = arguments_of(final, "USER")[-1].split(":")[0]
-    assert user not in {"root", "0"}
-    assert any("--uid 10001" in run and user in run for run in arguments_of(final, "RUN"))
-    assert any(f"chown {user}" in run and "/data" in run for run in arguments_of(final, "RUN"))
-
-
-def test_final_stage_serves_the_api_on_8000():
-    final = dockerfile_stages()[-1]
-    assert "8000" in " ".join(arguments_of(final, "EXPOSE")).split()
-    command = json.loads(arguments_of(final, "CMD")[-1])
-    assert command[:2] == ["ganaug", "serve"]
-    assert command[command.index("--port") + 1] == "8000"
-    assert command[command.index("--host") + 1] == "0.0.0.0"
-    healthcheck = arguments_of(final, "HEALTHCHECK")[-1]
-    assert "urllib" in healthcheck and "http://127.0.0.1:8000/healthz" in healthcheck
-
-
-def test_image_data_dir_matches_the_compose_volume(services):
-    env = " ".join(arguments_of(dockerfile_stages()[-1], "ENV"))
-    assert f"GANAUG_DATA_DIR={mounts(services['api'])[DATA_VOLUME]}" in env.split()
-    assert "PYTHONUNBUFFERED=1" in env.split()
-    assert "PATH=/opt/venv/bin:$PATH" in env.split()
-
-
-def dockerignore_patterns() -> list[str]:
-    lines = (REPO / ".dockerignore").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-
-
-def test_builder_copies_what_pip_install_needs_and_dockerignore_keeps_it():
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    sources = []
-    for copy in arguments_of(dockerfile_stages()[0], "COPY"):
-        parts = [p for p in copy.split() if not p.startswith("--")]
-        sources += parts[:-1]
-    packages = {"service", "workers", "training", "models"}
-    assert {"pyproject.toml", project["readme"], *packages} <= set(sources)
-    ignored = dockerignore_patterns()
-    assert {".venv", ".git"} <= set(ignored)
-    for source in sources:
-        assert (REPO / source).exists(), f"COPY {source}: missing from the repository"
-        hits = [p for p in ignored if fnmatch.fnmatch(source, p)]
-        assert not hits, f"COPY {source} is excluded by .dockerignore {hits}"

@@ -7,10 +7,11 @@ import time
 from dataclasses import asdict
 
 import training
-from service.db import repo
-from service.db.session import session_scope
-from service.settings import get_settings
-from workers.celery_app import REPORT_TASK, TRAIN_TASK, app
+from core.db import repo
+from core.db.session import session_scope
+from core.queue import REPORT_TASK, TRAIN_TASK
+from core.settings import get_settings
+from workers.celery_app import app
 
 log = logging.getLogger("ganaug.worker")
 
@@ -119,8 +120,6 @@ def build_report(model_id: str) -> str:
                 repo.record_report_progress(session, model_id, stage, fraction)
 
     def model_deleted() -> bool:
-        if not gone_due.due():
-            return False
         with session_scope(url) as session:
             return not repo.model_exists(session, model_id)
 
@@ -130,10 +129,14 @@ def build_report(model_id: str) -> str:
             settings.datasets_dir / job.dataset_id,
             budget=budget,
             progress_fn=on_progress,
-            abort_fn=model_deleted,
+            abort_fn=lambda: gone_due.due() and model_deleted(),
             device=settings.device,
         )
     except Exception as exc:
+        # Deleting the model stops its report (abort_fn), or removes files under it first.
+        if isinstance(exc, training.TrainingAborted) or model_deleted():
+            log.info("report of model %s stopped: the model was deleted", model_id)
+            return "aborted"
         log.exception("report of model %s failed", model_id)
         with session_scope(url) as session:
             repo.finish_report(session, model_id, status="failed", error=_describe(exc))

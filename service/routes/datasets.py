@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 
+from core.db import repo
 from service import catalog
-from service.db import repo
-from service.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
+from service.deps import CeleryDep, PageLimit, PageOffset, SessionDep, SettingsDep, TenantDep
 from service.errors import ApiError
 from service.schemas import DatasetPublic, DatasetsPublic
 
@@ -60,8 +60,8 @@ def upload_dataset(
 def list_datasets(
     session: SessionDep,
     tenant: TenantDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
 ) -> DatasetsPublic:
     rows, count = repo.list_datasets(session, tenant, limit=limit, offset=offset)
     return DatasetsPublic(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from service.db.session import ping
+from core.db.session import ping
 from service.errors import error_response
 
 router = APIRouter(tags=["health"])

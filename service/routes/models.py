@@ -9,13 +9,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
+from core.db import repo
+from core.db.tables import Model
 from models.artifact import GENERATOR_FILE
 from models.drawing import DrawSpec, FilterExhausted
 from models.evaluator import EvaluatorScorer
 from service import catalog, draws, generation
-from service.db import repo
-from service.db.tables import Model
-from service.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
+from service.deps import CeleryDep, PageLimit, PageOffset, SessionDep, SettingsDep, TenantDep
 from service.errors import ApiError
 from service.schemas import ModelCreate, ModelPublic, ModelsPublic, ModelStatus
 
@@ -46,8 +46,8 @@ def create_model(
 def list_models(
     session: SessionDep,
     tenant: TenantDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
     dataset_id: str | None = None,
     status: ModelStatus | None = None,
 ) -> ModelsPublic:
@@ -98,7 +98,7 @@ def _class_index(model: Model, value: str) -> int:
     names = [c["name"] for c in model.classes]
     if value in names:
         return names.index(value)
-    if value.isdigit() and int(value) < len(names):
+    if value.isascii() and value.isdigit() and int(value) < len(names):  # not "²" or "١"
         return int(value)
     raise ApiError(
         422,

@@ -8,13 +8,13 @@ import re
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
+from core.db import repo
+from core.queue import REPORT_TASK
 from models.artifact import REPORT_FILE, REPORT_PICTURES_DIR
 from service import catalog
-from service.db import repo
 from service.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
 from service.errors import ApiError
 from service.schemas import ModelPublic
-from workers.celery_app import REPORT_TASK
 
 router = APIRouter(prefix="/v1/models", tags=["reports"])
 
@@ -78,7 +78,7 @@ def compute_report(
         raise ApiError(
             409, "model_not_ready", f"The model is {model.status}; reports need a trained model."
         )
-    if model.report_status in ("queued", "running"):
+    if model.report_status in repo.REPORT_ACTIVE:
         raise ApiError(409, "report_in_progress", "A report is already queued or running.")
     repo.queue_report(session, model)
     session.commit()

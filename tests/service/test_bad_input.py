@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from core.db import repo
+from core.db.session import session_scope
+from core.settings import Settings
 from service import catalog
 from service.app import create_app
-from service.settings import Settings
 from tests.factories import shapes_zip_bytes
 from training.dataset import StoredDataset
 
@@ -51,7 +53,7 @@ def assert_nothing_stored(client: TestClient, settings: Settings) -> None:
     listing = client.get("/v1/datasets").json()
     assert listing["count"] == 0 and listing["data"] == []
     assert client.get("/v1/models").json()["count"] == 0
-    for folder in (settings.datasets_dir, settings.models_dir, settings.uploads_dir):
+    for folder in (settings.datasets_dir, settings.models_dir):
         assert not folder.exists() or list(folder.iterdir()) == [], f"{folder} not empty"
 
 
@@ -268,24 +270,94 @@ def test_dataset_crud(client, settings):
 
 def test_uploads_are_read_in_place_never_copied(client, settings, monkeypatch):
     """Ingestion reads the request's spooled file itself: no second copy on disk, kept or not."""
-    seen: list[tuple[object, bool]] = []
+    seen: list[tuple[object, list[str]]] = []
     real_ingest = catalog.ingest
 
     def watched_ingest(upload, *args, **kwargs):
-        seen.append((upload, settings.uploads_dir.exists()))
+        seen.append((upload, sorted(p.name for p in settings.data_dir.iterdir())))
         return real_ingest(upload, *args, **kwargs)
 
     monkeypatch.setattr(catalog, "ingest", watched_ingest)
     assert post(client, shapes_zip_bytes(per_class=3)).status_code == 201
     assert_error(post(client, b"not a dataset", "junk.bin"), 415, "unsupported_format")
     assert len(seen) == 2
-    for upload, uploads_dir_existed in seen:
+    for upload, data_dir_entries in seen:
         assert isinstance(upload, tempfile.SpooledTemporaryFile), type(upload)
-        assert not uploads_dir_existed
-    assert not settings.uploads_dir.exists()
+        assert "uploads" not in data_dir_entries  # the old copy's folder
+    assert not (settings.data_dir / "uploads").exists()
 
 
 def test_config_without_train_is_rejected(client, settings):
     response = post(client, shapes_zip_bytes(per_class=3), config=json.dumps({"steps": 5}))
     assert_error(response, 422, "invalid_config")
     assert_nothing_stored(client, settings)
+
+
+def record_training_end(settings: Settings, model_id: str, status: str, report: bool) -> None:
+    """End a model's training as the worker records it (no worker runs under TestClient)."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        repo.finish_model(session, model_id, status=status, report=report)
+
+
+def upload_and_queue(client: TestClient, **config) -> dict:
+    upload = post(client, shapes_zip_bytes(per_class=3), train="true", config=json.dumps(config))
+    assert upload.status_code == 201, upload.text
+    return upload.json()
+
+
+def test_report_is_pending_until_training_ends(client, settings):
+    """A report that will follow training reads `pending`; `none` once training fails."""
+    body = upload_and_queue(client, steps=5, report="fast")
+    model_id = body["model"]["id"]
+    assert body["model"]["report"]["status"] == "pending"
+    assert client.get(f"/v1/models/{model_id}").json()["report"]["status"] == "pending"
+    record_training_end(settings, model_id, "failed", report=False)
+    assert client.get(f"/v1/models/{model_id}").json()["report"]["status"] == "none"
+
+    cancelled = upload_and_queue(client, steps=5)["model"]  # report: standard by default
+    assert cancelled["report"]["status"] == "pending"
+    cancel = client.post(f"/v1/models/{cancelled['id']}/cancel").json()
+    assert (cancel["status"], cancel["report"]["status"]) == ("cancelled", "none")
+
+    without = upload_and_queue(client, steps=5, report="none")["model"]
+    assert without["report"]["status"] == "none"
+
+
+def test_dataset_in_use_while_a_report_is_queued_or_running(client, settings):
+    body = upload_and_queue(client, steps=5, report="fast")
+    dataset_id, model_id = body["id"], body["model"]["id"]
+    record_training_end(settings, model_id, "succeeded", report=True)
+    assert client.get(f"/v1/models/{model_id}").json()["report"]["status"] == "queued"
+    error = assert_error(client.delete(f"/v1/datasets/{dataset_id}"), 409, "dataset_in_use")
+    assert "report" in error["message"]
+    with session_scope(settings.sqlalchemy_url) as session:
+        repo.claim_report(session, model_id)
+    assert client.get(f"/v1/models/{model_id}").json()["report"]["status"] == "running"
+    assert_error(client.delete(f"/v1/datasets/{dataset_id}"), 409, "dataset_in_use")
+    assert client.get(f"/v1/models/{model_id}").status_code == 200  # nothing was deleted
+    with session_scope(settings.sqlalchemy_url) as session:
+        repo.finish_report(session, model_id, status="failed", error="stopped by the test")
+    assert client.delete(f"/v1/datasets/{dataset_id}").status_code == 204
+    assert_nothing_stored(client, settings)
+
+
+@pytest.mark.parametrize("path", ["/v1/datasets", "/v1/models"])
+@pytest.mark.parametrize("offset", [2**31, 2**63 - 1, 2**63, 2**64])
+def test_list_offset_beyond_the_bound(client, path, offset):
+    error = assert_error(client.get(path, params={"offset": offset}), 422, "validation_error")
+    assert "offset" in error["message"]
+
+
+@pytest.mark.parametrize("path", ["/v1/datasets", "/v1/models"])
+def test_list_offset_at_the_bound_is_an_empty_page(client, path):
+    listing = client.get(path, params={"offset": 2**31 - 1}).json()
+    assert (listing["data"], listing["offset"]) == ([], 2**31 - 1)
+
+
+@pytest.mark.parametrize("value", ["²", "١", "1.0", "-1", "+1", " 1", "3"])
+def test_class_is_a_name_or_an_ascii_index(client, settings, value):
+    """Only ASCII digits are an index (the shapes have 3 classes); the check precedes drawing."""
+    model_id = upload_and_queue(client, steps=5, report="none")["model"]["id"]
+    record_training_end(settings, model_id, "succeeded", report=False)
+    response = client.get(f"/v1/models/{model_id}/samples", params={"class": value})
+    assert "unknown class" in assert_error(response, 422, "unknown_class")["message"].lower()

@@ -35,6 +35,7 @@ from tests.api_flows import (
     wait_for_report,
 )
 from tests.conftest import TINY_TRAINING, Api, ServiceProcess, service_env
+from tests.servers import wait_for
 from tests.tiny_model import TINY_MODEL_CONFIG
 
 TRAIN_TIMEOUT = 300
@@ -166,11 +167,39 @@ def test_report_not_ready_before_training(tmp_path, processes):
     with api.client() as client:
         created = upload_and_train(client, {**TINY_TRAINING, "report": "fast"})
         model_id = created["model"]["id"]
-        assert created["model"]["report"]["status"] == "none"
+        assert created["model"]["report"]["status"] == "pending"  # it follows training
         report = client.get(f"/v1/models/{model_id}/report")
         assert report.status_code == 409 and report.json()["error"]["code"] == "report_not_ready"
         compute = client.post(f"/v1/models/{model_id}/report")
         assert compute.status_code == 409 and compute.json()["error"]["code"] == "model_not_ready"
+
+
+def test_deleting_a_model_stops_its_report_quietly(tmp_path, processes):
+    """A running report keeps its dataset (409); deleting its model stops it without an error."""
+    api = Api(service_env(tmp_path / "data"), tmp_path / "serve.log").start()
+    processes.append(api)
+    with api.client() as client:
+        created = upload_and_train(client, {**TINY_TRAINING, "report": "standard"})
+        dataset_id, model_id = created["id"], created["model"]["id"]
+        deadline = time.monotonic() + TRAIN_TIMEOUT
+        while (model := client.get(f"/v1/models/{model_id}").json())["report"]["status"] in (
+            "pending",
+            "queued",
+        ):
+            assert model["status"] != "failed" and time.monotonic() < deadline
+            time.sleep(0.2)
+        assert model["report"]["status"] == "running"  # the standard budget runs for minutes
+        in_use = client.delete(f"/v1/datasets/{dataset_id}")
+        assert in_use.status_code == 409, in_use.text
+        assert in_use.json()["error"]["code"] == "dataset_in_use"
+        assert "report" in in_use.json()["error"]["message"]
+        assert client.delete(f"/v1/models/{model_id}").status_code == 204
+        ended = f"report of model {model_id} "  # ... stopped: ..., or ... failed
+        wait_for(lambda: ended in api.log_path.read_text(), 120, "the report to end")
+        assert client.delete(f"/v1/datasets/{dataset_id}").status_code == 204
+    log = api.log_path.read_text()
+    assert f"report of model {model_id} stopped: the model was deleted" in log
+    assert "Traceback" not in log and f"report of model {model_id} failed" not in log
 
 
 @pytest.fixture(autouse=True)

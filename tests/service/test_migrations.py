@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 from alembic import command
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import JSON, column, create_engine, inspect, table, text
 
-from service.db.migrate import alembic_config, upgrade_database
-from service.settings import Settings
+from core.db.migrate import alembic_config, upgrade_database
+from core.settings import Settings
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -17,6 +17,17 @@ def database_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ganaug.db'}"
     return Settings(database_url=request.getfixturevalue("postgres_url")).sqlalchemy_url
+
+
+def insert_dataset(conn, now: datetime) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO datasets (id, tenant_id, name, num_images, classes, image, "
+            "source_format, created_at) VALUES ('d1', 'default', 'old', 2, '[]', '{}', "
+            "'zip', :now)"
+        ),
+        {"now": now},
+    )
 
 
 def test_upgrade_from_empty_is_idempotent(database_url):
@@ -36,14 +47,7 @@ def test_rows_survive_the_report_migration(database_url):
     engine = create_engine(database_url)
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO datasets (id, tenant_id, name, num_images, classes, image, "
-                "source_format, created_at) VALUES ('d1', 'default', 'old', 2, '[]', '{}', "
-                "'zip', :now)"
-            ),
-            {"now": now},
-        )
+        insert_dataset(conn, now)
         conn.execute(
             text(
                 "INSERT INTO models (id, tenant_id, dataset_id, method, status, config, progress, "
@@ -58,4 +62,61 @@ def test_rows_survive_the_report_migration(database_url):
     assert tuple(row) == ("succeeded", "none")
     command.downgrade(alembic_config(database_url), "0001")
     assert "report_status" not in {c["name"] for c in inspect(engine).get_columns("models")}
+    engine.dispose()
+
+
+def test_models_in_training_read_pending_after_the_pending_migration(database_url):
+    """A report follows every training whose config asks for one (the default: standard)."""
+    command.upgrade(alembic_config(database_url), "0002")
+    engine = create_engine(database_url)
+    now = datetime.now(UTC)
+    models = table(
+        "models",
+        column("id"),
+        column("tenant_id"),
+        column("dataset_id"),
+        column("method"),
+        column("status"),
+        column("config", JSON),
+        column("progress", JSON),
+        column("cancel_requested"),
+        column("classes", JSON),
+        column("image", JSON),
+        column("created_at"),
+        column("updated_at"),
+    )
+    rows = {  # id: (status, config, report status expected after the migration)
+        "running_fast": ("running", {"report": "fast"}, "pending"),
+        "queued_default": ("queued", {}, "pending"),
+        "queued_none": ("queued", {"report": "none"}, "none"),
+        "succeeded": ("succeeded", {"report": "standard"}, "none"),
+        "failed": ("failed", {"report": "standard"}, "none"),
+    }
+    with engine.begin() as conn:
+        insert_dataset(conn, now)
+        for model_id, (status, config, _) in rows.items():
+            conn.execute(
+                models.insert().values(
+                    id=model_id,
+                    tenant_id="default",
+                    dataset_id="d1",
+                    method="acgan",
+                    status=status,
+                    config=config,
+                    progress={},
+                    cancel_requested=False,
+                    classes=[],
+                    image={},
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    upgrade_database(database_url)
+    with engine.connect() as conn:
+        found = dict(conn.execute(text("SELECT id, report_status FROM models")).all())
+    assert found == {model_id: expected for model_id, (_, _, expected) in rows.items()}
+    command.downgrade(alembic_config(database_url), "0002")
+    with engine.connect() as conn:
+        statuses = conn.execute(text("SELECT DISTINCT report_status FROM models")).scalars()
+        assert statuses.all() == ["none"]
     engine.dispose()

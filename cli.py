@@ -1,4 +1,7 @@
-"""The `ganaug` command: serve the API, run a training worker, migrate the database."""
+"""The `ganaug` command: serve the API, run a training worker, migrate the database.
+
+It composes the gateway (`service`) and the workers (`workers`), which import only `core`.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from service.settings import get_settings
+from core.settings import get_settings
+from core.startup import prepare
 
 app = typer.Typer(
     help="ganaug: class-conditional GAN data augmentation service.", no_args_is_help=True
@@ -22,7 +26,7 @@ log = logging.getLogger("ganaug.cli")
 @app.command()
 def migrate() -> None:
     """Apply the database migrations (idempotent)."""
-    from service.db.migrate import upgrade_database
+    from core.db.migrate import upgrade_database
 
     upgrade_database(get_settings().sqlalchemy_url)
     typer.echo("database is at the newest schema")
@@ -42,24 +46,17 @@ def serve(
     """Serve the REST API; in embedded mode also start a training worker process."""
     import uvicorn
 
-    from service.db.migrate import upgrade_database
-    from workers.celery_app import prepare_embedded_broker
-
     settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    prepare_embedded_broker(settings)
-    upgrade_database(settings.sqlalchemy_url)
+    prepare(settings)
     start_worker = settings.embedded if worker is None else worker
     child = None
     if start_worker:
         if settings.embedded:  # our own worker was the only one: its unfinished jobs rerun
-            from service.catalog import requeue_interrupted
+            from core.queue import requeue_interrupted
 
             requeue_interrupted(settings)
         # Its own process group, so stopping it also stops its pool process that trains.
-        child = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "worker"], start_new_session=True
-        )
+        child = subprocess.Popen([sys.executable, "-m", "cli", "worker"], start_new_session=True)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it under the previous handler:
     # this one turns it into SystemExit, so the `finally` below stops the worker.
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -106,13 +103,10 @@ def run_worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
 ) -> None:
     """Run a Celery worker that trains models (on CUDA when available)."""
-    from service.db.migrate import upgrade_database
     from workers.celery_app import app as celery_app
-    from workers.celery_app import prepare_embedded_broker
 
     settings = get_settings()
-    prepare_embedded_broker(settings)
-    upgrade_database(settings.sqlalchemy_url)
+    prepare(settings)
     argv = [
         "worker",
         f"--loglevel={loglevel}",

@@ -1,12 +1,12 @@
-"""Alembic environment: the URL comes from the caller (service.db.migrate) or the settings."""
+"""Alembic environment: the URL comes from the caller (core.db.migrate) or the settings."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import text
 
-from service.db.session import get_engine
-from service.db.tables import Base
+from core.db.session import get_engine
+from core.db.tables import Base
 
 MIGRATION_LOCK_ID = 7_331_001  # PostgreSQL advisory lock: API and worker may migrate at once
 
@@ -14,7 +14,7 @@ MIGRATION_LOCK_ID = 7_331_001  # PostgreSQL advisory lock: API and worker may mi
 def run_migrations_online() -> None:
     url = context.config.attributes.get("url")
     if url is None:
-        from service.settings import get_settings
+        from core.settings import get_settings
 
         url = get_settings().sqlalchemy_url
     engine = get_engine(url)

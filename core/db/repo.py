@@ -8,10 +8,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.db.tables import Dataset, Model, utcnow
+from core.db.tables import Dataset, Model, utcnow
 
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
+# Report statuses: none, pending (training runs, a report follows), queued, running,
+# succeeded, failed. While queued or running a worker reads the model's and dataset's files.
+REPORT_ACTIVE = ("queued", "running")
 
 
 def new_id() -> str:
@@ -75,6 +78,15 @@ def count_active_models(session: Session, dataset_id: str) -> int:
     return session.scalar(query) or 0
 
 
+def count_active_reports(session: Session, dataset_id: str) -> int:
+    query = (
+        select(func.count())
+        .select_from(Model)
+        .where(Model.dataset_id == dataset_id, Model.report_status.in_(REPORT_ACTIVE))
+    )
+    return session.scalar(query) or 0
+
+
 def delete_dataset(session: Session, dataset: Dataset) -> None:
     """Delete a dataset row and its (finished) models' rows."""
     for model in session.scalars(select(Model).where(Model.dataset_id == dataset.id)):
@@ -99,7 +111,7 @@ def add_model(
         config=config,
         progress={"step": 0, "total_steps": config["steps"], "losses": {}},
         cancel_requested=False,
-        report_status="none",
+        report_status="none" if config["report"] == "none" else "pending",
         classes=dataset.classes,
         image=dataset.image,
     )
@@ -145,8 +157,7 @@ def delete_model(session: Session, model: Model) -> None:
 def request_cancel(session: Session, model: Model) -> Model:
     """Cancel a queued model at once; ask a running one to stop (the worker finishes it)."""
     if model.status == "queued":
-        model.status = "cancelled"
-        model.finished_at = utcnow()
+        model.status, model.finished_at, model.report_status = "cancelled", utcnow(), "none"
     model.cancel_requested = True
     session.flush()
     return model
@@ -161,7 +172,7 @@ def claim_model(session: Session, model_id: str) -> Model | None:
     if row is None or row.status in FINISHED:
         return None
     if row.cancel_requested:
-        row.status, row.finished_at = "cancelled", utcnow()
+        row.status, row.finished_at, row.report_status = "cancelled", utcnow(), "none"
         return None
     row.status = "running"
     row.started_at = utcnow()
@@ -206,7 +217,7 @@ def finish_model(
     final_losses: dict[str, float] | None = None,
     report: bool = False,
 ) -> None:
-    """Record how training ended; `report` also queues the quality report."""
+    """Record how training ended; `report` queues the quality report, else there is none."""
     row = session.get(Model, model_id)
     if row is None:
         return
@@ -217,6 +228,8 @@ def finish_model(
         row.progress = {**row.progress, "losses": final_losses}
     if report:
         queue_report(session, row)
+    else:
+        row.report_status = "none"
 
 
 # ---------------------------------------------------------------- quality report
@@ -232,7 +245,7 @@ def queue_report(session: Session, model: Model) -> None:
 def claim_report(session: Session, model_id: str) -> Model | None:
     """Mark a queued (or redelivered running) report running; None when there is nothing to do."""
     row = session.get(Model, model_id, with_for_update=True)
-    if row is None or row.status != "succeeded" or row.report_status not in ("queued", "running"):
+    if row is None or row.status != "succeeded" or row.report_status not in REPORT_ACTIVE:
         return None
     row.report_status = "running"
     session.flush()

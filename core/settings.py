@@ -73,10 +73,6 @@ class Settings(BaseSettings):
         return self.data_dir / "models"
 
     @property
-    def uploads_dir(self) -> Path:
-        return self.data_dir / "uploads"
-
-    @property
     def broker_dir(self) -> Path:
         return self.data_dir / "broker"
 

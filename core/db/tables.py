@@ -1,4 +1,4 @@
-"""ORM tables. The schema itself is owned by the Alembic migrations in service/migrations."""
+"""ORM tables. The schema itself is owned by the Alembic migrations in core/db/migrations."""
 
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ class Model(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-    # The quality report, computed after training: none|queued|running|succeeded|failed.
+    # The quality report, computed after training:
+    # none|pending (training first)|queued|running|succeeded|failed.
     report_status: Mapped[str] = mapped_column(String(16), default="none")
     report_progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     report_error: Mapped[str | None] = mapped_column(Text, nullable=True)
