@@ -63,6 +63,11 @@ LEVERS: dict[str, dict] = {
     "cgan-hinge-sn": _CGAN,
     "cgan-hinge-sn+transition": _CGAN | _TRANSITION,
     "cgan-hinge-sn+mode-seeking": _CGAN | {"mode_seeking": 1.0},
+    # p starts at 1 (the control's fixed DiffAugment) and ADA moves it from there
+    "cgan-hinge-sn+ada": _CGAN | {"ada_target": 0.6},
+    # ADA is refused for the Wasserstein critic, so TAC is measured on acgan, with its control
+    "acgan": {"method": "acgan"},
+    "acgan+tac": {"method": "acgan", "aux_twin": True},
 }
 
 

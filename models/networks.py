@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import torch
 import torch.nn.functional as F
@@ -154,7 +154,8 @@ class Discriminator(nn.Module):
     `conditioning` says how the class enters: `aux` = an auxiliary classifier head next to
     the adversarial score (AC-GAN; labels are not an input), `projection` = score +
     <embed(y), h> on the flattened features h (Miyato & Koyama 2018), `concat` = one-hot class
-    maps as extra input channels (cGAN).
+    maps as extra input channels (cGAN). An `aux` critic may carry a twin class head trained
+    on fakes (TAC-GAN, Gong et al. 2019); `forward` returns its logits only when asked.
     """
 
     def __init__(
@@ -168,12 +169,15 @@ class Discriminator(nn.Module):
         conditioning: CriticConditioning = "aux",  # how the class enters, see above
         spectral_norm: bool = False,  # spectral normalisation of every conv/linear/embedding
         dropout: float = 0.0,  # dropout after every conv block (0 = none)
+        twin_head: bool = False,  # TAC-GAN's second class head, for fakes (aux only)
     ):
         super().__init__()
         if conditioning not in ("aux", "projection", "concat"):
             raise ValueError(
                 f"critic conditioning must be aux, projection or concat, got {conditioning!r}"
             )
+        if twin_head and conditioning != "aux":
+            raise ValueError("a twin class head needs the aux critic's class head")
         self.kwargs = dict(
             num_classes=num_classes,
             image_size=image_size,
@@ -183,6 +187,7 @@ class Discriminator(nn.Module):
             conditioning=conditioning,
             spectral_norm=spectral_norm,
             dropout=dropout,
+            twin_head=twin_head,
         )
         self.num_classes, self.conditioning = num_classes, conditioning
         self.mbstd_group = mbstd_group
@@ -206,22 +211,52 @@ class Discriminator(nn.Module):
             # the scale of the adversarial head's weights, not N(0, 1) per coordinate
             nn.init.uniform_(self.embed.weight, -(features**-0.5), features**-0.5)
             self.embed = norm(self.embed)
+        # Made last, so the other layers draw the same initial weights with or without it.
+        self.twin_head = norm(nn.Linear(features, num_classes)) if twin_head else None
 
     def config(self) -> dict[str, Any]:
         """Constructor kwargs: `Discriminator(**d.config())` rebuilds the architecture."""
         return dict(self.kwargs)
 
+    @overload
     def forward(
-        self, x: torch.Tensor, labels: torch.Tensor | None = None, condition_weight: float = 1.0
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None = ...,
+        condition_weight: float = ...,
+        *,
+        twin: Literal[False] = ...,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+
+    @overload
+    def forward(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None = ...,
+        condition_weight: float = ...,
+        *,
+        twin: Literal[True],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        condition_weight: float = 1.0,
+        *,
+        twin: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
         """(adversarial score (B,), class logits (B, K) or None when not `aux`).
 
         `labels` (B,) are needed by the `projection` and `concat` critics; `aux` ignores them.
         `condition_weight` scales how the label enters the score (the projection term, the
         one-hot maps): transitional conditioning ramps it from 0 (unconditional) to 1.
+        `twin=True` appends the twin head's class logits (B, K) from the same features.
         """
         if self.conditioning != "aux" and labels is None:
             raise ValueError(f"a {self.conditioning} critic needs the class labels")
+        if twin and self.twin_head is None:
+            raise ValueError("this critic has no twin class head (twin_head=False)")
         if self.conditioning == "concat":
             maps = condition_weight * F.one_hot(labels, self.num_classes).to(x.dtype)  # (B, K)
             x = torch.cat([x, maps[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
@@ -231,7 +266,8 @@ class Discriminator(nn.Module):
         h = h.flatten(1)  # (B, D) with D = (C_k + 1) * s * s
         score = self.adv_head(h).squeeze(1)  # (B,)
         if self.conditioning == "aux":
-            return score, self.class_head(h)  # (B,), (B, K)
+            logits = self.class_head(h)  # (B, K)
+            return (score, logits, self.twin_head(h)) if twin else (score, logits)
         if self.conditioning == "projection":
             score = score + condition_weight * (self.embed(labels) * h).sum(dim=1)
         return score, None

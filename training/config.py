@@ -59,6 +59,14 @@ class TrainConfig(BaseModel, extra="forbid"):
     aux_weight: float = Field(
         0.2, ge=0, description="auxiliary classifier loss weight; high values collapse classes"
     )
+    aux_twin: bool = Field(
+        False,
+        description="TAC-GAN (Gong et al. 2019): a twin classifier head on the critic learns "
+        "the fakes' classes, and the generator's auxiliary loss becomes CE(class head) - "
+        "CE(twin head), which cancels AC-GAN's pull towards easily classified images; the "
+        "class head then learns from real images only (wacgan-gp and acgan; needs "
+        "aux_weight > 0)",
+    )
     label_smoothing: float = Field(
         0.0,
         ge=0,
@@ -111,6 +119,29 @@ class TrainConfig(BaseModel, extra="forbid"):
         "translation,cutout",
         description="comma list of DiffAugment ops applied to real and "
         f"fake images the critic sees, from {', '.join(DIFFAUGMENT_OPS)}; empty = off",
+    )
+    augment_p: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="probability that each image the critic sees is DiffAugmented (1 = "
+        "every image; the starting value when ada_target is set)",
+    )
+    ada_target: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="adaptive augmentation (ADA, Karras et al. 2020): every 4 critic updates, "
+        "augment_p moves up when r_t = E[sign(D(real))] is above this target (the critic "
+        "is overconfident on real images) and down when below; 0.6 is the paper's value; "
+        "None = augment_p stays fixed. bce and hinge losses only: a Wasserstein score's "
+        "sign does not mean real or fake",
+    )
+    ada_kimg: float = Field(
+        100.0,
+        gt=0,
+        description="ADA's speed: thousands of real critic images over which augment_p can "
+        "move from 0 to 1 (stylegan2-ada uses 500 for runs ~100x longer than ours)",
     )
     checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints")
     holdout_fraction: float = Field(
@@ -165,7 +196,7 @@ class TrainConfig(BaseModel, extra="forbid"):
                 problems.append("weight_clip replaces the gradient penalty: set gp_weight 0")
             if self.spectral_norm:
                 problems.append("weight_clip and spectral_norm both constrain the critic: pick one")
-        problems += self._schedule_problems()
+        problems += self._schedule_problems() + self._lever_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -186,6 +217,23 @@ class TrainConfig(BaseModel, extra="forbid"):
             )
         if self.mode_seeking > 0 and self.batch_size % 2:
             problems.append("mode_seeking pairs the batch's images: batch_size must be even")
+        return problems
+
+    def _lever_problems(self) -> list[str]:
+        problems = []
+        if self.ada_target is not None and self.adversarial_loss == "wasserstein":
+            problems.append(
+                "ada_target reads the critic's sign on real images, which a Wasserstein critic "
+                "does not make meaningful: use acgan or cgan (bce or hinge)"
+            )
+        if (self.ada_target is not None or self.augment_p < 1) and not self.diffaugment:
+            problems.append("augment_p and ada_target need DiffAugment ops (diffaugment is empty)")
+        if self.aux_twin and self.method == "cgan":
+            problems.append(
+                "aux_twin twins the classifier head: cgan has none (use wacgan-gp or acgan)"
+            )
+        elif self.aux_twin and self.aux_weight == 0:
+            problems.append("aux_twin acts through the auxiliary loss: set aux_weight > 0")
         return problems
 
     def condition_weight(self, step: int) -> float:

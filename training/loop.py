@@ -33,6 +33,7 @@ from models.drawing import draw_class_images
 from models.images import encode_png, image_grid
 from models.networks import Discriminator, Generator
 from models.sampler import CPU, GeneratorSampler
+from training.augment import AdaptiveAugment
 from training.config import Progress, TrainConfig, TrainResult
 from training.dataset import StoredDataset
 from training.errors import TrainingAborted
@@ -97,6 +98,7 @@ class Trainer:
             conditioning=config.d_conditioning or "aux",
             spectral_norm=config.spectral_norm,
             dropout=config.d_dropout,
+            twin_head=config.aux_twin,
         )
         # channels_last lets oneDNN use its fast conv kernels on CPU (~1.6x generator forward)
         for net in (self.generator, self.critic):
@@ -110,11 +112,15 @@ class Trainer:
             gp_weight=config.gp_weight,
             aux_weight=config.aux_weight,
             augment=config.diffaugment_ops,
-            aux_on_fakes=config.method == "acgan",
+            # TAC-GAN's class head models the real images' classes: fakes go to the twin head
+            aux_on_fakes=config.method == "acgan" and not config.aux_twin,
             label_smoothing=config.label_smoothing,
             r1_weight=config.r1_weight,
             mode_seeking=config.mode_seeking,
+            aux_twin=config.aux_twin,
+            ada_signal=config.ada_target is not None,
         )
+        self.augment = AdaptiveAugment(config.augment_p, config.ada_target, config.ada_kimg)
         self.steps_done = 0
         self._fake: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -132,6 +138,8 @@ class Trainer:
         """n_critic critic updates, one generator update, one EMA update."""
         batch = self.config.batch_size
         weight = self.config.condition_weight(self.steps_done)
+        augment_p = self.augment.p  # the p of this step; ADA may move it for the next one
+        real_signs = []
         for _ in range(self.config.n_critic):
             real, real_labels = self.data.sample(batch)
             if self._fake is None:
@@ -139,19 +147,27 @@ class Trainer:
                     z, fake_labels = self.latents(batch)
                     self._fake = (self.generator(z, fake_labels, weight), fake_labels)
             loss, d_stats = self.loss.critic(
-                self.critic, real, real_labels, *self._fake, condition_weight=weight
+                self.critic,
+                real,
+                real_labels,
+                *self._fake,
+                condition_weight=weight,
+                augment_p=augment_p,
             )
             self.opt_d.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_d.step()
             self._clip_critic_weights()
             self._fake = None
+            if "ada_rt" in d_stats:
+                real_signs.append(d_stats["ada_rt"])
+                self.augment.observe(d_stats["ada_rt"], batch)
         z, fake_labels = (
             self.paired_latents(batch) if self.loss.mode_seeking else self.latents(batch)
         )
         fake = self.generator(z, fake_labels, weight)
         self.critic.requires_grad_(False)  # skip critic weight gradients in the generator step
-        loss, g_stats = self.loss.generator(self.critic, fake, fake_labels, z, weight)
+        loss, g_stats = self.loss.generator(self.critic, fake, fake_labels, z, weight, augment_p)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
@@ -160,7 +176,13 @@ class Trainer:
         self._fake = (fake.detach(), fake_labels)
         self.steps_done += 1
         self._update_ema()
-        return d_stats | g_stats | {"condition_weight": torch.tensor(weight)}
+        stats = d_stats | g_stats | {"condition_weight": torch.tensor(weight)}
+        if real_signs:  # ADA: this step's p and r_t over its critic updates
+            stats |= {
+                "augment_p": torch.tensor(augment_p),
+                "ada_rt": torch.stack(real_signs).mean(),
+            }
+        return stats
 
     def _clip_critic_weights(self) -> None:
         """WGAN weight clipping (Arjovsky et al. 2017) of every critic parameter, when on."""
@@ -223,6 +245,7 @@ class Trainer:
             "generator_ema": self.ema.state_dict() if self.ema is not None else None,
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
+            "augment": self.augment.state_dict(),
         }
 
 

@@ -1,4 +1,5 @@
-"""GAN objectives: WAC-GAN-GP, AC-GAN and the label-conditioned cGAN, with their penalties."""
+"""GAN objectives: WAC-GAN-GP, AC-GAN (optionally TAC-GAN) and the label-conditioned cGAN,
+with their penalties."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ class GanLoss:
     label_smoothing: float = 0.0  # bce only: real images' target is 1 - label_smoothing
     r1_weight: float = 0.0  # R1 penalty r1_weight / 2 * E|grad D(real)|^2, 0 = off
     mode_seeking: float = 0.0  # weight of the MSGAN term on paired same-class fakes, 0 = off
+    aux_twin: bool = False  # TAC-GAN: the critic's twin head learns the fakes' classes
+    ada_signal: bool = False  # also return ADA's r_t = E[sign(D(real))] as stats["ada_rt"]
 
     def critic(
         self,
@@ -38,20 +41,30 @@ class GanLoss:
         fake: torch.Tensor,
         fake_labels: torch.Tensor,
         condition_weight: float = 1.0,
+        augment_p: float = 1.0,
     ) -> tuple[torch.Tensor, Stats]:
         """Loss to minimise in a critic step, and detached stats to log.
 
         `condition_weight` (transitional conditioning) scales the label's part: the critic's
-        label input and the auxiliary classifier's loss.
+        label input and the auxiliary classifier's loss. `augment_p` is the probability
+        that each image is DiffAugmented.
         """
-        real = diff_augment(real, self.augment)
-        fake = diff_augment(fake.detach(), self.augment)  # no generator gradients here
+        real = diff_augment(real, self.augment, augment_p)
+        fake = diff_augment(fake.detach(), self.augment, augment_p)  # no generator gradients
         if self.r1_weight > 0:
             real = real.detach().requires_grad_(True)
         # Separate calls: the critic's minibatch-stddev must not mix real and fake samples.
         adv_real, logits_real = critic(real, real_labels, condition_weight)  # (B,), (B, K)|None
-        adv_fake, logits_fake = critic(fake, fake_labels, condition_weight)
+        twin_fake = None  # TAC-GAN: the twin head's logits on the fakes
+        if self.aux_twin:
+            adv_fake, logits_fake, twin_fake = critic(
+                fake, fake_labels, condition_weight, twin=True
+            )
+        else:
+            adv_fake, logits_fake = critic(fake, fake_labels, condition_weight)
         stats: Stats = {}
+        if self.ada_signal:
+            stats["ada_rt"] = adv_real.detach().sign().mean()
         aux_stats: Stats = {}
         if self.adversarial == "wasserstein":
             loss = adv_fake.mean() - adv_real.mean()
@@ -66,8 +79,12 @@ class GanLoss:
             aux = F.cross_entropy(logits_real, real_labels)
             if self.aux_on_fakes:
                 aux = aux + F.cross_entropy(logits_fake, fake_labels)
-            loss = loss + condition_weight * self.aux_weight * aux
             aux_stats["d_aux"] = aux.detach()
+            if twin_fake is not None:
+                twin = F.cross_entropy(twin_fake, fake_labels)
+                aux = aux + twin
+                aux_stats["d_twin"] = twin.detach()
+            loss = loss + condition_weight * self.aux_weight * aux
         if self.gp_weight > 0:
             penalty, grad_norm = gradient_penalty(critic, real, fake, real_labels, condition_weight)
             loss = loss + self.gp_weight * penalty
@@ -85,21 +102,31 @@ class GanLoss:
         fake_labels: torch.Tensor,
         latents: torch.Tensor | None = None,
         condition_weight: float = 1.0,
+        augment_p: float = 1.0,
     ) -> tuple[torch.Tensor, Stats]:
         """Loss to minimise in a generator step, and detached stats to log.
 
         With mode seeking on, `latents` are the fakes' latents and the batch's second half
-        repeats the first half's labels (see `mode_seeking_penalty`).
+        repeats the first half's labels (see `mode_seeking_penalty`). With `aux_twin` the
+        auxiliary term is CE(class head) - CE(twin head) (TAC-GAN).
         """
-        augmented = diff_augment(fake, self.augment)
-        adv, logits = critic(augmented, fake_labels, condition_weight)  # (B,), (B, K) or None
+        augmented = diff_augment(fake, self.augment, augment_p)
+        twin_logits = None
+        if self.aux_twin:
+            adv, logits, twin_logits = critic(augmented, fake_labels, condition_weight, twin=True)
+        else:
+            adv, logits = critic(augmented, fake_labels, condition_weight)  # (B,), (B, K)|None
         # non-saturating for bce; hinge generators maximise the raw score like Wasserstein
         loss = F.softplus(-adv).mean() if self.adversarial == "bce" else -adv.mean()
         stats: Stats = {}
         if logits is not None:
             aux = F.cross_entropy(logits, fake_labels)
-            loss = loss + condition_weight * self.aux_weight * aux
             stats["g_aux"] = aux.detach()
+            if twin_logits is not None:
+                twin = F.cross_entropy(twin_logits, fake_labels)
+                aux = aux - twin
+                stats["g_twin"] = twin.detach()
+            loss = loss + condition_weight * self.aux_weight * aux
         if self.mode_seeking > 0:
             if latents is None:
                 raise ValueError("mode seeking needs the fakes' latents")

@@ -1,17 +1,21 @@
-"""Levers against within-class collapse: transitional conditioning and mode seeking."""
+"""Levers against within-class collapse: transitional conditioning, mode seeking, adaptive
+augmentation (ADA) and the TAC-GAN twin classifier."""
 
 import json
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from pydantic import ValidationError
 
-from models.artifact import STATS_FILE
+from models.artifact import CHECKPOINT_FILE, STATS_FILE
 from models.networks import Discriminator, Generator
 from models.sampler import GeneratorSampler
-from tests.training.test_methods import TINY, train
+from tests.training.test_methods import TINY, fixed_batch, train, write_dataset
 from training import TrainConfig
+from training.dataset import StoredDataset
+from training.loop import Trainer, TrainingSet
 from training.losses import GanLoss, mode_seeking_penalty
 
 LEVER_RUNS = {
@@ -25,6 +29,11 @@ LEVER_RUNS = {
         "mode_seeking": 0.5,
         "transition_end": 4,
     },
+    # ada_kimg 0.032: each adjustment (4 critic updates of 8 reals) moves p by 1, so it moves
+    "ada-cgan-hinge": {"method": "cgan", "adv_loss": "hinge", "ada_target": 0.6, "ada_kimg": 0.032},
+    "ada-acgan-from-half": {"method": "acgan", "augment_p": 0.5, "ada_target": 0.6},
+    "tac-acgan": {"method": "acgan", "aux_twin": True},
+    "tac-wacgan-gp": {"aux_twin": True},
 }
 
 
@@ -41,6 +50,15 @@ def test_lever_trains_exports_and_samples(lever_run):
     losses = lever_run.result.final_losses
     assert all(np.isfinite(v) for v in losses.values())
     assert ("mode_seeking" in losses) == (lever_run.config.mode_seeking > 0)
+    ada = lever_run.config.ada_target is not None
+    assert ("augment_p" in losses) == ("ada_rt" in losses) == ada
+    if ada:
+        assert 0 <= losses["augment_p"] <= 1 and -1 <= losses["ada_rt"] <= 1
+    assert ("g_twin" in losses) == ("d_twin" in losses) == lever_run.config.aux_twin
+    checkpoint = torch.load(lever_run.out / CHECKPOINT_FILE)
+    critic = Discriminator(**checkpoint["critic_kwargs"])
+    critic.load_state_dict(checkpoint["critic"])
+    assert (critic.twin_head is not None) == lever_run.config.aux_twin
 
 
 def test_logged_condition_weight_follows_the_ramp(tmp_path):
@@ -136,3 +154,115 @@ def test_mode_seeking_needs_pairs():
 def test_tiny_defaults_unchanged_by_the_levers():
     assert TrainConfig(**TINY).condition_weight(0) == 1.0
     assert TrainConfig(**TINY).mode_seeking == 0.0
+
+
+def ada_trainer(tmp_path, **overrides) -> Trainer:
+    config = TrainConfig(**(TINY | {"method": "cgan", "adv_loss": "hinge"} | overrides))
+    stored = StoredDataset.load(write_dataset(tmp_path / "dataset"))
+    return Trainer(config, TrainingSet.load(stored, torch.device("cpu")), torch.device("cpu"))
+
+
+def test_ada_tunes_p_logs_it_and_checkpoints_it(tmp_path):
+    # kimg 0.016: an adjustment (4 critic updates of 8 reals) moves p by 2, i.e. to 0 or 1
+    trainer = ada_trainer(tmp_path, augment_p=0.5, ada_target=0.6, ada_kimg=0.016)
+    logged = [trainer.step() for _ in range(8)]
+    assert [float(s["augment_p"]) for s in logged[:4]] == [0.5] * 4, "first adjustment: step 4"
+    assert {float(s["augment_p"]) for s in logged[4:]} <= {0.0, 1.0}
+    assert all(-1 <= float(s["ada_rt"]) <= 1 for s in logged)
+    assert trainer.checkpoint()["augment"] == trainer.augment.state_dict()
+    assert trainer.checkpoint()["augment"]["p"] == trainer.augment.p
+
+
+def test_fixed_augment_p_is_not_logged_and_stays(tmp_path):
+    trainer = ada_trainer(tmp_path, augment_p=0.25)
+    stats = trainer.step()
+    assert "augment_p" not in stats and "ada_rt" not in stats
+    assert trainer.checkpoint()["augment"]["p"] == 0.25
+
+
+def test_twin_head_exists_only_when_on_and_leaves_the_critic_outputs_alone():
+    kwargs = dict(num_classes=3, image_size=16, channels=1, width=8, spectral_norm=True)
+    torch.manual_seed(0)
+    plain = Discriminator(**kwargs)
+    torch.manual_seed(0)
+    twin = Discriminator(**kwargs, twin_head=True)
+    assert plain.twin_head is None and twin.twin_head is not None
+    assert Discriminator(**twin.config()).twin_head is not None, "rebuilds from its config"
+    extra = set(twin.state_dict()) - set(plain.state_dict())
+    assert extra and all(key.startswith("twin_head.") for key in extra)
+    plain.eval(), twin.eval()
+    x = torch.rand(4, 1, 16, 16) * 2 - 1
+    with torch.no_grad():
+        score, logits = plain(x)
+        twin_score, twin_logits, twin_only = twin(x, twin=True)
+        assert all(torch.equal(a, b) for a, b in zip(twin(x), (score, logits), strict=True))
+    assert torch.equal(twin_score, score) and torch.equal(twin_logits, logits)
+    assert twin_only.shape == (4, 3) and not torch.equal(twin_only, logits)
+    with pytest.raises(ValueError, match="no twin class head"):
+        plain(x, twin=True)
+    with pytest.raises(ValueError, match="twin class head needs"):
+        Discriminator(**kwargs | {"conditioning": "projection"}, twin_head=True)
+
+
+def twin_batch():
+    critic, real, labels, fake, fake_labels = fixed_batch()
+    torch.manual_seed(1)
+    return Discriminator(**critic.config() | {"twin_head": True}), real, labels, fake, fake_labels
+
+
+def test_tac_generator_loss_is_class_minus_twin_cross_entropy():
+    critic, _, _, fake, fake_labels = twin_batch()
+    loss = GanLoss(adversarial="bce", gp_weight=0.0, aux_weight=0.5, augment=(), aux_twin=True)
+    total, stats = loss.generator(critic, fake, fake_labels)
+    adv, logits, twin_logits = critic(fake, fake_labels, twin=True)
+    ce_class = F.cross_entropy(logits, fake_labels)
+    ce_twin = F.cross_entropy(twin_logits, fake_labels)
+    expected = F.softplus(-adv).mean() + 0.5 * (ce_class - ce_twin)
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert stats["g_aux"].item() == pytest.approx(ce_class.item(), rel=1e-5)
+    assert stats["g_twin"].item() == pytest.approx(ce_twin.item(), rel=1e-5)
+
+
+def test_tac_critic_trains_the_class_head_on_reals_and_the_twin_on_fakes():
+    critic, real, labels, fake, fake_labels = twin_batch()
+    loss = GanLoss(adversarial="bce", gp_weight=0.0, aux_weight=0.5, augment=(), aux_twin=True)
+    total, stats = loss.critic(critic, real, labels, fake, fake_labels)
+    adv_real, logits_real = critic(real, labels)
+    adv_fake, _, twin_fake = critic(fake, fake_labels, twin=True)
+    aux = F.cross_entropy(logits_real, labels) + F.cross_entropy(twin_fake, fake_labels)
+    adv = F.softplus(-adv_real).mean() + F.softplus(adv_fake).mean()
+    assert total.item() == pytest.approx((adv + 0.5 * aux).item(), rel=1e-5)
+    assert stats["d_twin"].item() == pytest.approx(
+        F.cross_entropy(twin_fake, fake_labels).item(), rel=1e-5
+    )
+    total.backward()
+    assert critic.twin_head.weight.grad.abs().sum() > 0
+
+
+def test_tac_acgan_stops_training_the_class_head_on_fakes(tmp_path):
+    trainer = ada_trainer(tmp_path, method="acgan", adv_loss="bce", aux_twin=True)
+    assert trainer.loss.aux_twin and not trainer.loss.aux_on_fakes
+    assert ada_trainer(tmp_path / "plain", method="acgan", adv_loss="bce").loss.aux_on_fakes
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"ada_target": 0.6}, "Wasserstein critic"),
+        ({"method": "cgan", "ada_target": 0.6, "diffaugment": ""}, "need DiffAugment ops"),
+        ({"augment_p": 0.5, "diffaugment": ""}, "need DiffAugment ops"),
+        ({"method": "cgan", "aux_twin": True}, "cgan has none"),
+        ({"method": "acgan", "aux_twin": True, "aux_weight": 0.0}, "set aux_weight > 0"),
+        ({"augment_p": 1.5}, "less than or equal to 1"),
+        ({"method": "acgan", "ada_target": 1.0}, "less than 1"),
+    ],
+)
+def test_inconsistent_ada_and_tac_options_are_refused(options, message):
+    with pytest.raises(ValidationError, match=message):
+        TrainConfig(**options)
+
+
+def test_ada_and_tac_are_off_by_default():
+    config = TrainConfig(**TINY)
+    assert (config.augment_p, config.ada_target, config.aux_twin) == (1.0, None, False)
+    assert TrainConfig(**config.model_dump()) == config, "a stored config validates again"
