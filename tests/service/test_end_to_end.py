@@ -1,6 +1,7 @@
 """The whole path a user walks, against real processes.
 
-The embedded flow is the fast tier's one end-to-end test; the others are marked slow.
+The fast tier runs the distributed and the embedded flow (and the pending report status);
+cancelling, a lost worker process and a restart mid-training are marked slow.
 Distributed: real Redis broker, real PostgreSQL, a `ganaug worker` process and a
 `ganaug serve` process that is restarted between training and sampling.
 Embedded: one `ganaug serve` with SQLite and the filesystem broker, nothing else.
@@ -71,7 +72,6 @@ def check_trained_model(client, model_id: str, data_dir: Path, steps: int) -> di
     return model
 
 
-@pytest.mark.slow
 def test_distributed_end_to_end(tmp_path, redis_url, postgres_url, processes):
     data_dir = tmp_path / "shared-data"
     env, _worker, api = start_distributed(data_dir, redis_url, postgres_url, processes)
@@ -159,7 +159,6 @@ def test_embedded_end_to_end(tmp_path, processes):
         check_one_seeding_rule(client, model_id)  # fails until issue 7's seeding rule lands
 
 
-@pytest.mark.slow
 def test_report_not_ready_before_training(tmp_path, processes):
     """Without a worker nothing trains: the report and truncation=auto answer 409."""
     api = Api(service_env(tmp_path / "data"), tmp_path / "serve.log", ["--no-worker"]).start()
