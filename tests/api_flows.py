@@ -226,10 +226,7 @@ def check_recommended_archive(client: httpx.Client, model_id: str, manifest_reci
 
 def check_one_seeding_rule(client: httpx.Client, model_id: str) -> None:
     """The images of class c for seed s are the same wherever they are asked for: from
-    samples?class=c&seed=s, the class-c rows of samples?seed=s and the archive at seed s.
-
-    Issue 7's seeding rule: this fails until the draw/seeding rewrite lands.
-    """
+    samples?class=c&seed=s, the class-c rows of samples?seed=s and the archive at seed s."""
     seed, n = 9, 3
     every = npz_samples(client, model_id, n=n, seed=seed)
     response = client.get(

@@ -1,0 +1,137 @@
+"""Sampling from a trained model in-process: the headers that say how images were drawn,
+the evaluator loaded only for filters, and one seeding rule across samples and archive.
+
+The model is the session's tiny trained model (tests/tiny_model.py), put in place as the
+worker would leave it: its files under models/<id>, its rows succeeded with a report.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import zipfile
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from core.db import repo
+from core.db.session import session_scope
+from core.settings import Settings
+from models.evaluator import EVALUATOR_FILE
+from service.app import create_app
+from tests.factories import SHAPES
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("sampling") / "data")
+    with TestClient(create_app(settings)) as client:
+        buffer = io.BytesIO()
+        np.savez(buffer, x=tiny_model.x, y=tiny_model.y, classes=np.asarray(SHAPES))
+        upload = client.post(
+            "/v1/datasets",
+            files={"file": ("shapes.npz", buffer.getvalue())},
+            data={"train": "true", "config": json.dumps({"steps": 5, "report": "fast"})},
+        )
+        assert upload.status_code == 201, upload.text
+        model_id = upload.json()["model"]["id"]
+        shutil.copytree(tiny_model.model_dir, settings.models_dir / model_id)
+        with session_scope(settings.sqlalchemy_url) as session:
+            repo.claim_model(session, model_id)
+            repo.finish_model(session, model_id, status="succeeded", report=True)
+            repo.claim_report(session, model_id)
+            repo.finish_report(session, model_id, status="succeeded")
+        yield SimpleNamespace(
+            client=client,
+            settings=settings,
+            model_id=model_id,
+            t_star=tiny_model.report["t_star"],
+        )
+
+
+def samples(served: SimpleNamespace, **params):
+    response = served.client.get(f"/v1/models/{served.model_id}/samples", params=params)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def npz(response) -> np.ndarray:
+    return np.load(io.BytesIO(response.content))["x"]
+
+
+def test_truncation_header_says_what_was_used(served):
+    auto = samples(served, truncation="auto", seed=1, format="npz")
+    assert served.t_star is not None, "the tiny model's report picks a truncation"
+    assert float(auto.headers["x-truncation"]) == served.t_star
+    assert auto.headers["x-seed"] == "1"
+    explicit = samples(served, truncation=str(served.t_star), seed=1, format="npz")
+    np.testing.assert_array_equal(npz(auto), npz(explicit))
+    assert samples(served, seed=1).headers["x-truncation"] == "none"
+    assert samples(served, truncation=0.5, seed=1).headers["x-truncation"] == "0.5"
+    archive = served.client.get(
+        f"/v1/models/{served.model_id}/archive",
+        params={"per_class": 1, "truncation": "auto", "seed": 1},
+    )
+    assert archive.status_code == 200 and float(archive.headers["x-truncation"]) == served.t_star
+
+
+def test_unfiltered_requests_never_load_the_evaluator(served):
+    """A broken evaluator file breaks only the requests that filter."""
+    path = served.settings.models_dir / served.model_id / EVALUATOR_FILE
+    original = path.read_bytes()
+    before = npz(samples(served, seed=4, format="npz", n=2))
+    try:
+        path.write_bytes(b"not an onnx model")
+        np.testing.assert_array_equal(npz(samples(served, seed=4, format="npz", n=2)), before)
+        archive = served.client.get(
+            f"/v1/models/{served.model_id}/archive", params={"per_class": 2, "seed": 4}
+        )
+        assert archive.status_code == 200
+        quiet = TestClient(served.client.app, raise_server_exceptions=False)
+        filtered = quiet.get(
+            f"/v1/models/{served.model_id}/samples",
+            params={"seed": 4, "filter": "confident", "min_confidence": 0.5},
+        )
+        assert filtered.status_code == 500, "the broken file is really read by a filter"
+    finally:
+        path.write_bytes(original)
+
+
+def test_one_seeding_rule_and_longer_draws_extend_shorter_ones(served):
+    every = npz(samples(served, n=3, seed=7, format="npz"))
+    archive = served.client.get(
+        f"/v1/models/{served.model_id}/archive",
+        params={"per_class": 5, "seed": 7, "include_real": "false"},
+    )
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
+        names = sorted(zipped.namelist())
+        archived = {
+            shape: np.stack(
+                [
+                    np.asarray(Image.open(io.BytesIO(zipped.read(n))))
+                    for n in names
+                    if n.startswith(f"{shape}/")
+                ]
+            )
+            for shape in SHAPES
+        }
+    for index, shape in enumerate(SHAPES):
+        alone = npz(samples(served, **{"class": shape, "n": 3, "seed": 7, "format": "npz"}))
+        np.testing.assert_array_equal(every[index * 3 : index * 3 + 3], alone)
+        np.testing.assert_array_equal(archived[shape][:3], alone[..., 0])
+        assert len(archived[shape]) == 5
+
+
+def test_resample_below_the_minimum_is_refused_at_once(served):
+    response = served.client.get(
+        f"/v1/models/{served.model_id}/samples",
+        params={"truncation": 1e-9, "truncation_mode": "resample", "seed": 1},
+    )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_truncation" and "clamp" in error["message"]
