@@ -92,7 +92,11 @@ def test_a_default_training_step_moves_both_networks(tmp_path, name):
     config = TrainConfig(**(TINY | overrides))
     stored = StoredDataset.load(write_dataset(tmp_path / "dataset", size))
     data = TrainingSet.load(stored, torch.device("cpu"))
-    trainer = Trainer(config, data, torch.device("cpu"))
+    check_step_moves_both_networks(Trainer(config, data, torch.device("cpu")))
+
+
+def check_step_moves_both_networks(trainer: Trainer) -> None:
+    """One step gives finite stats and changes most critic weights and the generator."""
     critic = {k: v.clone() for k, v in trainer.critic.state_dict().items()}
     generator = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
     stats = trainer.step()
