@@ -95,10 +95,12 @@ def _ready_model(session: SessionDep, tenant: str, model_id: str) -> Model:
 
 
 def _class_index(model: Model, value: str) -> int:
+    """A class name, else its index in ASCII digits (not "²" or "١"; at most 9 of them, so
+    int() never meets a number too long to convert)."""
     names = [c["name"] for c in model.classes]
     if value in names:
         return names.index(value)
-    if value.isascii() and value.isdigit() and int(value) < len(names):  # not "²" or "١"
+    if value.isascii() and value.isdigit() and len(value) <= 9 and int(value) < len(names):
         return int(value)
     raise ApiError(
         422,

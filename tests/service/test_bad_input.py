@@ -354,7 +354,7 @@ def test_list_offset_at_the_bound_is_an_empty_page(client, path):
     assert (listing["data"], listing["offset"]) == ([], 2**31 - 1)
 
 
-@pytest.mark.parametrize("value", ["²", "١", "1.0", "-1", "+1", " 1", "3"])
+@pytest.mark.parametrize("value", ["²", "١", "1.0", "-1", "+1", " 1", "3", "1" * 5000])
 def test_class_is_a_name_or_an_ascii_index(client, settings, value):
     """Only ASCII digits are an index (the shapes have 3 classes); the check precedes drawing."""
     model_id = upload_and_queue(client, steps=5, report="none")["model"]["id"]
