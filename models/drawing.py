@@ -19,14 +19,16 @@ from typing import Literal
 
 import numpy as np
 
+from models.artifact import Recipe
 from models.evaluator import EvaluatorScorer
 from models.sampler import GeneratorSampler
-from models.truncation import MIN_RESAMPLE_TRUNCATION, TruncationMode, sample_latents
+from models.truncation import TruncationMode, check_truncation, sample_latents
 
 FilterKind = Literal["none", "confident", "manifold"]
 FILTERS: tuple[FilterKind, ...] = ("none", "confident", "manifold")
 CHUNK = 128  # latents drawn (and, with a filter, generated and scored) at a time
 MAX_DRAW_FACTOR = 20  # a filter gives up after drawing 20x the images asked for
+DEFAULT_MIN_CONFIDENCE = 0.9
 
 
 class FilterExhausted(Exception):
@@ -40,23 +42,21 @@ class DrawSpec:
     truncation: float | None = None  # |z| bound; None = untruncated
     truncation_mode: TruncationMode = "clamp"  # clamp: sign(z) min(|z|, t); resample: redraw
     filter: FilterKind = "none"
-    min_confidence: float = 0.9  # the threshold of filter=confident (ignored otherwise)
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE  # the threshold of filter=confident only
 
     def __post_init__(self) -> None:
-        if self.truncation is not None and not self.truncation > 0:
-            raise ValueError(f"truncation must be > 0 or None, got {self.truncation}")
-        if self.truncation_mode not in ("clamp", "resample"):
-            raise ValueError(f"truncation_mode must be clamp or resample: {self.truncation_mode}")
-        resampled = self.truncation is not None and self.truncation_mode == "resample"
-        if resampled and self.truncation < MIN_RESAMPLE_TRUNCATION:
-            raise ValueError(
-                f"truncation_mode=resample needs truncation >= {MIN_RESAMPLE_TRUNCATION} "
-                f"(got {self.truncation}); use truncation_mode=clamp for smaller values"
-            )
+        check_truncation(self.truncation, self.truncation_mode)
         if self.filter not in FILTERS:
             raise ValueError(f"filter must be one of {', '.join(FILTERS)}: {self.filter}")
-        if self.filter == "confident" and not 0 < self.min_confidence <= 1:
+        if self.filter != "confident":  # one spelling of "does not apply": equal specs are equal
+            object.__setattr__(self, "min_confidence", DEFAULT_MIN_CONFIDENCE)
+        elif not 0 < self.min_confidence <= 1:
             raise ValueError(f"min_confidence must be in (0, 1], got {self.min_confidence}")
+
+    @classmethod
+    def of_recipe(cls, recipe: Recipe) -> DrawSpec:
+        """The draw of a recommended recipe (the manifest stores its fields flat)."""
+        return cls(recipe.truncation, filter=recipe.filter, min_confidence=recipe.min_confidence)
 
     @property
     def needs_scorer(self) -> bool:

@@ -34,29 +34,36 @@ def truncate_latents(
     Raises:
         ValueError: a bad tau or mode; resampling still outside after MAX_RESAMPLE_ROUNDS.
     """
+    check_truncation(tau, mode)
     if tau is None:
         return z
-    if not tau > 0:
-        raise ValueError(f"truncation tau must be > 0, got {tau}")
     if mode == "clamp":
         return np.clip(z, -tau, tau).astype(z.dtype, copy=False)
-    if mode == "resample":
-        if rng is None:
-            raise ValueError("mode='resample' needs an rng")
-        if tau < MIN_RESAMPLE_TRUNCATION:
-            raise ValueError(
-                f"resample needs truncation >= {MIN_RESAMPLE_TRUNCATION} (got {tau}): "
-                "redrawing costs ~1/t; use mode clamp for smaller thresholds"
-            )
-        z = z.copy()
+    if rng is None:
+        raise ValueError("mode='resample' needs an rng")
+    z = z.copy()
+    outside = np.abs(z) > tau
+    for _ in range(MAX_RESAMPLE_ROUNDS):
+        if not outside.any():
+            return z
+        z[outside] = rng.standard_normal(int(outside.sum()), dtype=np.float32)
         outside = np.abs(z) > tau
-        for _ in range(MAX_RESAMPLE_ROUNDS):
-            if not outside.any():
-                return z
-            z[outside] = rng.standard_normal(int(outside.sum()), dtype=np.float32)
-            outside = np.abs(z) > tau
-        raise ValueError(f"resampling left components outside {tau} after many rounds")
-    raise ValueError(f"unknown truncation mode {mode!r}; expected 'clamp' or 'resample'")
+    raise ValueError(f"resampling left components outside {tau} after many rounds")
+
+
+def check_truncation(tau: float | None, mode: str) -> None:
+    """Raise ValueError, saying what to change, unless (tau, mode) can be drawn."""
+    if mode not in ("clamp", "resample"):
+        raise ValueError(f"unknown truncation mode {mode!r}; expected 'clamp' or 'resample'")
+    if tau is None:
+        return
+    if not tau > 0:
+        raise ValueError(f"truncation must be > 0, got {tau}")
+    if mode == "resample" and tau < MIN_RESAMPLE_TRUNCATION:
+        raise ValueError(
+            f"resample needs truncation >= {MIN_RESAMPLE_TRUNCATION} (got {tau}): "
+            "redrawing costs ~1/t; use mode clamp for smaller thresholds"
+        )
 
 
 def sample_latents(

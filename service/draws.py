@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Query
 
-from models.artifact import Manifest
+from models.artifact import Manifest, Recipe
 from models.drawing import DrawSpec
 from models.truncation import MIN_RESAMPLE_TRUNCATION
 from service.errors import ApiError
@@ -89,7 +89,7 @@ def make_draw(manifest: Manifest, query: DrawQuery, max_truncation: float) -> Dr
         raise ApiError(422, "invalid_truncation", f"{exc}.") from exc
 
 
-def recommended(manifest: Manifest, real_counts: list[int]) -> tuple[list[int], DrawSpec, dict]:
+def recommended(manifest: Manifest, real_counts: list[int]) -> tuple[list[int], DrawSpec, Recipe]:
     """Per-class synthetic counts and the draw of the model's recommended recipe."""
     recipe = _evaluation(manifest, "recipe=recommended").recipe
     if recipe is None:
@@ -100,7 +100,4 @@ def recommended(manifest: Manifest, real_counts: list[int]) -> tuple[list[int], 
             "was measured; pass per_class, truncation and filter yourself.",
         )
     counts = [int(round(recipe.ratio * count)) for count in real_counts]
-    draw = DrawSpec(
-        truncation=recipe.truncation, filter=recipe.filter, min_confidence=recipe.min_confidence
-    )
-    return counts, draw, recipe.model_dump(mode="json")
+    return counts, DrawSpec.of_recipe(recipe), recipe

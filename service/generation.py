@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from models.artifact import Manifest
+from models.artifact import Manifest, Recipe
 from models.drawing import CHUNK, DrawSpec, FilterExhausted, draw_class
 from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
 from models.images import encode_png, image_grid
@@ -99,7 +98,7 @@ class ArchiveRequest:
     draw: DrawSpec
     seed: int
     include_real: bool
-    recipe: dict[str, Any] | None = None  # the recommended recipe, when it chose the counts
+    recipe: Recipe | None = None  # the recommended recipe, when it chose the counts
 
 
 class _Spool(io.RawIOBase):
@@ -175,7 +174,7 @@ def stream_archive(
             "seed": req.seed,
             "include_real": req.include_real,
             **req.draw.describe(),
-            "recipe": req.recipe,
+            "recipe": req.recipe.model_dump(mode="json") if req.recipe else None,
             "classes": [
                 {"index": i, "name": n, "folder": f}
                 for i, (n, f) in enumerate(zip(names, folders, strict=True))
