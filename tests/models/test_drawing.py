@@ -189,18 +189,13 @@ def test_filtering_raises_the_confidence_of_what_is_kept(sampler, scorer, thresh
     assert scorer.confidence(kept, labels).mean() > scorer.confidence(raw, labels).mean()
 
 
-def test_impossible_threshold_raises_filter_exhausted(sampler, scorer):
-    spec = confident(1.0)
-    with pytest.raises(FilterExhausted, match=r"only \d+ of 40 images .* lower min_confidence"):
-        draw_class_images(sampler, 2, 4, 0, spec, scorer, max_draw_factor=10)
-
-
 def test_untrained_evaluator_trusts_nothing(sampler, tmp_path):
     with torch.random.fork_rng():
         torch.manual_seed(0)
         export_evaluator_onnx(SmallCNN(3, 1, SIZE), tmp_path / EVALUATOR_FILE)
     untrained = EvaluatorScorer(tmp_path, providers=CPU)
-    with pytest.raises(FilterExhausted, match="only 0 of 100 images drawn for class 1"):
+    match = "only 0 of 100 images drawn for class 1 reached confidence 0.9; lower min_confidence"
+    with pytest.raises(FilterExhausted, match=match):
         draw_class_images(sampler, 1, 5, 0, confident(0.9), untrained)
 
 
@@ -277,8 +272,8 @@ def test_class_manifold_radii_and_membership(tmp_path):
 
 
 def test_filters_on_the_tiny_trained_model(tiny_model):
-    """The report's evaluator and manifold against a real (tiny) GAN: kept squares pass,
-    the same seed keeps the same ones, and filters nothing passes are exhausted."""
+    """The report's evaluator and manifold against a real (tiny) GAN: kept squares pass and
+    the same seed keeps the same ones."""
     sampler = GeneratorSampler(tiny_model.model_dir, providers=CPU)
     scorer = EvaluatorScorer(tiny_model.model_dir, providers=CPU)
     square, labels = SHAPES.index("square"), np.full(8, SHAPES.index("square"))
@@ -291,10 +286,3 @@ def test_filters_on_the_tiny_trained_model(tiny_model):
         kept = draw_class_images(sampler, square, 8, 0, spec, scorer)
         assert kept.shape == (8, SIZE, SIZE, 1) and passed(kept).all(), kind
         np.testing.assert_array_equal(draw_class_images(sampler, square, 8, 0, spec, scorer), kept)
-    impossible = [
-        (square, confident(1.0)),
-        (SHAPES.index("triangle"), MANIFOLD),  # this model's triangles miss it
-    ]
-    for index, spec in impossible:
-        with pytest.raises(FilterExhausted):
-            draw_class_images(sampler, index, 4, 0, spec, scorer)

@@ -156,7 +156,7 @@ def test_embedded_end_to_end(tmp_path, processes):
         busy = client.post(f"/v1/models/{model_id}/report")
         assert busy.status_code == 409 and busy.json()["error"]["code"] == "report_in_progress"
         assert (data_dir / "ganaug.db").exists()
-        check_one_seeding_rule(client, model_id)  # fails until issue 7's seeding rule lands
+        check_one_seeding_rule(client, model_id)
 
 
 def test_report_not_ready_before_training(tmp_path, processes):

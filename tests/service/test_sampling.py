@@ -10,21 +10,25 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from core.db import repo
 from core.db.session import session_scope
 from core.settings import Settings
 from models.evaluator import EVALUATOR_FILE
+from models.manifold import ClassManifold
 from service.app import create_app
+from tests.api_flows import check_one_seeding_rule
 from tests.factories import SHAPES
+from training.classifier import SmallCNN, export_evaluator_onnx
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +68,17 @@ def npz(response) -> np.ndarray:
     return np.load(io.BytesIO(response.content))["x"]
 
 
+@contextmanager
+def replaced(path: Path, content: bytes) -> Iterator[None]:
+    """The file holds `content` for the block, then its own bytes again."""
+    original = path.read_bytes()
+    path.write_bytes(content)
+    try:
+        yield
+    finally:
+        path.write_bytes(original)
+
+
 def test_truncation_header_says_what_was_used(served):
     auto = samples(served, truncation="auto", seed=1, format="npz")
     assert served.t_star is not None, "the tiny model's report picks a truncation"
@@ -83,10 +98,8 @@ def test_truncation_header_says_what_was_used(served):
 def test_unfiltered_requests_never_load_the_evaluator(served):
     """A broken evaluator file breaks only the requests that filter."""
     path = served.settings.models_dir / served.model_id / EVALUATOR_FILE
-    original = path.read_bytes()
     before = npz(samples(served, seed=4, format="npz", n=2))
-    try:
-        path.write_bytes(b"not an onnx model")
+    with replaced(path, b"not an onnx model"):
         np.testing.assert_array_equal(npz(samples(served, seed=4, format="npz", n=2)), before)
         archive = served.client.get(
             f"/v1/models/{served.model_id}/archive", params={"per_class": 2, "seed": 4}
@@ -97,34 +110,46 @@ def test_unfiltered_requests_never_load_the_evaluator(served):
             f"/v1/models/{served.model_id}/samples",
             params={"seed": 4, "filter": "confident", "min_confidence": 0.5},
         )
-        assert filtered.status_code == 500, "the broken file is really read by a filter"
-    finally:
-        path.write_bytes(original)
+        assert filtered.status_code >= 400, "the broken file is really read by a filter"
+        assert filtered.headers["content-type"].startswith("application/json")
 
 
 def test_one_seeding_rule_and_longer_draws_extend_shorter_ones(served):
-    every = npz(samples(served, n=3, seed=7, format="npz"))
-    archive = served.client.get(
-        f"/v1/models/{served.model_id}/archive",
-        params={"per_class": 5, "seed": 7, "include_real": "false"},
+    check_one_seeding_rule(served.client, served.model_id)
+    for shape in SHAPES:
+        three = npz(samples(served, **{"class": shape, "n": 3, "seed": 7, "format": "npz"}))
+        ten = npz(samples(served, **{"class": shape, "n": 10, "seed": 7, "format": "npz"}))
+        np.testing.assert_array_equal(ten[:3], three)
+
+
+def exhausted(served, **params) -> dict:
+    response = served.client.get(
+        f"/v1/models/{served.model_id}/samples", params={"seed": 3, "n": 2, **params}
     )
-    with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
-        names = sorted(zipped.namelist())
-        archived = {
-            shape: np.stack(
-                [
-                    np.asarray(Image.open(io.BytesIO(zipped.read(n))))
-                    for n in names
-                    if n.startswith(f"{shape}/")
-                ]
-            )
-            for shape in SHAPES
-        }
-    for index, shape in enumerate(SHAPES):
-        alone = npz(samples(served, **{"class": shape, "n": 3, "seed": 7, "format": "npz"}))
-        np.testing.assert_array_equal(every[index * 3 : index * 3 + 3], alone)
-        np.testing.assert_array_equal(archived[shape][:3], alone[..., 0])
-        assert len(archived[shape]) == 5
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "filter_exhausted", error
+    return error
+
+
+def test_a_filter_nothing_can_pass_is_exhausted(served, tmp_path):
+    """Built so by construction, not by how training went: an empty class manifold (every
+    radius negative) and an untrained evaluator (confidence near 1/3 for every class)."""
+    model_dir = served.settings.models_dir / served.model_id
+    manifold = ClassManifold.load(model_dir)
+    empty = ClassManifold(
+        manifold.features, manifold.labels, np.full_like(manifold.radii, -1.0), manifold.k
+    )
+    empty.save(tmp_path)
+    with replaced(ClassManifold.path(model_dir), ClassManifold.path(tmp_path).read_bytes()):
+        error = exhausted(served, filter="manifold")
+        assert "only 0 of 40" in error["message"] and "manifold" in error["message"]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        export_evaluator_onnx(SmallCNN(3, 1, 16), tmp_path / EVALUATOR_FILE)
+    with replaced(model_dir / EVALUATOR_FILE, (tmp_path / EVALUATOR_FILE).read_bytes()):
+        error = exhausted(served, filter="confident", min_confidence=0.9)
+        assert "lower min_confidence" in error["message"]
 
 
 def test_resample_below_the_minimum_is_refused_at_once(served):
