@@ -11,7 +11,8 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
 # pyproject.toml names README.md as the package readme, so both are needed to build.
-COPY pyproject.toml README.md cli.py ./
+COPY pyproject.toml README.md ./
+COPY ganaug ./ganaug
 COPY core ./core
 COPY service ./service
 COPY workers ./workers

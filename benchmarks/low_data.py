@@ -48,7 +48,7 @@ class Service:
         env.update({"GANAUG_DATA_DIR": str(data_dir), "GANAUG_PORT": str(port)})
         self.log = (data_dir.parent / "serve.log").open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve"],
+            [sys.executable, "-m", "ganaug.cli", "serve"],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,

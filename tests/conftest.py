@@ -106,7 +106,7 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", *self.args],
+            [sys.executable, "-m", "ganaug.cli", *self.args],
             env=self.env,
             cwd=REPO,
             stdout=log,

@@ -296,7 +296,6 @@ def check_image_builds_from_the_packages(d: Deployment) -> None:
     setuptools = d.pyproject["tool"]["setuptools"]
     needed = {"pyproject.toml", d.pyproject["project"]["readme"]}
     needed |= {pattern.rstrip("*") for pattern in setuptools["packages"]["find"]["include"]}
-    needed |= {f"{module}.py" for module in setuptools.get("py-modules", [])}
     assert needed <= set(sources), f"the builder does not copy {needed - set(sources)}"
     scripts = d.pyproject["project"]["scripts"]
     assert json.loads(arguments_of(final, "CMD")[-1])[0] in scripts, "CMD is not our command"
@@ -410,11 +409,11 @@ BREAKS: dict[str, tuple[Callable, Callable[[Deployment], None]]] = {
     ),
     "a package is not copied into the image": (
         check_image_builds_from_the_packages,
-        lambda d: d.pyproject["tool"]["setuptools"]["py-modules"].append("extra"),
+        lambda d: d.pyproject["tool"]["setuptools"]["packages"]["find"]["include"].append("extra*"),
     ),
-    "the CLI module is ignored by .dockerignore": (
+    "the CLI package is ignored by .dockerignore": (
         check_image_builds_from_the_packages,
-        lambda d: d.dockerignore.append("cli.py"),
+        lambda d: d.dockerignore.append("ganaug"),
     ),
 }
 

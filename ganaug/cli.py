@@ -56,7 +56,9 @@ def serve(
 
             requeue_interrupted(settings)
         # Its own process group, so stopping it also stops its pool process that trains.
-        child = subprocess.Popen([sys.executable, "-m", "cli", "worker"], start_new_session=True)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "ganaug.cli", "worker"], start_new_session=True
+        )
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it under the previous handler:
     # this one turns it into SystemExit, so the `finally` below stops the worker.
     signal.signal(signal.SIGTERM, _exit_on_signal)

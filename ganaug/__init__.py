@@ -1,0 +1,1 @@
+"""The ganaug package: the `ganaug` command (ganaug.cli) and what users import."""
