@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     max_per_class: int = Field(100_000, gt=0)
     max_truncation: float = Field(10.0, gt=0)
 
+    # classification limits (the upload limits above apply too)
+    max_classify_images: int = Field(1024, gt=0, description="images per classify request")
+
     # workers
     visibility_timeout_s: int = Field(48 * 3600, gt=0, description="above the longest task")
     worker_concurrency: int = Field(1, ge=1)

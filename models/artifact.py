@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 MANIFEST_FILE = "manifest.json"
 GENERATOR_FILE = "generator.onnx"
+CLASSIFIER_FILE = "classifier.onnx"  # the critic's class head (methods that have one)
 CHECKPOINT_FILE = "checkpoint.pt"
 SAMPLES_FILE = "samples.png"
 STATS_FILE = "stats.jsonl"
@@ -102,6 +103,20 @@ class Evaluation(BaseModel):
     report_file: str
 
 
+class ClassifierInfo(BaseModel):
+    """The exported classifier: the critic's trunk and class head (`training.export`)."""
+
+    file: str = CLASSIFIER_FILE
+    source: Literal["critic"] = "critic"
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    group_std: float | None = Field(
+        description="the constant standing in for the critic's minibatch-stddev channel (its "
+        "mean over real training batches), so each image is classified on its own; None "
+        "when the critic has no such channel"
+    )
+
+
 class Manifest(BaseModel, ArtifactFile):
     """What a model directory holds and how to call its generator (manifest.json)."""
 
@@ -121,6 +136,9 @@ class Manifest(BaseModel, ArtifactFile):
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     evaluation: Evaluation | None = None
+    classifier: ClassifierInfo | None = Field(
+        None, description="None: no class head (cgan), or trained before classifier.onnx"
+    )
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(indent=2).encode() + b"\n"
@@ -153,6 +171,27 @@ def generator_io(z_dim: int, image: ImageShape) -> tuple[list[TensorSpec], list[
             dtype="float32",
             shape=["B", image.channels, image.height, image.width],
             description="NCHW pixels in [-1, 1]",
+        ),
+    ]
+    return inputs, outputs
+
+
+def classifier_io(num_classes: int, image: ImageShape) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Describe the inputs and outputs that `training.export` gives the classifier graph."""
+    inputs = [
+        TensorSpec(
+            name="image",
+            dtype="float32",
+            shape=["B", image.channels, image.height, image.width],
+            description="NCHW pixels in [-1, 1]",
+        ),
+    ]
+    outputs = [
+        TensorSpec(
+            name="probs",
+            dtype="float32",
+            shape=["B", num_classes],
+            description="softmax class probabilities, columns in manifest.classes order",
         ),
     ]
     return inputs, outputs

@@ -260,10 +260,7 @@ class Discriminator(nn.Module):
         if self.conditioning == "concat":
             maps = condition_weight * F.one_hot(labels, self.num_classes).to(x.dtype)  # (B, K)
             x = torch.cat([x, maps[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
-        h = self.features(x)  # (B, C_k, s, s)
-        if self.mbstd_group:
-            h = minibatch_stddev(h, self.mbstd_group)  # (B, C_k + 1, s, s)
-        h = h.flatten(1)  # (B, D) with D = (C_k + 1) * s * s
+        h = self.trunk(x)  # (B, D)
         score = self.adv_head(h).squeeze(1)  # (B,)
         if self.conditioning == "aux":
             logits = self.class_head(h)  # (B, K)
@@ -271,6 +268,36 @@ class Discriminator(nn.Module):
         if self.conditioning == "projection":
             score = score + condition_weight * (self.embed(labels) * h).sum(dim=1)
         return score, None
+
+    def trunk(self, x: torch.Tensor, group_std: float | None = None) -> torch.Tensor:
+        """Flattened features (B, D) the heads read, D = (C_k + 1) * s * s with the
+        minibatch-stddev channel.
+
+        `group_std` replaces that channel's value, the spread of each image's group in the
+        batch, by a constant, so each image's features depend on that image alone.
+        """
+        h = self.features(x)  # (B, C_k, s, s)
+        if self.mbstd_group:
+            if group_std is None:
+                h = minibatch_stddev(h, self.mbstd_group)  # (B, C_k + 1, s, s)
+            else:
+                h = torch.cat([h, torch.full_like(h[:, :1], group_std)], dim=1)
+        return h.flatten(1)  # (B, D)
+
+    def real_group_std(self, images: torch.Tensor, batch_size: int) -> float | None:
+        """The minibatch-stddev channel's mean over `images` (N, C, S, S) in shuffled full
+        batches of the training batch size, as the critic saw real batches in training;
+        None when the critic has no such channel. Draws from its own seeded generator."""
+        if not self.mbstd_group:
+            return None
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, max(len(images) - batch_size, 0) + 1, batch_size):
+                batch = images[order[start : start + batch_size].to(images.device)]
+                spread = group_stddev(self.features(batch), self.mbstd_group)  # (B/g,)
+                total, count = total + float(spread.sum()), count + len(spread)
+        return total / count
 
     def lipschitz_bound(self) -> float:
         """Product of the spectral norms of the layers from the image to the score.
@@ -299,6 +326,25 @@ class Discriminator(nn.Module):
             self.train(was_training)
 
 
+class CriticClassifier(nn.Module):
+    """An `aux` critic's trunk and class head as a classifier: images (B, C, S, S) in
+    [-1, 1] -> softmax probabilities (B, K), each image classified on its own.
+
+    The minibatch-stddev channel would make an image's probabilities depend on the other
+    images of its group, so it is the constant `group_std` (`Discriminator.real_group_std`).
+    """
+
+    def __init__(self, critic: Discriminator, group_std: float | None):
+        super().__init__()
+        if critic.conditioning != "aux":
+            raise ValueError(f"a {critic.conditioning} critic has no class head")
+        self.critic, self.group_std = critic, group_std
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        logits = self.critic.class_head(self.critic.trunk(image, self.group_std))  # (B, K)
+        return torch.softmax(logits, dim=1)
+
+
 def largest_singular_value(matrix: torch.Tensor) -> float:
     """Spectral norm of a 2-D tensor, exactly, from the smaller of its two Gram matrices.
 
@@ -322,7 +368,12 @@ def minibatch_stddev(h: torch.Tensor, group_size: int) -> torch.Tensor:
     """
     b, _, height, width = h.shape
     group = math.gcd(b, group_size)
-    var = h.unflatten(0, (-1, group)).var(dim=1, unbiased=False)  # (B/g, C, s, s)
-    std = (var + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (B/g,)
-    std = std.repeat_interleave(group)[:, None, None, None]  # (B, 1, 1, 1)
+    std = group_stddev(h, group_size).repeat_interleave(group)[:, None, None, None]  # (B, 1, 1, 1)
     return torch.cat([h, std.expand(b, 1, height, width)], dim=1)
+
+
+def group_stddev(h: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Mean feature standard deviation within each group of consecutive samples; (B/g,)."""
+    group = math.gcd(h.shape[0], group_size)
+    var = h.unflatten(0, (-1, group)).var(dim=1, unbiased=False)  # (B/g, C, s, s)
+    return (var + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (B/g,)

@@ -43,6 +43,7 @@ INGEST_STATUS: dict[ErrorKind, int] = {
     ErrorKind.NPZ_INVALID: 422,
     ErrorKind.NPZ_PICKLE: 422,
     ErrorKind.NPZ_LENGTH_MISMATCH: 422,
+    ErrorKind.TOO_MANY_IMAGES: 413,
 }
 
 

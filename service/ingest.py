@@ -19,6 +19,9 @@ their values, in numeric order). Archives are read in memory one member at a tim
 extracted; member count, sizes and compression ratios are checked from the headers, the byte
 total again while reading. dest_dir appears complete or not at all.
 
+`read_images` reads images to classify the same way (one image, a zip or tar of images in
+any folders, or an .npz with ``x``) at a model's size and channels.
+
 Errors carry an `ErrorKind` (the stable code users see), never an HTTP status: the
 gateway maps kinds to statuses (`service.errors.INGEST_STATUS`). No torch here.
 """
@@ -54,6 +57,7 @@ _JUNK_FILES = frozenset({"thumbs.db", "desktop.ini"})
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 _WIDE_GRAY_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # first entry, or an empty archive
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM")  # png, jpeg, bmp (webp: RIFF)
 _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 _READ_CHUNK = 1 << 20
 _LAYOUT_HELP = (
@@ -94,6 +98,7 @@ class ErrorKind(StrEnum):
     NPZ_INVALID = "npz_invalid"
     NPZ_PICKLE = "npz_pickle"
     NPZ_LENGTH_MISMATCH = "npz_length_mismatch"
+    TOO_MANY_IMAGES = "too_many_images"
 
 
 class IngestError(Exception):
@@ -373,14 +378,18 @@ def _open_image(path: str, data: bytes, limits: IngestLimits) -> Image.Image:
     return image
 
 
-def _probe(path: str, data: bytes, limits: IngestLimits) -> tuple[int, bool]:
-    """(longest side, is grayscale) of an image member, from its header."""
+def _require_image_name(path: str) -> None:
     if not path.lower().endswith(IMAGE_EXTENSIONS):
         raise IngestError(
             ErrorKind.CORRUPT_IMAGE,
             f"'{path}' is not an image; only {', '.join(IMAGE_EXTENSIONS)} files are "
             "accepted, remove it from the archive",
         )
+
+
+def _probe(path: str, data: bytes, limits: IngestLimits) -> tuple[int, bool]:
+    """(longest side, is grayscale) of an image member, from its header."""
+    _require_image_name(path)
     with _decoding(path), _open_image(path, data, limits) as image:
         return max(image.size), image.mode in _GRAY_MODES
 
@@ -495,11 +504,17 @@ def _npz_array(archive: zipfile.ZipFile, key: str) -> np.ndarray | None:
             raise _npz_invalid(f"array '{key}' could not be read ({exc}); save it again") from exc
 
 
-def _load_npz(upload: BinaryIO, filename: str, limits: IngestLimits) -> tuple[np.ndarray, ...]:
+def _npz_arrays(
+    upload: BinaryIO, filename: str, limits: IngestLimits, keys: tuple[str, ...]
+) -> list[np.ndarray | None]:
     compressed = _size(upload)
     with _reading(filename), zipfile.ZipFile(_rewound(upload)) as archive:
         _checked_zip_entries(archive, compressed, limits)
-        x, y, names = (_npz_array(archive, key) for key in ("x", "y", "classes"))
+        return [_npz_array(archive, key) for key in keys]
+
+
+def _load_npz(upload: BinaryIO, filename: str, limits: IngestLimits) -> tuple[np.ndarray, ...]:
+    x, y, names = _npz_arrays(upload, filename, limits, ("x", "y", "classes"))
     if x is None or y is None:
         raise _npz_invalid(
             f"'{filename}' needs arrays 'x' (images) and 'y' (labels); "
@@ -508,12 +523,18 @@ def _load_npz(upload: BinaryIO, filename: str, limits: IngestLimits) -> tuple[np
     return x, y, names
 
 
-def _check_npz_arrays(x: np.ndarray, y: np.ndarray, limits: IngestLimits) -> None:
+def _check_npz_images(x: np.ndarray, limits: IngestLimits) -> None:
     if x.dtype != np.uint8 or x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[3] not in (1, 3)):
         raise _npz_invalid(
             f"x has dtype {x.dtype} and shape {x.shape}; expected uint8 with shape "
             "(N, H, W) or (N, H, W, C) where C is 1 (gray) or 3 (RGB)"
         )
+    if x.shape[1] * x.shape[2] > limits.max_image_pixels:
+        raise _image_too_large("x", f"{x.shape[2]}x{x.shape[1]} pixels per image")
+
+
+def _check_npz_arrays(x: np.ndarray, y: np.ndarray, limits: IngestLimits) -> None:
+    _check_npz_images(x, limits)
     if y.ndim != 1 or y.dtype.kind not in "iu":
         raise _npz_invalid(f"y has dtype {y.dtype} and shape {y.shape}; expected integers (N,)")
     if len(x) != len(y):
@@ -523,8 +544,6 @@ def _check_npz_arrays(x: np.ndarray, y: np.ndarray, limits: IngestLimits) -> Non
         raise IngestError(
             ErrorKind.EMPTY_DATASET, "x and y are empty; add at least two classes of images"
         )
-    if x.shape[1] * x.shape[2] > limits.max_image_pixels:
-        raise _image_too_large("x", f"{x.shape[2]}x{x.shape[1]} pixels per image")
 
 
 def _npz_labels(y: np.ndarray, names: np.ndarray | None) -> tuple[np.ndarray, list[str]]:
@@ -559,10 +578,106 @@ def _read_npz(upload: BinaryIO, filename: str, limits: IngestLimits) -> _Source:
         x = x[..., 0]  # (N, H, W): the shape Pillow takes for gray
 
     def images(size: int, channels: int) -> Iterator[tuple[int | slice, np.ndarray]]:
-        if x.shape[1:3] == (size, size) and x.ndim == (3 if channels == 1 else 4):
-            yield slice(None), x.reshape(len(x), size, size, channels)  # already training shape
-            return
-        for row, image in enumerate(x):
-            yield row, _to_training_image(Image.fromarray(image), size, channels)
+        return _npz_training_images(x, size, channels)
 
     return _Source(labels, classes, [max(x.shape[1:3])], x.ndim == 3, images)
+
+
+def _npz_training_images(
+    x: np.ndarray, size: int, channels: int
+) -> Iterator[tuple[int | slice, np.ndarray]]:
+    """(rows, pixels) of checked npz images at (size, size, channels); gray x is (N, H, W)."""
+    if x.shape[1:3] == (size, size) and x.ndim == (3 if channels == 1 else 4):
+        yield slice(None), x.reshape(len(x), size, size, channels)  # already training shape
+        return
+    for row, image in enumerate(x):
+        yield row, _to_training_image(Image.fromarray(image), size, channels)
+
+
+# --- images to classify --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UploadedImages:
+    names: list[str]  # file name, archive member path, or x[i] for npz rows
+    images: np.ndarray  # uint8 (N, size, size, channels)
+
+
+def read_images(
+    upload: BinaryIO,
+    filename: str,
+    *,
+    size: int,
+    channels: int,
+    max_images: int,
+    limits: IngestLimits = IngestLimits(),
+) -> UploadedImages:
+    """Images to classify, converted and resized as training ingestion does.
+
+    upload is one image (png, jpg, bmp, webp, recognised by content), a zip or tar of images
+    (any folders; junk skipped, any other file is an error) or an .npz with ``x`` uint8
+    (N, H, W) or (N, H, W, C), C in {1, 3} (other arrays are ignored). Any image mode becomes
+    ``channels``, as in training. Raises IngestError; TOO_MANY_IMAGES past max_images.
+    """
+    if _is_image(upload):
+        data = _rewound(upload).read()
+        return UploadedImages([filename], _decode(filename, data, size, channels, limits)[None])
+    try:
+        source_format = _detect_format(upload, filename)
+    except IngestError as exc:
+        if exc.kind is not ErrorKind.UNSUPPORTED_FORMAT:
+            raise
+        message = (
+            f"'{filename}' is not an image (png, jpg, bmp, webp), a zip or tar of images, "
+            "or an .npz with an array x"
+        )
+        raise IngestError(ErrorKind.UNSUPPORTED_FORMAT, message) from None
+    if source_format == "npz":
+        return _npz_images(upload, filename, size, channels, max_images, limits)
+    members = _zip_members if source_format == "zip" else _tar_members
+    names, images = [], []
+    for path, data in members(upload, filename, limits):
+        _require_image_name(path)
+        if len(names) == max_images:
+            raise _too_many_images(max_images)
+        names.append(path)
+        images.append(_decode(path, data, size, channels, limits))
+    if not images:
+        raise IngestError(ErrorKind.EMPTY_DATASET, f"'{filename}' holds no images")
+    return UploadedImages(names, np.stack(images))
+
+
+def _is_image(upload: BinaryIO) -> bool:
+    """Whether the upload starts like one of the image formats we decode (a damaged one
+    included: decoding then says what is wrong)."""
+    head = _rewound(upload).read(12)
+    return head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def _too_many_images(max_images: int) -> IngestError:
+    message = f"more than {max_images} images in one request; send them in several requests"
+    return IngestError(ErrorKind.TOO_MANY_IMAGES, message)
+
+
+def _npz_images(
+    upload: BinaryIO,
+    filename: str,
+    size: int,
+    channels: int,
+    max_images: int,
+    limits: IngestLimits,
+) -> UploadedImages:
+    (x,) = _npz_arrays(upload, filename, limits, ("x",))
+    if x is None:
+        raise _npz_invalid(f"'{filename}' needs an array 'x' of images; save it with x=images")
+    _check_npz_images(x, limits)
+    if len(x) == 0:
+        raise IngestError(ErrorKind.EMPTY_DATASET, "x holds no images")
+    if len(x) > max_images:
+        raise _too_many_images(max_images)
+    if x.ndim == 4 and x.shape[3] == 1:
+        x = x[..., 0]
+    out = np.empty((len(x), size, size, channels), np.uint8)
+    for rows, images in _npz_training_images(x, size, channels):
+        out[rows] = images
+    return UploadedImages([f"x[{i}]" for i in range(len(x))], out)

@@ -139,3 +139,24 @@ class ModelCreate(TrainConfig):
     """POST /v1/models: the dataset to train on plus training options."""
 
     dataset_id: str = Field(min_length=1, max_length=64, description="dataset to train on")
+
+
+ClassifierHead = Literal["critic", "evaluator"]
+
+
+class ClassificationPublic(BaseModel):
+    name: str = Field(description="file name, archive member path, or x[i] for npz rows")
+    probs: dict[str, float] = Field(description="class name -> probability; they sum to 1")
+    top: str = Field(description="the most probable class")
+    confidence: float = Field(description="its probability")
+
+
+class ClassificationsPublic(BaseModel):
+    model_id: str
+    head: ClassifierHead = Field(
+        description="critic: the critic's class head (classifier.onnx); evaluator: the "
+        "quality report's classifier (evaluator.onnx)"
+    )
+    image: ImagePublic = Field(description="the size and channels the images were converted to")
+    data: list[ClassificationPublic]
+    count: int

@@ -67,6 +67,15 @@ class TrainConfig(BaseModel, extra="forbid"):
         "class head then learns from real images only (wacgan-gp and acgan; needs "
         "aux_weight > 0)",
     )
+    aux_fake_truncation: float | None = Field(
+        None,
+        gt=0,
+        description="WAC-GAN-GPT: the critic's class head also learns the classes of fakes "
+        "drawn from latents truncated to sign(z) * min(|z|, t), a fresh batch per critic "
+        "update (for acgan they replace the untruncated fakes in that term); the exported "
+        "classifier.onnx is that head. wacgan-gp and acgan with aux_weight > 0, not with "
+        "aux_twin; None = off",
+    )
     label_smoothing: float = Field(
         0.0,
         ge=0,
@@ -234,6 +243,21 @@ class TrainConfig(BaseModel, extra="forbid"):
             )
         elif self.aux_twin and self.aux_weight == 0:
             problems.append("aux_twin acts through the auxiliary loss: set aux_weight > 0")
+        if self.aux_fake_truncation is not None:
+            if self.method == "cgan":
+                problems.append(
+                    "aux_fake_truncation feeds the critic's class head: cgan has none "
+                    "(use wacgan-gp or acgan)"
+                )
+            elif self.aux_weight == 0:
+                problems.append(
+                    "aux_fake_truncation acts through the auxiliary loss: set aux_weight > 0"
+                )
+            if self.aux_twin:
+                problems.append(
+                    "aux_fake_truncation trains the class head on fakes, which aux_twin keeps "
+                    "for real images only: pick one"
+                )
         return problems
 
     def condition_weight(self, step: int) -> float:

@@ -21,12 +21,15 @@ from torch import nn
 
 from models.artifact import (
     CHECKPOINT_FILE,
+    CLASSIFIER_FILE,
     GENERATOR_FILE,
     SAMPLES_FILE,
     STATS_FILE,
+    ClassifierInfo,
     ImageShape,
     Manifest,
     atomic_write_bytes,
+    classifier_io,
     generator_io,
 )
 from models.drawing import draw_class_images
@@ -37,7 +40,7 @@ from training.augment import AdaptiveAugment
 from training.config import Progress, TrainConfig, TrainResult
 from training.dataset import StoredDataset
 from training.errors import TrainingAborted
-from training.export import export_generator_onnx
+from training.export import export_classifier_onnx, export_generator_onnx
 from training.losses import GanLoss, Stats
 from training.split import stratified_split
 
@@ -153,6 +156,7 @@ class Trainer:
                 *self._fake,
                 condition_weight=weight,
                 augment_p=augment_p,
+                aux_fakes=self._truncated_fakes(batch, weight),
             )
             self.opt_d.zero_grad(set_to_none=True)
             loss.backward()
@@ -183,6 +187,18 @@ class Trainer:
                 "ada_rt": torch.stack(real_signs).mean(),
             }
         return stats
+
+    def _truncated_fakes(
+        self, n: int, condition_weight: float
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Fakes for the class head from latents clamped to sign(z) * min(|z|, t)
+        (WAC-GAN-GPT), when `aux_fake_truncation` is set; None otherwise."""
+        t = self.config.aux_fake_truncation
+        if t is None:
+            return None
+        with torch.no_grad():
+            z, labels = self.latents(n)
+            return self.generator(z.clamp(-t, t), labels, condition_weight), labels
 
     def _clip_critic_weights(self) -> None:
         """WGAN weight clipping (Arjovsky et al. 2017) of every critic parameter, when on."""
@@ -361,12 +377,14 @@ def save_checkpoint(trainer: Trainer, out_dir: Path) -> None:
 def write_model(
     trainer: Trainer, out_dir: Path, model_id: str, final_losses: dict[str, float]
 ) -> None:
-    """Export the generator, then write the manifest and a per-class sample grid."""
+    """Export the generator (and the critic's classifier when it has a class head), then
+    write the manifest and a per-class sample grid."""
     config, data = trainer.config, trainer.data
     export_generator_onnx(trainer.export_generator, out_dir / GENERATOR_FILE, z_dim=config.z_dim)
     _, channels, size, _ = data.images.shape
     image = ImageShape(height=size, width=size, channels=channels)
     inputs, outputs = generator_io(config.z_dim, image)
+    classifier = write_classifier(trainer, out_dir, image)
     Manifest(
         model_id=model_id,
         method=config.method,
@@ -380,8 +398,24 @@ def write_model(
         created_at=datetime.now(UTC),
         inputs=inputs,
         outputs=outputs,
+        classifier=classifier,
     ).save(out_dir)
     write_samples(out_dir, len(data.classes))
+
+
+def write_classifier(trainer: Trainer, out_dir: Path, image: ImageShape) -> ClassifierInfo | None:
+    """classifier.onnx: the critic's trunk and class head, for critics that have one."""
+    critic = trainer.critic
+    if critic.conditioning != "aux":
+        return None
+    critic.eval()  # no dropout while measuring
+    try:
+        group_std = critic.real_group_std(trainer.data.images, trainer.config.batch_size)
+    finally:
+        critic.train()
+    export_classifier_onnx(critic, out_dir / CLASSIFIER_FILE, group_std=group_std)
+    inputs, outputs = classifier_io(len(trainer.data.classes), image)
+    return ClassifierInfo(inputs=inputs, outputs=outputs, group_std=group_std)
 
 
 def write_samples(out_dir: Path, num_classes: int) -> None:

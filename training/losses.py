@@ -42,12 +42,15 @@ class GanLoss:
         fake_labels: torch.Tensor,
         condition_weight: float = 1.0,
         augment_p: float = 1.0,
+        aux_fakes: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, Stats]:
         """Loss to minimise in a critic step, and detached stats to log.
 
         `condition_weight` (transitional conditioning) scales the label's part: the critic's
         label input and the auxiliary classifier's loss. `augment_p` is the probability
-        that each image is DiffAugmented.
+        that each image is DiffAugmented. `aux_fakes` (images, labels) are fakes whose
+        class-head cross-entropy trains the critic instead of `fake`'s (WAC-GAN-GPT's
+        truncated fakes): added for wacgan-gp, in place of the `aux_on_fakes` term for acgan.
         """
         real = diff_augment(real, self.augment, augment_p)
         fake = diff_augment(fake.detach(), self.augment, augment_p)  # no generator gradients
@@ -77,7 +80,11 @@ class GanLoss:
             loss = F.relu(1 - adv_real).mean() + F.relu(1 + adv_fake).mean()
         if logits_real is not None:
             aux = F.cross_entropy(logits_real, real_labels)
-            if self.aux_on_fakes:
+            if aux_fakes is not None:
+                truncated = self._class_head_loss(critic, *aux_fakes, condition_weight, augment_p)
+                aux = aux + truncated
+                aux_stats["d_aux_truncated"] = truncated.detach()
+            elif self.aux_on_fakes:
                 aux = aux + F.cross_entropy(logits_fake, fake_labels)
             aux_stats["d_aux"] = aux.detach()
             if twin_fake is not None:
@@ -94,6 +101,21 @@ class GanLoss:
             loss = loss + self.r1_weight / 2 * penalty
             stats["r1"] = penalty.detach()
         return loss, stats | {"d_loss": loss.detach()} | aux_stats
+
+    def _class_head_loss(
+        self,
+        critic: Discriminator,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        condition_weight: float,
+        augment_p: float,
+    ) -> torch.Tensor:
+        """Cross-entropy of the critic's class head on (augmented) fakes of its own batch."""
+        images = diff_augment(images.detach(), self.augment, augment_p)
+        _, logits = critic(images, labels, condition_weight)  # (B,), (B, K)
+        if logits is None:
+            raise ValueError("class-head fakes need a critic with a class head (aux)")
+        return F.cross_entropy(logits, labels)
 
     def generator(
         self,

@@ -1,4 +1,5 @@
-"""/v1/models: queue training, status, cancel, samples, archives, the ONNX generator."""
+"""/v1/models: queue training, status, cancel, samples, archives, the ONNX generator,
+classification of uploaded images."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import random
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 
 from core.db import repo
@@ -14,10 +15,17 @@ from core.db.tables import Model
 from models.artifact import GENERATOR_FILE
 from models.drawing import DrawSpec, FilterExhausted
 from models.evaluator import EvaluatorScorer
-from service import catalog, draws, generation
+from service import catalog, classify, draws, generation
 from service.deps import CeleryDep, PageLimit, PageOffset, SessionDep, SettingsDep, TenantDep
 from service.errors import ApiError
-from service.schemas import ModelCreate, ModelPublic, ModelsPublic, ModelStatus
+from service.schemas import (
+    ClassificationsPublic,
+    ClassifierHead,
+    ModelCreate,
+    ModelPublic,
+    ModelsPublic,
+    ModelStatus,
+)
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -83,13 +91,15 @@ def delete_model(
     return Response(status_code=204)
 
 
-def _ready_model(session: SessionDep, tenant: str, model_id: str) -> Model:
+def _ready_model(
+    session: SessionDep, tenant: str, model_id: str, purpose: str = "samples exist"
+) -> Model:
     model = catalog.get_model_or_404(session, tenant, model_id)
     if model.status != "succeeded":
         raise ApiError(
             409,
             "model_not_ready",
-            f"The model is {model.status}; samples exist only once it has succeeded.",
+            f"The model is {model.status}; {purpose} only once it has succeeded.",
         )
     return model
 
@@ -234,3 +244,25 @@ def get_generator(
         media_type="application/octet-stream",
         filename=f"ganaug-{model.id}.onnx",
     )
+
+
+@router.post("/{model_id}/classify", response_model=ClassificationsPublic)
+def classify_images(
+    model_id: str,
+    settings: SettingsDep,
+    session: SessionDep,
+    tenant: TenantDep,
+    file: Annotated[
+        UploadFile, File(description="one png/jpg/bmp/webp image, a zip or tar of images, or .npz")
+    ],
+    head: Annotated[
+        ClassifierHead | None,
+        Form(
+            description="critic (its class head) or evaluator (the report's); default: "
+            "critic when the model has one, else evaluator"
+        ),
+    ] = None,
+) -> ClassificationsPublic:
+    model = _ready_model(session, tenant, model_id, "it can classify")
+    # Starlette has spooled the body to a temporary file already: read it there, not a copy.
+    return classify.classify_upload(settings, model, file.file, file.filename or "upload", head)

@@ -1,0 +1,118 @@
+"""Classify uploaded images with a model's critic class head or its report's evaluator
+(numpy + ONNX Runtime, no torch)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from core.db.tables import Model
+from core.settings import Settings
+from models.artifact import Manifest
+from models.evaluator import EVALUATOR_FILE
+from models.image_classifier import ImageClassifier
+from service.catalog import ingest_limits
+from service.errors import ApiError, upload_refused
+from service.ingest import IngestError, read_images
+from service.schemas import (
+    ClassificationPublic,
+    ClassificationsPublic,
+    ClassifierHead,
+    ImagePublic,
+)
+
+
+@lru_cache(maxsize=8)
+def _classifier(path: str, _version: int) -> ImageClassifier:
+    return ImageClassifier(Path(path))
+
+
+def load_classifier(path: Path) -> ImageClassifier:
+    """One ONNX Runtime session per graph, reloaded when the file changes (a new report)."""
+    return _classifier(str(path), path.stat().st_mtime_ns)
+
+
+def head_file(
+    model_dir: Path, manifest: Manifest, model: Model, head: ClassifierHead | None
+) -> tuple[ClassifierHead, Path]:
+    """The head to use (the critic's when it has one, else the report's evaluator) and its
+    file; 409 no_classifier when the chosen one does not exist, saying what to do."""
+    critic = model_dir / manifest.classifier.file if manifest.classifier else None
+    evaluator = model_dir / EVALUATOR_FILE
+    has_critic = critic is not None and critic.is_file()
+    has_evaluator = evaluator.is_file()
+    if head in ("critic", None) and has_critic:
+        return "critic", critic
+    if head in ("evaluator", None) and has_evaluator:
+        return "evaluator", evaluator
+    why_no_critic = (
+        f"its {manifest.method} critic has no class head"
+        if manifest.method == "cgan"
+        else "it was trained before classifier.onnx was exported"
+    )
+    report = _report_advice(model)
+    if head == "critic":
+        message = f"head=critic: this model has no critic classifier ({why_no_critic})"
+        message += "; use head=evaluator." if has_evaluator else f" and no report ({report})."
+    elif head == "evaluator":
+        message = f"head=evaluator needs the quality report's evaluator; {report}."
+    else:
+        message = (
+            f"This model has no class head ({why_no_critic}) and no report evaluator to "
+            f"classify with; {report}."
+        )
+    raise ApiError(409, "no_classifier", message)
+
+
+def _report_advice(model: Model) -> str:
+    compute = f"POST /v1/models/{model.id}/report"
+    if model.report_status in ("pending", "queued", "running"):
+        return f"its report is {model.report_status}: classify once it has succeeded"
+    if model.report_status == "succeeded":
+        return f"its report kept no evaluator: {compute} to compute it again"
+    return f"{compute} to compute the report"
+
+
+def classify_upload(
+    settings: Settings,
+    model: Model,
+    upload: BinaryIO,
+    filename: str,
+    head: ClassifierHead | None,
+) -> ClassificationsPublic:
+    """Read an uploaded image, zip or npz at the model's size and channels, and give each
+    image's class probabilities under the chosen head."""
+    model_dir = settings.models_dir / model.id
+    manifest = Manifest.load(model_dir)
+    used, path = head_file(model_dir, manifest, model, head)
+    shape = manifest.image
+    try:
+        uploaded = read_images(
+            upload,
+            filename,
+            size=shape.height,
+            channels=shape.channels,
+            max_images=settings.max_classify_images,
+            limits=ingest_limits(settings),
+        )
+    except IngestError as exc:
+        raise upload_refused(exc) from exc
+    probs = load_classifier(path).probs(uploaded.images)  # (N, K)
+    classes = manifest.classes
+    top = probs.argmax(axis=1)
+    data = [
+        ClassificationPublic(
+            name=name,
+            probs=dict(zip(classes, row.tolist(), strict=True)),
+            top=classes[best],
+            confidence=float(row[best]),
+        )
+        for name, row, best in zip(uploaded.names, probs.astype(np.float64), top, strict=True)
+    ]
+    image = ImagePublic(height=shape.height, width=shape.width, channels=shape.channels)
+    return ClassificationsPublic(
+        model_id=model.id, head=used, image=image, data=data, count=len(data)
+    )
