@@ -59,6 +59,14 @@ class DrawSpec:
         return cls(recipe.truncation, filter=recipe.filter, min_confidence=recipe.min_confidence)
 
     @property
+    def whole_blocks(self) -> bool:
+        """Whether latents must be drawn CHUNK at a time to keep the seeding rule: with
+        resampling (redraws interleave with the block's draws) or a filter (every draw of
+        the block is generated and scored)."""
+        resampled = self.truncation is not None and self.truncation_mode == "resample"
+        return resampled or self.needs_scorer
+
+    @property
     def needs_scorer(self) -> bool:
         """Whether drawing needs the report's evaluator (any filter)."""
         return self.filter != "none"
@@ -154,9 +162,12 @@ def _batches(
     while kept < count:
         if spec.needs_scorer and drawn >= max_draws:
             raise FilterExhausted(spec.failure(kept, drawn, class_index))
-        # Always a whole block from the rng, so the stream does not depend on `count`.
+        # Redraws (resample) consume the stream within a block, so those draw whole blocks
+        # and the stream does not depend on `count`; plain normal draws are sequential, so a
+        # shorter draw already is the prefix of a longer one.
+        size = CHUNK if spec.whole_blocks else min(CHUNK, count - kept)
         latents = sample_latents(
-            rng, CHUNK, z_dim, truncation=spec.truncation, mode=spec.truncation_mode
+            rng, size, z_dim, truncation=spec.truncation, mode=spec.truncation_mode
         )
         if not spec.needs_scorer:
             latents = latents[: count - kept]
