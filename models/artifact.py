@@ -14,11 +14,13 @@ from pydantic import BaseModel, Field
 MANIFEST_FILE = "manifest.json"
 GENERATOR_FILE = "generator.onnx"
 CLASSIFIER_FILE = "classifier.onnx"  # the critic's class head (methods that have one)
+SOFT_LABELS_FILE = "soft_labels.onnx"  # the report's evaluator ensemble at a temperature
 CHECKPOINT_FILE = "checkpoint.pt"
 SAMPLES_FILE = "samples.png"
 STATS_FILE = "stats.jsonl"
 REPORT_FILE = "report.json"  # the quality report (training.report)
 REPORT_PICTURES_DIR = "report"  # its pictures, <name>.png
+ARCHIVE_LABELS_FILE = "labels.csv"  # in an archive zip: file, class, kind, p_<class>...
 
 FORMAT = "ganaug.generator/1"
 
@@ -88,6 +90,41 @@ class Recipe(BaseModel):
     heldout_accuracy: float
     baseline_accuracy: float = Field(description="the same classifier on real images only")
     lift: float = Field(description="heldout_accuracy - baseline_accuracy")
+    # How to mix: the defaults are what recipes before these fields meant (every row
+    # shuffled together at full weight, hard labels, no real-only end).
+    synthetic_batch_fraction: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="share of each training batch that is synthetic; None = rows shuffled "
+        "together, so ratio / (1 + ratio) on average",
+    )
+    synthetic_loss_weight: float = Field(
+        1.0, ge=0, description="factor on the loss of synthetic rows (real rows: 1)"
+    )
+    labels: Literal["soft", "hard"] = Field(
+        "hard",
+        description="soft: synthetic rows learn the report's soft labels (labels.csv p_*); "
+        "hard: the class they were drawn for",
+    )
+    real_only_final_steps: float = Field(
+        0.0, ge=0, le=1, description="fraction of training, at the end, on real rows only"
+    )
+    mixing_searched: bool = Field(
+        False,
+        description="whether the four mixing fields were measured by the report (True) or "
+        "are defaults from the literature (False)",
+    )
+
+
+class SoftLabelsInfo(BaseModel):
+    """The report's soft labeller: evaluators trained with different seeds, one ONNX graph
+    giving softmax(mean member logits / temperature)."""
+
+    file: str = SOFT_LABELS_FILE
+    members: int = Field(ge=1)
+    temperature: float = Field(gt=0)
+    heldout_accuracy: float | None = Field(description="top-class accuracy; None: no held-out")
 
 
 class Evaluation(BaseModel):
@@ -101,6 +138,9 @@ class Evaluation(BaseModel):
         None, description="real class manifold for filter=manifold (reports before it: None)"
     )
     report_file: str
+    soft_labels: SoftLabelsInfo | None = Field(
+        None, description="the soft-label ensemble (reports before it: None)"
+    )
 
 
 class ClassifierInfo(BaseModel):

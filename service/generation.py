@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -13,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from models.artifact import Manifest, Recipe
+from models.artifact import ARCHIVE_LABELS_FILE, SOFT_LABELS_FILE, Manifest, Recipe
 from models.drawing import CHUNK, DrawSpec, FilterExhausted, draw_class
 from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
+from models.image_classifier import ImageClassifier
 from models.images import encode_png, image_grid
 from models.manifold import ClassManifold
 from models.sampler import GeneratorSampler
+from service.classify import load_classifier
 from training.dataset import StoredDataset
 
 
@@ -47,6 +50,23 @@ def load_scorer(model_dir: Path) -> EvaluatorScorer | None:
     return _scorer(str(model_dir), versions)
 
 
+def load_soft_labeller(model_dir: Path) -> ImageClassifier | None:
+    """The report's soft labeller (soft_labels.onnx), or None: no report yet, or one made
+    before soft labels existed."""
+    path = model_dir / SOFT_LABELS_FILE
+    return load_classifier(path) if path.is_file() else None
+
+
+def soft_labels(
+    labeller: ImageClassifier | None, images: np.ndarray, labels: np.ndarray, num_classes: int
+) -> np.ndarray:
+    """float32 (N, K) targets of synthetic images: the labeller's probabilities, or the
+    one-hot labels they were drawn for when there is no labeller."""
+    if labeller is None:
+        return np.eye(num_classes, dtype=np.float32)[labels]
+    return labeller.probs(images)
+
+
 def generate(
     sampler: GeneratorSampler,
     scorer: EvaluatorScorer | None,
@@ -65,15 +85,24 @@ def generate(
     return np.concatenate(images), labels
 
 
-def render(images: np.ndarray, labels: np.ndarray, names: list[str], fmt: str, n: int) -> bytes:
-    """Encode generated images as one grid PNG, one PNG, a zip of PNGs or an npz."""
+def render(
+    images: np.ndarray,
+    labels: np.ndarray,
+    names: list[str],
+    fmt: str,
+    n: int,
+    labeller: ImageClassifier | None = None,
+) -> bytes:
+    """Encode generated images as one grid PNG, one PNG, a zip of PNGs or an npz (x, y,
+    classes, and p: the soft labels, one-hot without a labeller)."""
     if fmt == "grid":
         return encode_png(image_grid(images, ncols=min(n, 16)))
     if fmt == "png":
         return encode_png(images[0])
     if fmt == "npz":
+        p = soft_labels(labeller, images, labels, len(names))
         buffer = io.BytesIO()
-        np.savez(buffer, x=images, y=labels, classes=np.asarray(names))
+        np.savez(buffer, x=images, y=labels, classes=np.asarray(names), p=p)
         return buffer.getvalue()
     buffer = io.BytesIO()
     folders = folder_names(names)
@@ -126,31 +155,52 @@ def _entry(name: str) -> zipfile.ZipInfo:
     return info
 
 
+class _LabelRows:
+    """labels.csv, filled as images are written: one row per image, in archive order."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        self._text = io.StringIO()
+        self._writer = csv.writer(self._text, lineterminator="\n")
+        self._writer.writerow(["file", "class", "kind", *(f"p_{name}" for name in names)])
+
+    def add(self, file: str, class_index: int, kind: str, probs: np.ndarray) -> None:
+        p = [format(float(v), ".7g") for v in probs]  # float32 precision
+        self._writer.writerow([file, self.names[class_index], kind, *p])
+
+    def encode(self) -> bytes:
+        return self._text.getvalue().encode()
+
+
 def stream_archive(
     sampler: GeneratorSampler,
     scorer: EvaluatorScorer | None,
     dataset_dir: Path,
     model_id: str,
     req: ArchiveRequest,
+    labeller: ImageClassifier | None = None,
 ) -> Iterator[bytes]:
-    """Yield an ImageFolder zip: <class>/real_*.png, <class>/synthetic_*.png, manifest.json."""
+    """Yield an ImageFolder zip: <class>/real_*.png, <class>/synthetic_*.png, labels.csv
+    (real rows one-hot, synthetic rows the labeller's probabilities, one-hot without one)
+    and manifest.json."""
     names = sampler.manifest.classes
     folders = folder_names(names)
+    one_hot = np.eye(len(names), dtype=np.float32)
     if req.include_real:
         stored = StoredDataset.load(dataset_dir)
         x, y = stored.x, stored.y
     else:
         x, y = np.empty((0, 1, 1, 1), np.uint8), np.empty(0, np.int64)
-    spool = _Spool()
+    spool, rows = _Spool(), _LabelRows(names)
     counts: dict[str, dict[str, int]] = {}
     error: str | None = None
     with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_STORED) as archive:
         for index, folder in enumerate(folders):
             real = np.flatnonzero(y == index)
             for j, row in enumerate(real):
-                archive.writestr(
-                    _entry(f"{folder}/real_{j:05d}.png"), encode_png(np.asarray(x[row]))
-                )
+                name = f"{folder}/real_{j:05d}.png"
+                archive.writestr(_entry(name), encode_png(np.asarray(x[row])))
+                rows.add(name, index, "real", one_hot[index])
                 if j % CHUNK == CHUNK - 1:
                     yield spool.drain()
             written = 0
@@ -159,9 +209,12 @@ def stream_archive(
             )
             try:
                 for images in chunks:
-                    for image in images:
+                    labels = np.full(len(images), index)
+                    probs = soft_labels(labeller, images, labels, len(names))
+                    for image, p in zip(images, probs, strict=True):
                         name = f"{folder}/synthetic_{written:05d}.png"
                         archive.writestr(_entry(name), encode_png(image))
+                        rows.add(name, index, "synthetic", p)
                         written += 1
                     yield spool.drain()
             except FilterExhausted as exc:  # headers are sent: say so in the manifest instead
@@ -180,8 +233,11 @@ def stream_archive(
                 for i, (n, f) in enumerate(zip(names, folders, strict=True))
             ],
             "counts": counts,
+            "labels_file": ARCHIVE_LABELS_FILE,
+            "soft_labels": labeller is not None,
             "complete": error is None,
             "error": error,
         }
+        archive.writestr(_entry(ARCHIVE_LABELS_FILE), rows.encode())
         archive.writestr(_entry("manifest.json"), json.dumps(manifest, indent=2))
     yield spool.drain()

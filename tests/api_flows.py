@@ -103,7 +103,7 @@ def check_archive(client: httpx.Client, model_id: str, per_class: int = 7) -> No
             assert decode_png(archive.read(synthetic[0])).shape == (SIZE, SIZE)
             assert manifest["counts"][shape] == {"real": PER_CLASS, "synthetic": per_class}
     assert manifest["model_id"] == model_id and manifest["truncation"] == 1.0
-    assert len(names) == len(SHAPES) * (PER_CLASS + per_class) + 1
+    assert len(names) == len(SHAPES) * (PER_CLASS + per_class) + 2  # manifest, labels.csv
 
 
 def check_onnx(client: httpx.Client, model_id: str) -> None:

@@ -181,10 +181,10 @@ def _fit(
 
 @torch.no_grad()
 def _run_batches(
-    model: SmallCNN,
+    model: nn.Module,
     x: np.ndarray,
     batch_size: int,
-    fn: Callable[[SmallCNN, torch.Tensor], torch.Tensor],
+    fn: Callable[[nn.Module, torch.Tensor], torch.Tensor],
 ) -> np.ndarray:
     """Apply fn(model, images in [-1, 1]) to uint8 NHWC x in batches; float32 numpy out."""
     model.eval()
@@ -230,30 +230,72 @@ def export_evaluator_onnx(model: SmallCNN, path: Path) -> None:
     disagrees with torch.
     """
     evaluator = _Evaluator(copy.deepcopy(model).cpu().eval())
-    config = model.config()
+    _export(evaluator, ["probs", "features"], model.config(), path)
+
+
+class _SoftLabels(nn.Module):
+    """The exported ensemble: images in [-1, 1] -> softmax(mean member logits / T)."""
+
+    def __init__(self, members: list[SmallCNN], temperature: float):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.temperature = temperature
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor]:
+        logits = torch.stack([member(image) for member in self.members]).mean(0)  # (B, K)
+        return (torch.softmax(logits / self.temperature, dim=1),)  # (B, K)
+
+
+def ensemble_proba(
+    members: list[SmallCNN], x: np.ndarray, temperature: float, batch_size: int = 512
+) -> np.ndarray:
+    """The soft labels of uint8 (N, S, S, C) images in torch: what soft_labels.onnx gives."""
+    ensemble = _SoftLabels(members, temperature)
+    return _run_batches(ensemble, x, batch_size, lambda m, b: m(b)[0])
+
+
+def export_soft_labels_onnx(members: list[SmallCNN], temperature: float, path: Path) -> None:
+    """Write the ensemble as one ONNX graph: input `image` float32 (B, C, H, W) in [-1, 1],
+    dynamic batch; output `probs` (B, K) = softmax(mean of the members' logits / temperature).
+    Raises RuntimeError if ONNX Runtime disagrees with torch.
+    """
+    if not members or temperature <= 0:
+        raise ValueError(f"need members and a temperature > 0, got {len(members)}, {temperature}")
+    configs = {tuple(sorted(member.config().items())) for member in members}
+    if len(configs) != 1:
+        raise ValueError(f"ensemble members differ in architecture: {configs}")
+    copies = [copy.deepcopy(member).cpu().eval() for member in members]
+    _export(_SoftLabels(copies, temperature).eval(), ["probs"], members[0].config(), path)
+
+
+def _export(graph: nn.Module, outputs: list[str], config: dict[str, int], path: Path) -> None:
+    """Export `graph` (input `image`; `outputs` named in order) and check it against torch."""
     shape = (config["channels"], config["size"], config["size"])
     rng = torch.Generator().manual_seed(0)  # leave the global RNG of the caller alone
     buf = io.BytesIO()
     torch.onnx.export(
-        evaluator,
+        graph,
         (torch.rand(3, *shape, generator=rng) * 2 - 1,),
         buf,
         dynamo=False,
         opset_version=OPSET,
         input_names=["image"],
-        output_names=["probs", "features"],
-        dynamic_axes={"image": {0: "B"}, "probs": {0: "B"}, "features": {0: "B"}},
+        output_names=outputs,
+        dynamic_axes={name: {0: "B"} for name in ["image", *outputs]},
     )
-    _check_against_torch(evaluator, buf.getvalue(), torch.rand(5, *shape, generator=rng) * 2 - 1)
+    image = torch.rand(5, *shape, generator=rng) * 2 - 1
+    _check_against_torch(graph, outputs, buf.getvalue(), image)
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
-def _check_against_torch(evaluator: _Evaluator, onnx_model: bytes, image: torch.Tensor) -> None:
+def _check_against_torch(
+    graph: nn.Module, outputs: list[str], onnx_model: bytes, image: torch.Tensor
+) -> None:
     with torch.no_grad():
-        expected = [t.numpy() for t in evaluator(image)]
+        expected = [t.numpy() for t in graph(image)]
     session = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
-    actual = session.run(["probs", "features"], {"image": image.numpy()})
-    for name, got, want in zip(("probs", "features"), actual, expected, strict=True):
+    actual = session.run(outputs, {"image": image.numpy()})
+    for name, got, want in zip(outputs, actual, expected, strict=True):
         scale = max(1.0, float(np.abs(want).max()))  # features are unbounded: compare relative
         diff = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
         if diff > MAX_ABS_DIFF * scale:

@@ -29,18 +29,26 @@ import numpy as np
 from models.artifact import (
     REPORT_FILE,
     REPORT_PICTURES_DIR,
+    SOFT_LABELS_FILE,
     Evaluation,
     Manifest,
+    SoftLabelsInfo,
     TruncationPoint,
     atomic_write_bytes,
 )
 from models.drawing import DrawSpec, draw_class_images
 from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
+from models.image_classifier import ImageClassifier
 from models.manifold import MANIFOLD_FILE, ClassManifold
 from models.sampler import GeneratorSampler
 from training import metrics
 from training import report_plots as plots
-from training.classifier import export_evaluator_onnx, train_classifier
+from training.classifier import (
+    SmallCNN,
+    export_evaluator_onnx,
+    export_soft_labels_onnx,
+    train_classifier,
+)
 from training.report_notes import notes
 from training.report_results import (
     BASELINE,
@@ -54,6 +62,7 @@ from training.report_results import (
     MetricsBlock,
     RatioStudy,
     RecipeRow,
+    SoftLabelSummary,
     SweepRow,
     record,
 )
@@ -102,16 +111,8 @@ class ReportRun:
         """Train the evaluator on the train split, export it, and score the held-out images."""
         self.stages.start("evaluator")
         data, budget = self.data, self.budget
-        model = train_classifier(
-            data.x_train,
-            data.y_train,
-            num_classes=len(data.classes),
-            budget=budget.evaluator,
-            seed=budget.seed,
-            classic_augment=True,
-            device=self.device,
-        )
-        export_evaluator_onnx(model, self.model_dir / EVALUATOR_FILE)
+        self.evaluator_model = self.evaluator_like(budget.seed)
+        export_evaluator_onnx(self.evaluator_model, self.model_dir / EVALUATOR_FILE)
         self.scorer = EvaluatorScorer(self.model_dir)
         self.train_features = self.scorer.score(data.x_train)[1]  # manifold and metric floor
         manifold = ClassManifold.build(self.train_features, data.y_train, k=metrics.PRDC_K)
@@ -127,6 +128,38 @@ class ReportRun:
             manifold_k=manifold.k,
             budget=budget.evaluator,
             heldout_accuracy=float(self.evaluator_correct.mean()) if data.heldout else None,
+        )
+
+    def evaluator_like(self, seed: int) -> SmallCNN:
+        """A classifier trained as the evaluator is (train split, classic augmentation)."""
+        return train_classifier(
+            self.data.x_train,
+            self.data.y_train,
+            num_classes=len(self.data.classes),
+            budget=self.budget.evaluator,
+            seed=seed,
+            classic_augment=True,
+            device=self.device,
+        )
+
+    def soft_labeller(self) -> SoftLabelSummary:
+        """The evaluator and `soft_label_members - 1` more with the next seeds, exported as
+        one graph giving softmax(mean logits / temperature): the archive's soft labels."""
+        budget = self.budget
+        self.stages.start("soft_labels", budget.soft_label_members - 1)
+        members = [self.evaluator_model]
+        for i in range(1, budget.soft_label_members):
+            self.stages.tick()
+            members.append(self.evaluator_like(budget.seed + i))
+        path = self.model_dir / SOFT_LABELS_FILE
+        export_soft_labels_onnx(members, budget.soft_label_temperature, path)
+        probs = ImageClassifier(path).probs(self.data.x_test)
+        correct = probs.argmax(axis=1) == self.data.y_test
+        return SoftLabelSummary(
+            file=SOFT_LABELS_FILE,
+            members=len(members),
+            temperature=budget.soft_label_temperature,
+            heldout_accuracy=float(correct.mean()) if self.data.heldout else None,
         )
 
     def distribution(self) -> DistributionReport:
@@ -224,6 +257,7 @@ class Findings:
     """The parts' results so far, each under its part's name (set in running order)."""
 
     evaluator: EvaluatorSummary
+    soft_labels: SoftLabelSummary
     metrics: DistributionReport
     truncation_sweep: list[SweepRow]
     t_star: Truncation
@@ -257,6 +291,12 @@ def register_part(name: str) -> Callable[[Part], Part]:
 def evaluator(run: ReportRun, found: Findings) -> EvaluatorSummary:
     """The evaluator CNN, its class manifold, and the synthetic pool and trials built on them."""
     return run.train_evaluator()
+
+
+@register_part("soft_labels")
+def soft_labels(run: ReportRun, found: Findings) -> SoftLabelSummary:
+    """The evaluator ensemble whose tempered probabilities label synthetic images."""
+    return run.soft_labeller()
 
 
 @register_part("metrics")
@@ -338,8 +378,9 @@ def build_report(
 ) -> dict:
     """Measure a trained model's samples and find whether, and how, to add them to real data.
 
-    Writes report.json, report/<picture>.png and evaluator.onnx into model_dir, and the
-    findings (t*, the truncation sweep, the recommended recipe) into the manifest.
+    Writes report.json, report/<picture>.png, evaluator.onnx and soft_labels.onnx into
+    model_dir, and the findings (t*, the truncation sweep, the recommended recipe, the soft
+    labeller) into the manifest.
 
     Args:
         model_dir: written by `training.run`, with split.json (none: no held-out images).
@@ -388,6 +429,7 @@ def report_json(run: ReportRun, found: Findings) -> dict:
             "ratio_study": record(found.ratio_study),
             "metrics": record(found.metrics),
             "evaluator": record(found.evaluator),
+            "soft_labels": record(found.soft_labels),
             "per_class": record(found.per_class),
             "pictures": found.pictures,
             "budget": asdict(run.budget),
@@ -422,4 +464,5 @@ def evaluation(found: Findings) -> Evaluation:
         evaluator_file=EVALUATOR_FILE,
         manifold_file=MANIFOLD_FILE,
         report_file=REPORT_FILE,
+        soft_labels=SoftLabelsInfo(**asdict(found.soft_labels)),
     )

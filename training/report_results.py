@@ -144,6 +144,16 @@ class EvaluatorSummary(Record):
 
 
 @dataclass(frozen=True)
+class SoftLabelSummary(Record):
+    """The soft labeller: the evaluator and more like it, one graph at a temperature."""
+
+    file: str
+    members: int
+    temperature: float
+    heldout_accuracy: float | None  # the ensemble's top class; None: no held-out images
+
+
+@dataclass(frozen=True)
 class SweepRow(Record):
     """Real + synthetic images at one truncation: accuracy and the samples' fidelity."""
 

@@ -27,6 +27,9 @@ class ReportBudget:
     quick: ClassifierBudget = ClassifierBudget(steps=200)  # every classifier compared
     # the best recipe, when it beats real-only training, again at the downstream budget
     confirm: ClassifierBudget = ClassifierBudget()
+    # soft labels: the evaluator and soft_label_members - 1 more like it (seeds seed + i)
+    soft_label_members: int = 3
+    soft_label_temperature: float = 2.0  # softens the ensemble's mean logits
     seeds: tuple[int, ...] = (0,)  # classifier seeds averaged for every comparison
     truncations: tuple[Truncation, ...] = (0.5, 0.75, 1.0, 1.5, 2.0, None)
     sweep_ratio: float = 1.0  # synthetic:real in the truncation sweep
@@ -50,6 +53,7 @@ class ReportBudget:
             evaluator=ClassifierBudget(steps=40, batch_size=32),
             quick=ClassifierBudget(steps=20, batch_size=32),
             confirm=ClassifierBudget(steps=30, batch_size=32),
+            soft_label_members=2,
             truncations=(0.75, None),
             ratios=(1.0,),
             min_confidence=0.5,
@@ -123,13 +127,14 @@ class Stages:
     # Shares of the run time measured on CPU (500 Fashion-MNIST images), in running order.
     WEIGHTS = {
         "data": 0.01,
-        "evaluator": 0.12,
+        "evaluator": 0.1,
+        "soft_labels": 0.17,  # two more evaluators at the standard budget
         "metrics": 0.01,
-        "truncation_sweep": 0.3,
-        "recipe_search": 0.43,
+        "truncation_sweep": 0.25,
+        "recipe_search": 0.35,
         "confirm": 0.0,  # usually skipped; when it runs, minutes on a CPU
-        "cas": 0.05,
-        "ratio_study": 0.05,
+        "cas": 0.04,
+        "ratio_study": 0.04,
         "pictures": 0.02,
         "write": 0.01,
     }

@@ -325,11 +325,32 @@ def recommend(
     )
 
 
+# How to mix synthetic rows into a user's training, from shared/RESEARCH.md's evidence (not
+# searched by the report): at most a quarter of each batch synthetic and a loss weight of
+# 0.2-0.3 (arXiv 2312.02253), the teacher's soft labels (cGAN-KD, arXiv 2104.03164) and the
+# last steps on real images only, whose length the sources leave open (our choice: 10 %).
+MAX_SYNTHETIC_BATCH_FRACTION = 0.25
+SYNTHETIC_LOSS_WEIGHT = 0.25
+REAL_ONLY_FINAL_STEPS = 0.1
+
+
+def default_mixing(ratio: float) -> dict:
+    """The Recipe's mixing fields for a ratio: the literature's defaults, marked unsearched."""
+    return {
+        "synthetic_batch_fraction": min(MAX_SYNTHETIC_BATCH_FRACTION, ratio / (1 + ratio)),
+        "synthetic_loss_weight": SYNTHETIC_LOSS_WEIGHT,
+        "labels": "soft",
+        "real_only_final_steps": REAL_ONLY_FINAL_STEPS if ratio > 0 else 0.0,
+        "mixing_searched": False,
+    }
+
+
 def _recipe(mix: Mix, measured: Comparison) -> Recipe:
-    """The manifest's record of the recommended mix and its measured accuracies."""
+    """The manifest's record of the recommended mix, its measured accuracies and how to mix."""
     return Recipe(
         **mix.settings(),
         heldout_accuracy=measured.accuracy,
         baseline_accuracy=measured.accuracy - measured.lift,
         lift=measured.lift,
+        **default_mixing(mix.ratio),
     )

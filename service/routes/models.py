@@ -154,7 +154,8 @@ def get_samples(
         images, labels = generation.generate(sampler, scorer, indices, n, seed, draw)
     except FilterExhausted as exc:
         raise ApiError(422, "filter_exhausted", str(exc)) from exc
-    body = generation.render(images, labels, sampler.manifest.classes, format, n)
+    labeller = generation.load_soft_labeller(model_dir) if format == "npz" else None
+    body = generation.render(images, labels, sampler.manifest.classes, format, n, labeller)
     return Response(body, media_type=MEDIA[format], headers=_draw_headers(seed, draw))
 
 
@@ -201,6 +202,7 @@ def get_archive(
         settings.datasets_dir / model.dataset_id,
         model.id,
         request,
+        generation.load_soft_labeller(model_dir),
     )
     headers = {
         "Content-Disposition": f'attachment; filename="ganaug-{model.id}.zip"',

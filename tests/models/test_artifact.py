@@ -43,6 +43,34 @@ def test_manifest_round_trip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [MANIFEST_FILE], "no temp files left"
 
 
+def test_manifests_from_before_soft_labels_and_mixing_still_load(tmp_path):
+    """An evaluation written before soft labels, with a recipe before its mixing fields."""
+    recipe = {
+        "ratio": 1.0,
+        "truncation": None,
+        "filter": "none",
+        "min_confidence": 0.0,
+        "heldout_accuracy": 0.8,
+        "baseline_accuracy": 0.79,
+        "lift": 0.01,
+    }
+    evaluation = {
+        "t_star": None,
+        "truncation_sweep": [],
+        "recipe": recipe,
+        "evaluator_file": "evaluator.onnx",
+        "manifold_file": "manifold.npz",
+        "report_file": "report.json",
+    }
+    data = make_manifest().model_dump(mode="json") | {"evaluation": evaluation}
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps(data))
+    loaded = Manifest.load(tmp_path).evaluation
+    assert loaded.soft_labels is None
+    old = loaded.recipe  # what it meant: rows shuffled together at full weight, hard labels
+    assert old.synthetic_batch_fraction is None and old.synthetic_loss_weight == 1.0
+    assert (old.labels, old.real_only_final_steps, old.mixing_searched) == ("hard", 0.0, False)
+
+
 def test_manifest_describes_onnx_graph():
     manifest = make_manifest()
     assert [(t.name, t.dtype, t.shape) for t in manifest.inputs] == [

@@ -7,9 +7,11 @@ worker would leave it: its files under models/<id>, its rows succeeded with a re
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import shutil
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,10 +25,12 @@ from fastapi.testclient import TestClient
 from core.db import repo
 from core.db.session import session_scope
 from core.settings import Settings
+from models.artifact import ARCHIVE_LABELS_FILE, SOFT_LABELS_FILE
 from models.evaluator import EVALUATOR_FILE
+from models.image_classifier import ImageClassifier
 from models.manifold import ClassManifold
 from service.app import create_app
-from tests.api_flows import check_one_seeding_rule
+from tests.api_flows import check_one_seeding_rule, decode_png
 from tests.factories import SHAPES
 from training.classifier import SmallCNN, export_evaluator_onnx
 
@@ -160,3 +164,68 @@ def test_resample_below_the_minimum_is_refused_at_once(served):
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "invalid_truncation" and "clamp" in error["message"]
+
+
+def archive_labels(served, **params) -> tuple[dict, list[dict], dict[str, np.ndarray]]:
+    """The archive's manifest, its labels.csv rows and its images by file name."""
+    response = served.client.get(f"/v1/models/{served.model_id}/archive", params=params)
+    assert response.status_code == 200, response.text
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        rows = list(csv.DictReader(io.StringIO(archive.read(ARCHIVE_LABELS_FILE).decode())))
+        images = {
+            name: decode_png(archive.read(name))
+            for name in archive.namelist()
+            if name.endswith(".png")
+        }
+    return manifest, rows, images
+
+
+def probabilities(rows: list[dict]) -> np.ndarray:
+    return np.array([[float(row[f"p_{shape}"]) for shape in SHAPES] for row in rows])
+
+
+def test_archive_labels_csv_has_a_row_per_image_soft_for_synthetic_ones(served):
+    manifest, rows, images = archive_labels(served, per_class=5, seed=2)
+    assert [row["file"] for row in rows] == list(images), "one row per image, in zip order"
+    assert list(rows[0]) == ["file", "class", "kind", *(f"p_{shape}" for shape in SHAPES)]
+    assert manifest["soft_labels"] is True and manifest["labels_file"] == ARCHIVE_LABELS_FILE
+    p = probabilities(rows)
+    assert ((p >= 0) & (p <= 1)).all()
+    np.testing.assert_allclose(p.sum(axis=1), 1, atol=1e-5)
+    for row in rows:
+        assert row["file"].startswith(f"{row['class']}/{row['kind']}_")
+    real = [i for i, row in enumerate(rows) if row["kind"] == "real"]
+    classes = [SHAPES.index(rows[i]["class"]) for i in real]
+    np.testing.assert_array_equal(p[real], np.eye(len(SHAPES))[classes])
+    synthetic = [i for i, row in enumerate(rows) if row["kind"] == "synthetic"]
+    assert len(synthetic) == 5 * len(SHAPES)
+    labeller = ImageClassifier(served.settings.models_dir / served.model_id / SOFT_LABELS_FILE)
+    drawn = np.stack([images[rows[i]["file"]] for i in synthetic])[..., None]
+    np.testing.assert_allclose(p[synthetic], labeller.probs(drawn), atol=1e-6)
+    npz_p = np.load(io.BytesIO(samples(served, n=5, seed=2, format="npz").content))["p"]
+    np.testing.assert_allclose(p[synthetic], npz_p, atol=1e-6)  # same images, same p
+
+
+def test_samples_npz_carries_the_soft_labels_of_its_images(served):
+    arrays = np.load(io.BytesIO(samples(served, n=4, seed=6, format="npz").content))
+    labeller = ImageClassifier(served.settings.models_dir / served.model_id / SOFT_LABELS_FILE)
+    assert arrays["p"].shape == (4 * len(SHAPES), len(SHAPES)) and arrays["p"].dtype == np.float32
+    np.testing.assert_allclose(arrays["p"], labeller.probs(arrays["x"]), atol=1e-6)
+    assert np.mean(arrays["p"].argmax(axis=1) == arrays["y"]) >= 0.5
+
+
+def test_models_without_soft_labels_give_one_hot_rows(served, tmp_path):
+    """A report made before soft_labels.onnx existed: hard labels, and the manifest says so."""
+    path = served.settings.models_dir / served.model_id / SOFT_LABELS_FILE
+    shutil.move(path, tmp_path / SOFT_LABELS_FILE)
+    try:
+        manifest, rows, _ = archive_labels(served, per_class=3, seed=2, include_real="false")
+        arrays = np.load(io.BytesIO(samples(served, n=3, seed=2, format="npz").content))
+    finally:
+        shutil.move(tmp_path / SOFT_LABELS_FILE, path)
+    assert manifest["soft_labels"] is False
+    assert {row["kind"] for row in rows} == {"synthetic"} and len(rows) == 3 * len(SHAPES)
+    classes = [SHAPES.index(row["class"]) for row in rows]
+    np.testing.assert_array_equal(probabilities(rows), np.eye(len(SHAPES))[classes])
+    np.testing.assert_array_equal(arrays["p"], np.eye(len(SHAPES))[arrays["y"]])

@@ -2,13 +2,17 @@ import numpy as np
 import pytest
 import torch
 
+from models.artifact import SOFT_LABELS_FILE
 from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
+from models.image_classifier import ImageClassifier
 from tests.factories import shapes_arrays
 from training.classifier import (
     ClassifierBudget,
     SmallCNN,
     accuracy,
+    ensemble_proba,
     export_evaluator_onnx,
+    export_soft_labels_onnx,
     extract_features,
     predict_proba,
     random_shift,
@@ -182,3 +186,32 @@ def test_evaluator_scorer_refuses_other_images_and_missing_files(trained, tmp_pa
         scorer.confidence(np.zeros((1, 16, 16, 1), np.uint8), np.array([3]))
     empty_probs, empty_features = scorer.score(np.zeros((0, 16, 16, 1), np.uint8))
     assert empty_probs.shape == (0, 3) and empty_features.shape == (0, 128)
+
+
+def test_soft_labels_onnx_is_the_tempered_mean_of_member_logits(trained, held_out, tmp_path):
+    other = train_classifier(*shapes(20, seed=0), num_classes=3, budget=QUICK, seed=1)
+    path = tmp_path / SOFT_LABELS_FILE
+    export_soft_labels_onnx([trained, other], 2.0, path)
+    x = held_out[0][:7]
+    probs = ImageClassifier(path, providers=["CPUExecutionProvider"]).probs(x, batch_size=3)
+    assert probs.shape == (7, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
+    with torch.no_grad():
+        images = torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1)
+        logits = (trained(images) + other(images)) / 2
+        expected = torch.softmax(logits / 2.0, dim=1).numpy()
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    np.testing.assert_allclose(ensemble_proba([trained, other], x, 2.0), expected, atol=1e-6)
+    alone = ensemble_proba([trained], x, 1.0)
+    np.testing.assert_allclose(alone, predict_proba(trained, x), atol=1e-6)
+    hot = ensemble_proba([trained], x, 1.0).max(axis=1)
+    assert (ensemble_proba([trained], x, 4.0).max(axis=1) <= hot + 1e-6).all(), "T > 1 softens"
+
+
+def test_soft_labels_need_members_of_one_architecture(trained, tmp_path):
+    with pytest.raises(ValueError, match="members"):
+        export_soft_labels_onnx([], 2.0, tmp_path / SOFT_LABELS_FILE)
+    with pytest.raises(ValueError, match="temperature"):
+        export_soft_labels_onnx([trained], 0.0, tmp_path / SOFT_LABELS_FILE)
+    with pytest.raises(ValueError, match="architecture"):
+        export_soft_labels_onnx([trained, SmallCNN(3, 1, 28)], 2.0, tmp_path / SOFT_LABELS_FILE)

@@ -10,10 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from models.artifact import Manifest
-from models.drawing import DrawSpec
-from models.evaluator import EVALUATOR_FILE
+from models.artifact import SOFT_LABELS_FILE, Manifest
+from models.drawing import DrawSpec, draw_class_images
+from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
+from models.image_classifier import ImageClassifier
 from models.manifold import MANIFOLD_FILE
+from models.sampler import GeneratorSampler
 from tests.factories import SHAPES
 from training import TrainConfig, TrainingAborted
 from training.classifier import ClassifierBudget
@@ -21,7 +23,11 @@ from training.report import REPORT_BUDGETS, REPORT_FILE, ReportBudget, ReportRun
 from training.report_notes import verdict
 from training.report_results import Comparison, Confirmation, Mix, RecipeRow
 from training.report_setup import Stages
-from training.report_trials import classification_accuracy_score, recommend
+from training.report_trials import (
+    MAX_SYNTHETIC_BATCH_FRACTION,
+    classification_accuracy_score,
+    recommend,
+)
 from training.split import Split
 
 PICTURES = ("samples", "truncation_sweep", "losses", "lipschitz", "embedding", "recipes")
@@ -80,6 +86,7 @@ def test_report_json_holds_every_section_with_finite_numbers(trained, report):
         "ratio_study",
         "metrics",
         "evaluator",
+        "soft_labels",
         "per_class",
         "pictures",
         "budget",
@@ -138,6 +145,40 @@ def test_evaluator_onnx_runs(trained, report):
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
 
 
+def test_soft_labels_are_the_evaluator_ensemble_at_the_budget_temperature(trained, report):
+    budget = ReportBudget.fast()
+    section = report.result["soft_labels"]
+    assert section["file"] == SOFT_LABELS_FILE and section["members"] == 2
+    assert section["temperature"] == budget.soft_label_temperature
+    assert 0.5 < section["heldout_accuracy"] <= 1, "the shapes are easy to tell apart"
+    info = Manifest.load(trained.model_dir).evaluation.soft_labels
+    assert info.model_dump() == section
+    labeller = ImageClassifier(trained.model_dir / SOFT_LABELS_FILE)
+    sampler = GeneratorSampler(trained.model_dir)
+    evaluator = EvaluatorScorer(trained.model_dir)
+    for images in (
+        trained.x[..., None],
+        np.concatenate([draw_class_images(sampler, c, 30, 0) for c in range(len(SHAPES))]),
+    ):
+        probs = labeller.probs(images)
+        assert probs.shape == (len(images), len(SHAPES))
+        assert (probs >= 0).all() and (probs <= 1).all()
+        np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
+        top = evaluator.score(images)[0].argmax(axis=1)
+        assert np.mean(probs.argmax(axis=1) == top) >= 0.8, "the evaluator is one member"
+        assert probs.max(axis=1).mean() < evaluator.score(images)[0].max(axis=1).mean()
+
+
+def test_recipe_says_how_to_mix_and_that_it_was_not_searched(report):
+    recipe = report.result["recipe"]
+    assert recipe["synthetic_loss_weight"] == 0.25 and recipe["mixing_searched"] is False
+    assert recipe["labels"] == "soft"
+    fraction = min(MAX_SYNTHETIC_BATCH_FRACTION, recipe["ratio"] / (1 + recipe["ratio"]))
+    assert recipe["synthetic_batch_fraction"] == pytest.approx(fraction)
+    said = [note for note in report.result["notes"] if note.startswith("How to mix")]
+    assert len(said) == (recipe["ratio"] > 0)
+
+
 def test_progress_rises_to_one(report):
     fractions = [f for _, f in report.stages]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
@@ -176,7 +217,15 @@ def test_same_seed_same_report(trained, report, tmp_path):
     model_dir = tmp_path / "model"
     shutil.copytree(trained.model_dir, model_dir)
     again = build_report(model_dir, trained.dataset, budget=ReportBudget.fast(), device="cpu")
-    for key in ("truncation_sweep", "recipes", "metrics", "cas", "ratio_study", "recipe"):
+    for key in (
+        "truncation_sweep",
+        "recipes",
+        "metrics",
+        "cas",
+        "ratio_study",
+        "recipe",
+        "soft_labels",
+    ):
         assert again[key] == report.result[key]
 
 
@@ -189,7 +238,8 @@ def test_without_a_held_out_split_the_report_says_what_it_skipped(trained, tmp_p
     assert "No held-out split" in result["notes"][0]
     evaluation = Manifest.load(model_dir).evaluation
     assert evaluation.recipe is None and evaluation.t_star is None
-    assert (model_dir / EVALUATOR_FILE).exists()
+    assert (model_dir / EVALUATOR_FILE).exists() and (model_dir / SOFT_LABELS_FILE).exists()
+    assert result["soft_labels"]["heldout_accuracy"] is None
 
 
 def test_budgets_by_name():
