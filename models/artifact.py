@@ -157,6 +157,20 @@ class ClassifierInfo(BaseModel):
     )
 
 
+class Selection(BaseModel):
+    """Which training step's generator was exported, chosen by a held-out measure
+    (`TrainConfig.select_by`)."""
+
+    by: Literal["recall"]
+    step: int = Field(ge=0, description="the generator update whose generator was exported")
+    recall: float = Field(description="its PRDC recall of the held-out images")
+    evaluations: list[tuple[int, float]] = Field(
+        description="(step, recall) of every evaluation, in training order"
+    )
+    evaluator_s: float = Field(description="seconds spent training the evaluator CNN")
+    evaluation_s: float = Field(description="seconds spent in all evaluations together")
+
+
 class Manifest(BaseModel, ArtifactFile):
     """What a model directory holds and how to call its generator (manifest.json)."""
 
@@ -178,6 +192,9 @@ class Manifest(BaseModel, ArtifactFile):
     evaluation: Evaluation | None = None
     classifier: ClassifierInfo | None = Field(
         None, description="None: no class head (cgan), or trained before classifier.onnx"
+    )
+    selection: Selection | None = Field(
+        None, description="None: the last step's generator (select_by last, or older models)"
     )
 
     def to_bytes(self) -> bytes:

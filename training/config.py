@@ -160,6 +160,27 @@ class TrainConfig(BaseModel, extra="forbid"):
         description="stratified share of each class never shown to the GAN, kept to judge "
         "its samples in the quality report (0 = none: report parts that need it are skipped)",
     )
+    select_by: Literal["last", "recall"] = Field(
+        "last",
+        description="which generator to export: last = the last step's; recall = of the "
+        "evaluations every select_every steps and at the end, the one whose untruncated "
+        "samples best recall the held-out images (PRDC recall in the features of an "
+        "evaluator CNN trained on the train split; later wins ties; needs "
+        "holdout_fraction > 0)",
+    )
+    select_every: int = Field(
+        500,
+        ge=1,
+        description="generator updates between select_by recall evaluations (one more at "
+        "the end; none before transition_end, whose generator is not fully conditional)",
+    )
+    select_evaluator_steps: int = Field(
+        500,
+        ge=1,
+        le=20_000,
+        description="training steps of select_by recall's evaluator CNN (batch 64, as the "
+        "quality report's evaluator)",
+    )
     report: Literal["none", "fast", "standard"] = Field(
         "standard",
         description="quality report after training: standard (minutes on a CPU), fast "
@@ -235,6 +256,11 @@ class TrainConfig(BaseModel, extra="forbid"):
                 "ada_target reads the critic's sign on real images, which a Wasserstein critic "
                 "does not make meaningful: use acgan or cgan (bce or hinge)"
             )
+        if self.select_by == "recall" and self.holdout_fraction == 0:
+            problems.append(
+                "select_by recall judges samples on the held-out images: set "
+                "holdout_fraction > 0 (or select_by last)"
+            )
         if (self.ada_target is not None or self.augment_p < 1) and not self.diffaugment:
             problems.append("augment_p and ada_target need DiffAugment ops (diffaugment is empty)")
         if self.aux_twin and self.method == "cgan":
@@ -269,6 +295,13 @@ class TrainConfig(BaseModel, extra="forbid"):
         if step < self.transition_start:
             return 0.0
         return (step - self.transition_start) / (self.transition_end - self.transition_start)
+
+    def selection_due(self, step: int) -> bool:
+        """Whether select_by recall evaluates the generator after `step` updates: every
+        select_every and at the last step, once the class condition has full weight."""
+        if self.select_by == "last" or step < self.transition_end:
+            return False
+        return step % self.select_every == 0 or step == self.steps
 
     @field_validator("diffaugment")
     @classmethod

@@ -28,6 +28,7 @@ from models.artifact import (
     ClassifierInfo,
     ImageShape,
     Manifest,
+    Selection,
     atomic_write_bytes,
     classifier_io,
     generator_io,
@@ -42,6 +43,7 @@ from training.dataset import StoredDataset
 from training.errors import TrainingAborted
 from training.export import export_classifier_onnx, export_generator_onnx
 from training.losses import GanLoss, Stats
+from training.selection import RecallSelector
 from training.split import stratified_split
 
 REPORT_EVERY_STEPS = 10
@@ -127,10 +129,14 @@ class Trainer:
         self.steps_done = 0
         self._fake: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Standard-normal latents and uniform class labels, on the training device."""
-        z = torch.randn(n, self.config.z_dim, device=self.device)
-        return z, torch.randint(len(self.data.classes), (n,), device=self.device)
+    def latents(
+        self, n: int, rng: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standard-normal latents and uniform class labels, on the training device, from
+        `rng` (default: the global generator that training draws from)."""
+        z = torch.randn(n, self.config.z_dim, device=self.device, generator=rng)
+        labels = torch.randint(len(self.data.classes), (n,), device=self.device, generator=rng)
+        return z, labels
 
     def paired_latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Latents whose second half repeats the first half's labels (mode seeking's pairs)."""
@@ -228,13 +234,16 @@ class Trainer:
         """The generator to ship: the EMA one when EMA is on."""
         return self.ema if self.ema is not None else self.generator
 
-    def standing_stats(self) -> None:
-        """Re-estimate the exported generator's batch-norm statistics from its own outputs.
+    def standing_stats(
+        self, net: Generator | None = None, rng: torch.Generator | None = None
+    ) -> None:
+        """Re-estimate a generator's batch-norm statistics from its own outputs (default:
+        the exported generator's, from latents of the global generator).
 
         Running statistics were tracked by the raw generator; EMA weights produce different
         activations (BigGAN's "standing statistics").
         """
-        net = self.export_generator
+        net = net if net is not None else self.export_generator
         norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
         for norm in norms:
             norm.reset_running_stats()
@@ -242,7 +251,7 @@ class Trainer:
         net.train()
         with torch.no_grad():
             for _ in range(STANDING_STATS_BATCHES):
-                net(*self.latents(max(self.config.batch_size, 64)))
+                net(*self.latents(max(self.config.batch_size, 64), rng))
         for norm in norms:
             norm.momentum = 0.1
         net.eval()
@@ -285,23 +294,26 @@ class Reporter:
         self.count = 0
         self.last_losses: dict[str, float] = {}
 
-    def add(self, step: int, stats: Stats) -> None:
+    def add(self, step: int, stats: Stats, points: dict[str, float] | None = None) -> None:
+        """Add a step's stats; `points` (measured at this step) force a report now."""
         for key, value in stats.items():
             self.sums[key] = self.sums.get(key, 0.0) + value
         self.count += 1
         now = time.perf_counter()
         if (
-            step % REPORT_EVERY_STEPS == 0
+            points
+            or step % REPORT_EVERY_STEPS == 0
             or step == self.total_steps
             or now - self.last_report >= REPORT_EVERY_S
         ):
-            self._report(step, now)
+            self._report(step, now, points or {})
 
-    def _report(self, step: int, now: float) -> None:
+    def _report(self, step: int, now: float, points: dict[str, float]) -> None:
         # .item() syncs with the device, so it happens once per report, not per step
         self.last_losses = {k: float(v.item()) / self.count for k, v in self.sums.items()}
         if self.measure_fn is not None:
             self.last_losses |= self.measure_fn()
+        self.last_losses |= points
         self.sums, self.count, self.last_report = {}, 0, now
         elapsed = now - self.start
         eta = elapsed / step * (self.total_steps - step)
@@ -346,19 +358,30 @@ def run(
     split = stratified_split(dataset.y, config.holdout_fraction, seed)
     split.save(out_dir)
     trainer = Trainer(config, TrainingSet.load(dataset, dev, split.train), dev)
+    # the evaluator trains before the clock starts, so the ETA counts training steps only
+    selector = RecallSelector(dataset, split, config, dev) if config.select_by == "recall" else None
     reporter = Reporter(config.steps, out_dir / STATS_FILE, progress_fn, trainer.measurements)
     try:
         for step in range(1, config.steps + 1):
             if abort_fn is not None and abort_fn():
                 raise TrainingAborted(f"training aborted after {step - 1} of {config.steps} steps")
-            reporter.add(step, trainer.step())
+            stats = trainer.step()
+            points = (
+                {"select_recall": selector.evaluate(trainer)}
+                if selector is not None and config.selection_due(step)
+                else None
+            )
+            reporter.add(step, stats, points)
             if step % config.checkpoint_every == 0 and step < config.steps:
                 save_checkpoint(trainer, out_dir)
     finally:
         reporter.close()
+    if selector is not None:
+        selector.restore_best(trainer)
     trainer.standing_stats()
     save_checkpoint(trainer, out_dir)
-    write_model(trainer, out_dir, model_id, reporter.last_losses)
+    selection = selector.record() if selector is not None else None
+    write_model(trainer, out_dir, model_id, reporter.last_losses, selection)
     return TrainResult(
         steps_completed=trainer.steps_done,
         final_losses=reporter.last_losses,
@@ -375,10 +398,14 @@ def save_checkpoint(trainer: Trainer, out_dir: Path) -> None:
 
 
 def write_model(
-    trainer: Trainer, out_dir: Path, model_id: str, final_losses: dict[str, float]
+    trainer: Trainer,
+    out_dir: Path,
+    model_id: str,
+    final_losses: dict[str, float],
+    selection: Selection | None = None,
 ) -> None:
     """Export the generator (and the critic's classifier when it has a class head), then
-    write the manifest and a per-class sample grid."""
+    write the manifest (with the checkpoint selection, if any) and a per-class sample grid."""
     config, data = trainer.config, trainer.data
     export_generator_onnx(trainer.export_generator, out_dir / GENERATOR_FILE, z_dim=config.z_dim)
     _, channels, size, _ = data.images.shape
@@ -399,6 +426,7 @@ def write_model(
         inputs=inputs,
         outputs=outputs,
         classifier=classifier,
+        selection=selection,
     ).save(out_dir)
     write_samples(out_dir, len(data.classes))
 
