@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import copy
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import onnxruntime as ort
@@ -149,33 +150,86 @@ def train_classifier(
     images, labels, weights = _training_rows(x, y, synthetic, synthetic_weight, dev)
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"labels must be in 0..{num_classes - 1}")
+
+    def shuffled_rows(generator: torch.Generator) -> Iterator[Batch]:
+        for rows in _batch_order(len(labels), budget, generator).to(dev):
+            yield images[rows], _weighted_cross_entropy(labels[rows], weights[rows])
+
+    return train_on_batches(
+        shuffled_rows,
+        lambda: SmallCNN(num_classes, x.shape[3], x.shape[1]),
+        seed=seed,
+        lr=budget.lr,
+        classic_augment=classic_augment,
+        device=dev,
+    )
+
+
+Batch = tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
+"""Images (B, C, S, S) in [-1, 1] on the training device, and the batch loss as a function
+of the network's logits (B, K)."""
+
+
+Net = TypeVar("Net", bound=nn.Module)
+
+
+def train_on_batches(
+    batches: Callable[[torch.Generator], Iterable[Batch]],
+    network: Callable[[], Net],
+    *,
+    seed: int,
+    lr: float = ClassifierBudget.lr,
+    classic_augment: bool = True,
+    device: str | torch.device | None = None,
+) -> Net:
+    """Train `network()` with Adam, one step per batch of `batches(generator)`: the loop of
+    `train_classifier` for a batch source of the caller's (e.g. `ganaug.data`'s sampler).
+
+    Args:
+        batches: called once with the seeded CPU generator that also draws the shifts (a
+            source may draw its own order from it); yields (images, loss of the logits).
+        network: builds the net (logits out) under the seeded RNG: same seed, same weights.
+        classic_augment: shift every batch by random integers up to `shift_radius(S)` px.
+        device: where the net trains; by default CUDA when available.
+
+    Returns:
+        The trained network in eval mode, on `device`.
+    """
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)  # weights and dropout; the caller's RNG is restored after
-        model = SmallCNN(num_classes, x.shape[3], x.shape[1]).to(dev)
+        model = network().to(dev)
         generator = torch.Generator().manual_seed(seed)  # batch order and shifts, on CPU
-        _fit(model, images, labels, weights, budget, classic_augment, generator)
+        _fit(model, batches(generator), lr, classic_augment, generator)
     return model.eval()
 
 
+def _weighted_cross_entropy(
+    labels: torch.Tensor, weights: torch.Tensor
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The loss of a batch of rows: mean of per-row cross-entropies times their weights."""
+
+    def loss(logits: torch.Tensor) -> torch.Tensor:
+        return (F.cross_entropy(logits, labels, reduction="none") * weights).mean()
+
+    return loss
+
+
 def _fit(
-    model: SmallCNN,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    weights: torch.Tensor,
-    budget: ClassifierBudget,
+    model: nn.Module,
+    batches: Iterable[Batch],
+    lr: float,
     classic_augment: bool,
     generator: torch.Generator,
 ) -> None:
-    optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr)
-    radius = shift_radius(images.shape[-1])
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    for rows in _batch_order(len(labels), budget, generator).to(images.device):
-        batch = images[rows]  # (B, C, S, S)
+    for images, loss_of in batches:
         if classic_augment:
-            batch = random_shift(batch, radius, generator)
-        loss = F.cross_entropy(model(batch), labels[rows], reduction="none")  # (B,)
+            images = random_shift(images, shift_radius(images.shape[-1]), generator)
+        loss = loss_of(model(images))
         optimizer.zero_grad(set_to_none=True)
-        (loss * weights[rows]).mean().backward()
+        loss.backward()
         optimizer.step()
 
 

@@ -1,6 +1,9 @@
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from models.artifact import SOFT_LABELS_FILE
 from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
@@ -18,6 +21,7 @@ from training.classifier import (
     random_shift,
     shift_radius,
     train_classifier,
+    train_on_batches,
 )
 
 BUDGET = ClassifierBudget(steps=100, batch_size=32)
@@ -215,3 +219,30 @@ def test_soft_labels_need_members_of_one_architecture(trained, tmp_path):
         export_soft_labels_onnx([trained], 0.0, tmp_path / SOFT_LABELS_FILE)
     with pytest.raises(ValueError, match="architecture"):
         export_soft_labels_onnx([trained, SmallCNN(3, 1, 28)], 2.0, tmp_path / SOFT_LABELS_FILE)
+
+
+def test_train_on_batches_follows_the_source_and_the_seed(held_out):
+    """A caller's batch source and loss drive the net (here: everything is class 2), the
+    source gets the seeded generator, and the same seed gives the same net."""
+    x, _ = shapes(10, seed=0)
+    images = torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1)
+    everything_is_two = torch.tensor([0.05, 0.05, 0.9]).expand(len(images), 3)
+    seen: list[torch.Generator] = []
+
+    def source(generator: torch.Generator):
+        seen.append(generator)
+        for _ in range(40):
+            rows = torch.randperm(len(images), generator=generator)[:16]
+            yield images[rows], partial(F.cross_entropy, target=everything_is_two[rows])
+
+    def train(seed: int) -> SmallCNN:
+        return train_on_batches(
+            source, lambda: SmallCNN(3, 1, 16), seed=seed, device="cpu", lr=3e-3
+        )
+
+    model = train(0)
+    assert isinstance(model, SmallCNN) and not model.training
+    assert len(seen) == 1 and isinstance(seen[0], torch.Generator)
+    assert (predict_proba(model, held_out[0]).argmax(axis=1) == 2).all()
+    assert same_weights(model, train(0))
+    assert not same_weights(model, train(1))
