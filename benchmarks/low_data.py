@@ -1,12 +1,18 @@
-"""Low-data benchmark: does ganaug's synthetic data add to classic augmentation?
+"""Low-data benchmark: does ganaug's synthetic data add to classic augmentation? (issue 8 §4)
 
 Fashion-MNIST, class-balanced training subsets, the official 10,000-image test set, the
-small CNN of shared/RESEARCH.md. Per size and seed: the classifier on real only (plain),
-on real + classic augmentation (±2 px shifts), and on real + classic + the synthetic images
-of the service's own archive with the recommended recipe. The GAN, its quality report and
-the archive come from a real `ganaug serve` (embedded mode) driven over HTTP.
+small CNN of shared/RESEARCH.md. Paired: within a (size, seed) unit every SmallCNN column
+trains on the same subset from the same initial weights (classifier seed = seed), and the
+table reports each column's paired difference to classic. Resumable: every finished
+column is appended to benchmarks/results/low_data.jsonl at once and skipped when the
+script runs again with the same knobs; the markdown table is rewritten from the JSONL after
+every column. The GANs, their reports and archives come from a real `ganaug serve`
+(embedded mode) driven over HTTP, in --work-dir, so a GAN survives an interrupted run.
 
-    .venv/bin/python benchmarks/low_data.py [--sizes 500 2500] [--seeds 0 1 2]
+    .venv/bin/python benchmarks/low_data.py --sizes 500 --seeds 0 1 2 3 4   # hours on 2 cores
+    .venv/bin/python benchmarks/low_data.py --sizes 2500 --seeds 0 1 2
+    .venv/bin/python benchmarks/low_data.py --sizes 60 --seeds 0 --gan-steps 20 \\
+        --classifier-steps 30 --report fast --results-dir /tmp/lowdata --work-dir /tmp/w
 """
 
 from __future__ import annotations
@@ -14,103 +20,309 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
+import math
 import signal
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import zipfile
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
-import httpx
 import numpy as np
+import torch
 from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.fashion_mnist import CLASSES, balanced_subset, load  # noqa: E402
-from training.classifier import ClassifierBudget, accuracy, train_classifier  # noqa: E402
+from benchmarks.low_data_service import Service, train_gan  # noqa: E402
+from benchmarks.low_data_table import write_table  # noqa: E402
+from ganaug.data import AugmentedArchive, RecipeBatchSampler, recipe_loss  # noqa: E402
+from models.artifact import CLASSIFIER_FILE, SOFT_LABELS_FILE, Recipe  # noqa: E402
+from models.image_classifier import ImageClassifier  # noqa: E402
+from models.images import to_unit_nchw  # noqa: E402
+from models.networks import CriticClassifier, Discriminator  # noqa: E402
+from training.classifier import (  # noqa: E402
+    ClassifierBudget,
+    SmallCNN,
+    accuracy,
+    batch_order,
+    train_classifier,
+    train_on_batches,
+)
+from training.config import TrainConfig  # noqa: E402
+from training.report_trials import default_mixing  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "low_data.md"
-PAPER = {  # the Wasserstein AC-GAN-GP + truncation low-data paper, Fashion-MNIST
-    500: "CNN 77.5 %, + WAC-GAN-GPT 79.8 %",
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+WORK_DIR = Path(__file__).resolve().parent / "out" / "low_data"
+COLUMNS = {  # name: what it trains (the table's legend)
+    "plain": "SmallCNN on the real images only",
+    "classic": "SmallCNN on the real images with random ±2 px shifts",
+    "hard": "classic + the synthetic images of `archive?recipe=recommended` as a plain "
+    "ImageFolder: hard labels, shuffled with the real rows at weight 1",
+    "recipe": "classic + the same archive through `ganaug.data` (AugmentedArchive, "
+    "RecipeBatchSampler, recipe_loss): the recipe's batch share, loss weight, labels and "
+    "real-only end",
+    "distil": "control, no GAN: classic + teacher rows (each real image again, labelled by the "
+    "same report's soft_labels.onnx), mixed as `ganaug.data` mixes a ratio-1 recipe",
+    "fixed": "classic + `archive?per_class=RATIO x real` from the same GAN, hard labels "
+    "(only with --fixed-recipe)",
+    "critic": "the class head of a critic trained as a GAN (classifier.onnx; --critic-config)",
+    "trunk": "the critic's architecture, class head only, trained alone on the real images "
+    "with ±2 px shifts (SmallCNN's loop and budget)",
 }
-RESEARCH = {500: "plain 78.9 ± 0.6 %, classic 81.2 ± 0.5 % (shared/RESEARCH.md)"}
+AUGMENT_GAN = {"hard", "recipe", "distil", "fixed"}  # need the augmenting GAN and its report
+BATCH = 64
 
 
-class Service:
-    """A `ganaug serve` process of our own, embedded mode, in a temporary data directory."""
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
-    def __init__(self, data_dir: Path, port: int = 8765) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GANAUG_")}
-        env.update({"GANAUG_DATA_DIR": str(data_dir), "GANAUG_PORT": str(port)})
-        self.log = (data_dir.parent / "serve.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ganaug.cli", "serve"],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parents[1],
+
+class Ledger:
+    """The JSONL of finished work: score rows per (size, seed, column), gan rows per GAN."""
+
+    def __init__(self, path: Path, knobs: dict):
+        self.path, self.knobs = path, knobs
+        self.rows = (
+            [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
         )
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600)
-        for _ in range(300):
-            try:
-                if self.client.get("/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.5)
-        raise SystemExit("ganaug serve did not start; see serve.log")
 
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
+    def find(self, kind: str, **keys) -> dict | None:
+        keys |= {"kind": kind, "knobs": self.knobs}
+        return next((r for r in self.rows if all(r.get(k) == v for k, v in keys.items())), None)
 
-
-def npz_bytes(x: np.ndarray, y: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, x=x, y=y, classes=np.asarray(CLASSES))
-    return buffer.getvalue()
+    def add(self, row: dict) -> dict:
+        row = {"kind": row.pop("kind"), **row, "knobs": self.knobs, "at": now()}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        self.rows.append(row)
+        return row
 
 
-def train_gan(service: Service, x: np.ndarray, y: np.ndarray, seed: int, config: dict) -> dict:
-    """Upload, train, wait for the quality report; return the final model."""
-    response = service.client.post(
-        "/v1/datasets",
-        files={"file": ("fmnist.npz", npz_bytes(x, y))},
-        data={"train": "true", "config": json.dumps({"seed": seed, **config})},
-    )
-    response.raise_for_status()
-    model_id = response.json()["model"]["id"]
-    start, last = time.monotonic(), 0.0
-    while True:
-        model = service.client.get(f"/v1/models/{model_id}").json()
-        if model["status"] in ("failed", "cancelled") or model["report"]["status"] == "failed":
-            raise SystemExit(f"model {model_id} ended badly: {model}")
-        if model["report"]["status"] == "succeeded":
-            print(f"  GAN + report: {time.monotonic() - start:.0f} s", flush=True)
-            return model
-        if time.monotonic() - last > 60:
-            last = time.monotonic()
-            print(
-                f"  {model['status']} step {model['progress']['step']}, report "
-                f"{model['report']['status']} {model['report'].get('stage')}",
-                flush=True,
+class Unit:
+    """One (size, seed): its subset, and the GANs and archives its columns need, made once."""
+
+    def __init__(self, size: int, seed: int, args: argparse.Namespace, ledger: Ledger, ctx):
+        self.size, self.seed, self.args, self.ledger, self.ctx = size, seed, args, ledger, ctx
+        x_all, y_all = ctx.train
+        self.x, self.y = balanced_subset(x_all, y_all, size // len(CLASSES), seed)
+        self.budget = ClassifierBudget(steps=args.classifier_steps, batch_size=BATCH)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def gan(self, role: str) -> dict:
+        """The gan row of this unit's GAN for `role` (augment or critic): reused if its model
+        still exists in --work-dir, else trained now."""
+        row = self.ledger.find("gan", size=self.size, seed=self.seed, role=role)
+        service = self.ctx.service()
+        if row and service.has_model(row["model_id"]):
+            return row
+        print(f"[{self.size}] seed {self.seed}: training the {role} GAN", flush=True)
+        start = time.monotonic()
+        model = train_gan(service, self.x, self.y, CLASSES, self.gan_config(role))
+        row = {"kind": "gan", "size": self.size, "seed": self.seed, "role": role}
+        row |= {"model_id": model["id"], "seconds": round(time.monotonic() - start)}
+        if role == "augment":
+            path = self.archive_path(model["id"], {"recipe": "recommended"})
+            row["recipe"] = AugmentedArchive(path).manifest.get("recipe")
+        return self.ledger.add(row)
+
+    def gan_config(self, role: str) -> dict:
+        knobs = self.ledger.knobs
+        base = {"seed": self.seed, "steps": knobs["gan_steps"]}
+        if role == "augment":
+            return base | {"report": knobs["report"]} | knobs["gan_config"]
+        return base | {"report": "none", "holdout_fraction": 0.0} | knobs["critic_config"]
+
+    def archive_path(self, model_id: str, params: dict) -> Path:
+        """The model's archive (real + synthetic, seed = the unit's) in --work-dir."""
+        name = "_".join(f"{k}-{v}" for k, v in sorted(params.items()))
+        path = self.args.work_dir / "archives" / f"{model_id}_{name}_seed-{self.seed}.zip"
+        if not path.exists():
+            query = {"include_real": "true", "seed": self.seed, **params}
+            self.ctx.service().download(f"/v1/models/{model_id}/archive", query, path)
+        return path
+
+    def model_file(self, role: str, name: str) -> Path:
+        return self.args.work_dir / "data" / "models" / self.gan(role)["model_id"] / name
+
+    # One method per column: the test accuracy and what the row should record besides.
+
+    def plain(self) -> tuple[float, dict]:
+        return self.small_cnn(classic_augment=False), {}
+
+    def classic(self) -> tuple[float, dict]:
+        return self.small_cnn(classic_augment=True), {}
+
+    def hard(self) -> tuple[float, dict]:
+        return self.hard_labels(
+            self.archive_path(self.gan("augment")["model_id"], {"recipe": "recommended"})
+        )
+
+    def fixed(self) -> tuple[float, dict]:
+        ratio, _, truncation = self.args.fixed_recipe.partition(":")
+        params = {"per_class": round(float(ratio) * len(self.y) / len(CLASSES))}
+        params |= {"truncation": truncation} if truncation not in ("", "none") else {}
+        return self.hard_labels(self.archive_path(self.gan("augment")["model_id"], params))
+
+    def hard_labels(self, path: Path) -> tuple[float, dict]:
+        xs, ys = synthetic_rows(path)
+        if not len(ys):
+            return self.reuse_classic()
+        extra = {"synthetic_images": len(ys)}
+        return self.small_cnn(classic_augment=True, synthetic=(xs, ys)), extra
+
+    def recipe(self) -> tuple[float, dict]:
+        data = AugmentedArchive(
+            self.archive_path(self.gan("augment")["model_id"], {"recipe": "recommended"})
+        )
+        if not data.is_synthetic.any():
+            return self.reuse_classic()
+
+        def rows(indices: list[int]) -> tuple[torch.Tensor, ...]:
+            images, targets, synthetic = next(
+                iter(DataLoader(data, batch_size=len(indices), sampler=indices))
             )
-        time.sleep(2)
+            return images * 2 - 1, targets, synthetic  # [0, 1] -> the net's [-1, 1]
+
+        score, steps = self.mixed(data, data.recipe, rows)
+        return score, {"synthetic_images": int(data.is_synthetic.sum()), "steps": steps}
+
+    def distil(self) -> tuple[float, dict]:
+        teacher = ImageClassifier(
+            self.model_file("augment", SOFT_LABELS_FILE), providers=["CPUExecutionProvider"]
+        )
+        rows = TeacherRows(self.x, self.y, teacher.probs(self.x))
+        recipe = Recipe.model_construct(**default_mixing(1.0))  # only the mixing fields are read
+        score, steps = self.mixed(rows, recipe, rows.batch)
+        return score, {"mixing": default_mixing(1.0), "steps": steps}
+
+    def critic(self) -> tuple[float, dict]:
+        head = ImageClassifier(
+            self.model_file("critic", CLASSIFIER_FILE), providers=["CPUExecutionProvider"]
+        )
+        x_test, y_test = self.ctx.test
+        return float(np.mean(head.probs(x_test).argmax(axis=1) == y_test)), {
+            "model_id": self.gan("critic")["model_id"]
+        }
+
+    def trunk(self) -> tuple[float, dict]:
+        config = TrainConfig.model_validate(self.gan_config("critic"))
+        kwargs = dict(
+            num_classes=len(CLASSES), image_size=self.x.shape[1], channels=self.x.shape[3]
+        )
+        kwargs |= dict(
+            width=config.d_channels, spectral_norm=config.spectral_norm, dropout=config.d_dropout
+        )
+        images = torch.from_numpy(to_unit_nchw(self.x)).to(self.device)
+        labels = torch.from_numpy(self.y.astype(np.int64)).to(self.device)
+
+        def batches(generator: torch.Generator):
+            for rows in batch_order(len(labels), self.budget, generator).to(self.device):
+                yield images[rows], partial(nn.functional.cross_entropy, target=labels[rows])
+
+        net = train_on_batches(
+            batches,
+            lambda: TrunkAlone(Discriminator(**kwargs)),
+            seed=self.seed,
+            lr=self.budget.lr,
+            device=self.device,
+        )
+        critic = net.critic
+        classifier = CriticClassifier(critic, critic.real_group_std(images, BATCH)).eval()
+        x_test, y_test = self.ctx.test
+        with torch.no_grad():
+            probs = torch.cat(
+                [
+                    classifier(torch.from_numpy(to_unit_nchw(x_test[i : i + 512])).to(self.device))
+                    for i in range(0, len(x_test), 512)
+                ]
+            )
+        return float((probs.argmax(1).cpu().numpy() == y_test).mean()), {"architecture": kwargs}
+
+    def small_cnn(self, **kwargs) -> float:
+        model = train_classifier(
+            self.x,
+            self.y,
+            num_classes=len(CLASSES),
+            budget=self.budget,
+            seed=self.seed,
+            device=str(self.device),
+            **kwargs,
+        )
+        return accuracy(model, *self.ctx.test)
+
+    def mixed(self, data, recipe: Recipe | None, rows) -> tuple[float, int]:
+        """A SmallCNN on `ganaug.data`'s batches (RecipeBatchSampler's rows, recipe_loss):
+        its test accuracy and its step count."""
+        per_epoch = len(RecipeBatchSampler(data, BATCH, recipe, self.seed))
+        epochs = math.ceil(self.args.classifier_steps / per_epoch)
+        sampler = RecipeBatchSampler(data, BATCH, recipe, self.seed, epochs=epochs)
+        dev = self.device
+
+        def batches(_generator: torch.Generator):
+            for indices in sampler:
+                images, targets, synthetic = rows(indices)
+                loss = partial(
+                    recipe_loss, targets=targets.to(dev), is_synthetic=synthetic, recipe=recipe
+                )
+                yield images.to(dev), loss
+
+        model = train_on_batches(
+            batches,
+            lambda: SmallCNN(len(CLASSES), self.x.shape[3], self.x.shape[1]),
+            seed=self.seed,
+            lr=self.budget.lr,
+            device=dev,
+        )
+        return accuracy(model, *self.ctx.test), len(sampler)
+
+    def reuse_classic(self) -> tuple[float, dict]:
+        """No synthetic rows: the column is classic by definition; its score is classic's."""
+        row = self.ledger.find("score", size=self.size, seed=self.seed, column="classic")
+        score = row["accuracy"] if row else self.classic()[0]
+        return score, {"reused": "classic", "synthetic_images": 0}
 
 
-def archive_synthetic(
-    service: Service, model_id: str, params: dict
-) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The synthetic part of the model's archive as arrays, and the recipe it used (if any)."""
-    response = service.client.get(
-        f"/v1/models/{model_id}/archive", params={"include_real": "false", **params}
-    )
-    response.raise_for_status()
+class TeacherRows:
+    """The distillation control's rows for RecipeBatchSampler: the real images one-hot, then
+    each real image again as a 'synthetic' row with the teacher's probabilities."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, probs: np.ndarray):
+        images = torch.from_numpy(to_unit_nchw(x))
+        self.images = torch.cat([images, images])
+        one_hot = np.eye(probs.shape[1], dtype=np.float32)[y]
+        self.targets = torch.from_numpy(np.concatenate([one_hot, probs.astype(np.float32)]))
+        self.is_synthetic = np.repeat([False, True], len(x))
+
+    def __len__(self) -> int:
+        return len(self.is_synthetic)
+
+    def batch(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        rows = torch.as_tensor(indices)
+        return self.images[rows], self.targets[rows], torch.from_numpy(self.is_synthetic[indices])
+
+
+class TrunkAlone(nn.Module):
+    """A critic as a plain classifier: trunk -> class head logits (B, K); the adversarial
+    head is never used. The minibatch-stddev channel sees training batches as in a GAN."""
+
+    def __init__(self, critic: Discriminator):
+        super().__init__()
+        self.critic = critic
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic.class_head(self.critic.trunk(x))  # (B, K)
+
+
+def synthetic_rows(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The synthetic images of an archive zip and the classes they were drawn for."""
     images, labels = [], []
-    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+    with zipfile.ZipFile(path) as archive:
         manifest = json.loads(archive.read("manifest.json"))
         folder_index = {c["folder"]: c["index"] for c in manifest["classes"]}
         for name in archive.namelist():
@@ -119,132 +331,118 @@ def archive_synthetic(
                 images.append(pixels[:, :, None] if pixels.ndim == 2 else pixels)
                 labels.append(folder_index[name.split("/")[0]])
     x = np.stack(images) if images else np.empty((0, 28, 28, 1), np.uint8)
-    return x, np.asarray(labels, dtype=np.int64), manifest.get("recipe")
+    return x, np.asarray(labels, dtype=np.int64)
 
 
-def fixed_params(recipe: str, per_class: int, seed: int) -> dict:
-    """Archive parameters of a fixed recipe `RATIO[:TRUNCATION]` (synthetic per real image)."""
-    ratio, _, truncation = recipe.partition(":")
-    params = {"per_class": round(float(ratio) * per_class), "seed": seed}
-    return params | ({"truncation": truncation} if truncation not in ("", "none") else {})
+class Context:
+    """What every unit shares: the data, and our `ganaug serve`, started when first needed."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args, self.train, self.test = args, load("train"), load("t10k")
+        self._service: Service | None = None
+
+    def service(self) -> Service:
+        if self._service is None:
+            (self.args.work_dir / "data").mkdir(parents=True, exist_ok=True)
+            self._service = Service(self.args.work_dir / "data", port=self.args.port)
+        return self._service
+
+    def close(self) -> None:
+        if self._service is not None:
+            self._service.stop()
 
 
-def mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f}"
+def run_unit(unit: Unit, columns: list[str], ledger: Ledger, args: argparse.Namespace) -> None:
+    for column in columns:
+        if ledger.find("score", size=unit.size, seed=unit.seed, column=column):
+            continue
+        start = time.monotonic()
+        score, extra = getattr(unit, column)()
+        row = {"kind": "score", "size": unit.size, "seed": unit.seed, "column": column}
+        row |= {"accuracy": score, "seconds": round(time.monotonic() - start), **extra}
+        ledger.add(row)
+        print(f"[{unit.size}] seed {unit.seed} {column}: {100 * score:.2f} %", flush=True)
+        write_table(ledger, args, COLUMNS)
 
 
-def run_size(service: Service, size: int, args: argparse.Namespace, test: tuple) -> dict:
-    x_all, y_all = load("train")
-    budget = ClassifierBudget(steps=args.classifier_steps)
-    per_class = size // len(CLASSES)
-    scores: dict[str, list[float]] = {"plain": [], "classic": [], "synthetic": [], "fixed": []}
-    recipes, gan_times, mixes = [], [], {}
-    for seed in args.seeds:
-        x, y = balanced_subset(x_all, y_all, per_class, seed)
-        if not mixes or args.gan_per_seed:
-            print(f"[{size}] seed {seed}: training the GAN through the service", flush=True)
-            start = time.monotonic()
-            model = train_gan(service, x, y, seed, json.loads(args.gan_config))
-            gan_times.append(time.monotonic() - start)
-            recommended = archive_synthetic(
-                service, model["id"], {"recipe": "recommended", "seed": seed}
-            )
-            recipes.append(recommended[2])
-            mixes = {"synthetic": recommended[:2]}
-            if args.fixed_recipe:
-                params = fixed_params(args.fixed_recipe, per_class, seed)
-                mixes["fixed"] = archive_synthetic(service, model["id"], params)[:2]
-            print(f"  recommended {recommended[2]}, {len(recommended[1])} images", flush=True)
-        for name, kwargs in (
-            ("plain", {"classic_augment": False}),
-            ("classic", {"classic_augment": True}),
-            *((mix, {"classic_augment": True, "synthetic": rows}) for mix, rows in mixes.items()),
-        ):
-            if "synthetic" in kwargs and not len(kwargs["synthetic"][1]):
-                # No synthetic rows: the same rows, seed and budget as "classic" give the
-                # same classifier bit for bit on CPU, so its score is reused, not retrained.
-                scores[name].append(scores["classic"][-1])
-            else:
-                model = train_classifier(
-                    x, y, num_classes=len(CLASSES), budget=budget, seed=seed, **kwargs
-                )
-                scores[name].append(accuracy(model, *test))
-            print(f"[{size}] seed {seed} {name}: {100 * scores[name][-1]:.1f} %", flush=True)
-    return {"scores": scores, "recipes": recipes, "gan_s": gan_times}
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2500])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument(
+        "--columns",
+        nargs="+",
+        default=[c for c in COLUMNS if c != "fixed"],
+        choices=list(COLUMNS),
+        help="subset of the columns, run in this order",
+    )
+    parser.add_argument("--gan-steps", type=int, default=3000, help="generator updates per GAN")
+    parser.add_argument("--classifier-steps", type=int, default=3000)
+    parser.add_argument(
+        "--report",
+        choices=["fast", "standard"],
+        default="standard",
+        help="quality report of the augmenting GAN (it chooses the recipe)",
+    )
+    parser.add_argument(
+        "--gan-config",
+        default='{"method": "cgan", "adv_loss": "hinge", "spectral_norm": true, "n_critic": 2, '
+        '"beta1": 0.0, "beta2": 0.9}',
+        help="JSON training options of the augmenting GAN (hard, recipe, distil, fixed)",
+    )
+    parser.add_argument(
+        "--critic-config",
+        default='{"method": "wacgan-gp", "aux_fake_truncation": 1.0}',
+        help="JSON training options of the critic column's GAN (a method with a class head); "
+        "trained per seed besides the augmenting GAN, on all the unit's images (no report, "
+        "no held-out split): it doubles the GAN time",
+    )
+    parser.add_argument("--fixed-recipe", help="RATIO[:TRUNCATION] of the fixed column, e.g. 2")
+    parser.add_argument("--port", type=int, default=8765, help="port of the private ganaug serve")
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=RESULTS_DIR,
+        help="where low_data.jsonl and low_data.md live",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=WORK_DIR,
+        help="the service's data directory and archives (kept for resuming)",
+    )
+    args = parser.parse_args()
+    if "fixed" in args.columns and not args.fixed_recipe:
+        parser.error("the fixed column needs --fixed-recipe")
+    return args
 
 
-def write_results(results: dict[int, dict], args: argparse.Namespace) -> None:
-    path = args.results
-    lines = [
-        "# Low-data benchmark (Fashion-MNIST, official 10,000-image test set)",
-        "",
-        f"Classifier: the small CNN of shared/RESEARCH.md, {args.classifier_steps} steps, "
-        f"batch 64, Adam 1e-3; seeds {args.seeds}; GAN config {args.gan_config}; "
-        f"{'one GAN per seed' if args.gan_per_seed else 'one GAN per size (first seed subset)'}.",
-        "Written by `benchmarks/low_data.py`; all numbers below come from one run.",
-        "",
-        "| train images | plain | + classic | + classic + synthetic (recommended) "
-        f"| lift over classic | recipe(s) | + classic + synthetic (fixed {args.fixed_recipe}) "
-        "| lift over classic | GAN+report s | published / earlier |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for size, result in results.items():
-        s = result["scores"]
-        lift = 100 * (statistics.mean(s["synthetic"]) - statistics.mean(s["classic"]))
-        fixed, fixed_lift = "not run", "-"
-        if s["fixed"]:
-            fixed = mean_std(s["fixed"])
-            fixed_lift = (
-                f"{100 * (statistics.mean(s['fixed']) - statistics.mean(s['classic'])):+.1f} pts"
-            )
-        recipes = "; ".join(
-            f"ratio {r['ratio']}, t {r['truncation']}, {r['filter']}, "
-            f"held-out lift {100 * r['lift']:+.1f}"
-            for r in result["recipes"]
-        )
-        gan = ", ".join(f"{t:.0f}" for t in result["gan_s"])
-        notes = "; ".join(filter(None, [PAPER.get(size), RESEARCH.get(size)]))
-        lines.append(
-            f"| {size} | {mean_std(s['plain'])} | {mean_std(s['classic'])} | "
-            f"{mean_std(s['synthetic'])} | {lift:+.1f} pts | {recipes} | {fixed} | {fixed_lift} | "
-            f"{gan} | {notes} |"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+def knobs_of(args: argparse.Namespace) -> dict:
+    """Everything that changes a score: rows with other knobs are neither reused nor mixed."""
+    return {
+        "gan_steps": args.gan_steps,
+        "classifier_steps": args.classifier_steps,
+        "report": args.report,
+        "gan_config": json.loads(args.gan_config),
+        "critic_config": json.loads(args.critic_config),
+        "fixed_recipe": args.fixed_recipe,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2500])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--classifier-steps", type=int, default=3000)
-    parser.add_argument(
-        "--gan-config", default='{"report": "standard"}', help="JSON training options"
-    )
-    parser.add_argument("--gan-per-seed", action="store_true", help="a GAN per seed, not per size")
-    parser.add_argument(
-        "--fixed-recipe",
-        help="also score a fixed archive recipe RATIO[:TRUNCATION], e.g. 3 or 2:1.5 (synthetic "
-        "images per real one, clamp truncation), whatever the report recommends",
-    )
-    parser.add_argument("--port", type=int, default=8765, help="port of the private ganaug serve")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="markdown table to write")
-    args = parser.parse_args()
+    args = parse_args()
+    ledger = Ledger(args.results_dir / "low_data.jsonl", knobs_of(args))
     # SIGTERM unwinds like Ctrl-C, so the `finally` below stops our ganaug serve.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    test = load("t10k")
-    with tempfile.TemporaryDirectory(prefix="ganaug-bench-") as tmp:
-        (Path(tmp) / "data").mkdir()
-        service = Service(Path(tmp) / "data", port=args.port)
-        results: dict[int, dict] = {}
-        try:
-            for size in args.sizes:
-                results[size] = run_size(service, size, args, test)
-                write_results(results, args)  # after each size: a cut-short run keeps its rows
-        finally:
-            service.stop()
+    ctx = Context(args)
+    try:
+        for size in args.sizes:
+            for seed in args.seeds:
+                run_unit(Unit(size, seed, args, ledger, ctx), args.columns, ledger, args)
+    finally:
+        ctx.close()
+    write_table(ledger, args, COLUMNS)
 
 
 if __name__ == "__main__":

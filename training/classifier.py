@@ -92,7 +92,7 @@ def random_shift(x: torch.Tensor, radius: int, generator: torch.Generator) -> to
     return padded[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # (B, C, H, W)
 
 
-def _batch_order(n: int, budget: ClassifierBudget, generator: torch.Generator) -> torch.Tensor:
+def batch_order(n: int, budget: ClassifierBudget, generator: torch.Generator) -> torch.Tensor:
     """Row indices (steps, batch_size): shuffled epochs laid end to end."""
     needed = budget.steps * budget.batch_size
     epochs = [torch.randperm(n, generator=generator) for _ in range(-(-needed // n))]
@@ -152,7 +152,7 @@ def train_classifier(
         raise ValueError(f"labels must be in 0..{num_classes - 1}")
 
     def shuffled_rows(generator: torch.Generator) -> Iterator[Batch]:
-        for rows in _batch_order(len(labels), budget, generator).to(dev):
+        for rows in batch_order(len(labels), budget, generator).to(dev):
             yield images[rows], _weighted_cross_entropy(labels[rows], weights[rows])
 
     return train_on_batches(
