@@ -51,15 +51,18 @@ EVALUATOR_BUDGET = ClassifierBudget(steps=500)  # the report's evaluator
 CAS_BUDGET = ClassifierBudget(steps=1000)
 CAS_PER_CLASS = 500
 
+# Each lever names its method and options in full, so a change of TrainConfig's defaults
+# cannot change what a lever (or a row already in diversity.jsonl) means.
+_WACGAN = {"method": "wacgan-gp"}  # the default method until cgan-hinge-sn replaced it
 _CGAN = {"method": "cgan", "adv_loss": "hinge", "spectral_norm": True, "n_critic": 2}
-_CGAN |= {"beta1": 0.0, "beta2": 0.9}  # the projection cGAN of levers.md
+_CGAN |= {"beta1": 0.0, "beta2": 0.9}  # the projection cGAN of levers.md, now the default
 # Unconditional for the first sixth of the run, fully conditional from half way (the paper's
 # ramp is likewise a fraction of training); "transition" is resolved against --steps.
 _TRANSITION = {"transition": (1 / 6, 1 / 2)}
 LEVERS: dict[str, dict] = {
-    "wacgan-gp": {},
-    "wacgan-gp+transition": _TRANSITION,
-    "wacgan-gp+mode-seeking": {"mode_seeking": 1.0},
+    "wacgan-gp": _WACGAN,
+    "wacgan-gp+transition": _WACGAN | _TRANSITION,
+    "wacgan-gp+mode-seeking": _WACGAN | {"mode_seeking": 1.0},
     "cgan-hinge-sn": _CGAN,
     "cgan-hinge-sn+transition": _CGAN | _TRANSITION,
     "cgan-hinge-sn+mode-seeking": _CGAN | {"mode_seeking": 1.0},

@@ -3,7 +3,7 @@
 Prints seconds per generator step and the total wall time against the 10-minute budget, and
 saves the per-class sample grid to benchmarks/out/ to judge by eye.
 
-    .venv/bin/python benchmarks/train_defaults.py [--steps N] [--method acgan]
+    .venv/bin/python benchmarks/train_defaults.py [--steps N] [--method wacgan-gp]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import training  # noqa: E402
 from benchmarks.fashion_mnist import CLASSES, balanced_subset, load  # noqa: E402
 from models.artifact import SAMPLES_FILE  # noqa: E402
 from training import Progress, TrainConfig  # noqa: E402
+from training.config import DEFAULT_METHOD, METHOD_DEFAULTS  # noqa: E402
 from training.dataset import StoredDataset  # noqa: E402
 
 BUDGET_S = 600.0
@@ -46,7 +47,7 @@ def print_progress(p: Progress, state: dict[str, float]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, help="override the default number of steps")
-    parser.add_argument("--method", default="wacgan-gp", choices=["wacgan-gp", "acgan", "cgan"])
+    parser.add_argument("--method", default=DEFAULT_METHOD, choices=list(METHOD_DEFAULTS))
     parser.add_argument("--per-class", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -9,32 +9,74 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 DIFFAUGMENT_OPS = ("translation", "cutout", "color")
 
-# Defaults that differ from the WAC-GAN-GP ones below: Odena et al.'s AC-GAN, like DCGAN-style
-# cGANs, trains its discriminator once per generator step with Adam betas (0.5, 0.999), no
-# penalty and the non-saturating BCE loss; cGAN has no auxiliary classifier.
-_BCE_DEFAULTS = {"n_critic": 1, "gp_weight": 0.0, "beta1": 0.5, "beta2": 0.999, "adv_loss": "bce"}
+DEFAULT_METHOD = "cgan"
+# Every method's own defaults, in one place: the request's method (DEFAULT_METHOD when it
+# names none) fills these fields wherever the request leaves them out. cgan is SNGAN/BigGAN's
+# projection recipe (hinge loss, spectrally normalised critic, Adam (0, 0.9)), measured the
+# most varied within classes (docs/training.md). wacgan-gp, the default until then: a
+# Wasserstein critic with the gradient penalty and an auxiliary classifier. acgan follows
+# Odena et al.: one critic step per generator step, Adam (0.5, 0.999), no penalty, BCE.
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "acgan": _BCE_DEFAULTS,
-    "cgan": _BCE_DEFAULTS | {"aux_weight": 0.0, "d_conditioning": "projection"},
+    "wacgan-gp": {
+        "adv_loss": None,
+        "d_conditioning": None,
+        "spectral_norm": False,
+        "n_critic": 2,
+        "beta1": 0.0,
+        "beta2": 0.9,
+        "gp_weight": 10.0,
+        "aux_weight": 0.2,
+    },
+    "acgan": {
+        "adv_loss": "bce",
+        "d_conditioning": None,
+        "spectral_norm": False,
+        "n_critic": 1,
+        "beta1": 0.5,
+        "beta2": 0.999,
+        "gp_weight": 0.0,
+        "aux_weight": 0.2,
+    },
+    "cgan": {
+        "adv_loss": "hinge",
+        "d_conditioning": "projection",
+        "spectral_norm": True,
+        "n_critic": 2,
+        "beta1": 0.0,
+        "beta2": 0.9,
+        "gp_weight": 0.0,
+        "aux_weight": 0.0,
+    },
 }
 
 
+def _default(option: str) -> Any:
+    """The default method's value of a method-dependent option (what the schema shows)."""
+    return METHOD_DEFAULTS[DEFAULT_METHOD][option]
+
+
 class TrainConfig(BaseModel, extra="forbid"):
-    """Options of one GAN training run; defaults train a 28 px, 10-class set in ~10 CPU min."""
+    """Options of one GAN training run; defaults train a 28 px, 10-class set in ~15 CPU min.
+
+    The method's own defaults (METHOD_DEFAULTS) fill the method-dependent options a request
+    leaves out; the field defaults below are the default method's.
+    """
 
     method: Literal["wacgan-gp", "acgan", "cgan"] = Field(
-        "wacgan-gp",
-        description="wacgan-gp: Wasserstein critic + gradient penalty + auxiliary "
-        "classifier; acgan: non-saturating BCE + auxiliary classifier (Odena et al. 2017); "
-        "cgan: label-conditioned discriminator without classifier (see d_conditioning)",
+        DEFAULT_METHOD,
+        description="cgan (default): label-conditioned discriminator without classifier (see "
+        "d_conditioning), hinge loss and spectral norm by default; wacgan-gp: Wasserstein "
+        "critic + gradient penalty + auxiliary classifier; acgan: non-saturating BCE + "
+        "auxiliary classifier (Odena et al. 2017). Unset options take the method's defaults",
     )
     adv_loss: Literal["bce", "hinge"] | None = Field(
-        None,
-        description="adversarial loss of acgan and cgan (default bce: non-saturating; hinge: "
-        "max(0, 1 -/+ D)); must stay unset for wacgan-gp, whose critic is Wasserstein",
+        _default("adv_loss"),
+        description="adversarial loss of acgan and cgan (bce: non-saturating, acgan's "
+        "default; hinge: max(0, 1 -/+ D), cgan's default); must stay unset for wacgan-gp, "
+        "whose critic is Wasserstein",
     )
     d_conditioning: Literal["projection", "concat"] | None = Field(
-        None,
+        _default("d_conditioning"),
         description="how cgan's discriminator sees the label (default projection: score + "
         "<embed(y), features>, Miyato & Koyama 2018; concat: one-hot class maps as extra "
         "input channels); must stay unset for wacgan-gp and acgan, which use a classifier head",
@@ -52,12 +94,19 @@ class TrainConfig(BaseModel, extra="forbid"):
     z_dim: int = Field(64, ge=2, le=512, description="latent size")
     lr_g: float = Field(2e-4, gt=0, le=1, description="generator Adam learning rate")
     lr_d: float = Field(2e-4, gt=0, le=1, description="critic Adam learning rate")
-    beta1: float = Field(0.0, ge=0, lt=1, description="Adam beta1 (both networks)")
-    beta2: float = Field(0.9, ge=0, lt=1, description="Adam beta2 (both networks)")
-    n_critic: int = Field(2, ge=1, le=10, description="critic steps per generator step")
-    gp_weight: float = Field(10.0, ge=0, description="gradient penalty weight (0 = off)")
+    beta1: float = Field(_default("beta1"), ge=0, lt=1, description="Adam beta1 (both networks)")
+    beta2: float = Field(_default("beta2"), ge=0, lt=1, description="Adam beta2 (both networks)")
+    n_critic: int = Field(
+        _default("n_critic"), ge=1, le=10, description="critic steps per generator step"
+    )
+    gp_weight: float = Field(
+        _default("gp_weight"), ge=0, description="gradient penalty weight (0 = off)"
+    )
     aux_weight: float = Field(
-        0.2, ge=0, description="auxiliary classifier loss weight; high values collapse classes"
+        _default("aux_weight"),
+        ge=0,
+        description="auxiliary classifier loss weight (0 for cgan, which has no classifier "
+        "head); high values collapse classes",
     )
     aux_twin: bool = Field(
         False,
@@ -84,7 +133,8 @@ class TrainConfig(BaseModel, extra="forbid"):
         "(bce losses only)",
     )
     spectral_norm: bool = Field(
-        False, description="spectral normalisation of every critic conv and linear layer"
+        _default("spectral_norm"),
+        description="spectral normalisation of every critic conv, linear and embedding layer",
     )
     d_dropout: float = Field(
         0.0, ge=0, lt=0.9, description="dropout probability after every critic conv block"
@@ -192,8 +242,10 @@ class TrainConfig(BaseModel, extra="forbid"):
     @model_validator(mode="before")
     @classmethod
     def _method_defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("method") in METHOD_DEFAULTS:
-            return {**METHOD_DEFAULTS[data["method"]], **data}
+        if isinstance(data, dict):
+            method = data.get("method", DEFAULT_METHOD)
+            if method in METHOD_DEFAULTS:  # an unknown method is the Literal's to refuse
+                return {**METHOD_DEFAULTS[method], **data}
         return data
 
     @model_validator(mode="after")

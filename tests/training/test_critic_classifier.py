@@ -44,7 +44,7 @@ def test_truncated_fakes_option_trains_and_exports(tmp_path, method):
 
 
 def test_without_the_option_no_truncated_fakes_are_drawn(tmp_path):
-    run = train(tmp_path, steps=2)
+    run = train(tmp_path, method="wacgan-gp", steps=2)
     assert "d_aux_truncated" not in run.result.final_losses
     assert TrainConfig(**TINY).aux_fake_truncation is None
 
@@ -87,8 +87,9 @@ def test_truncated_fakes_come_from_clamped_latents(tmp_path):
     "options, message",
     [
         ({"method": "cgan", "aux_fake_truncation": 0.5}, "cgan has none"),
-        ({"aux_weight": 0.0, "aux_fake_truncation": 0.5}, "set aux_weight > 0"),
-        ({"aux_twin": True, "aux_fake_truncation": 0.5}, "pick one"),
+        ({"aux_fake_truncation": 0.5}, "cgan has none"),
+        ({"method": "wacgan-gp", "aux_weight": 0.0, "aux_fake_truncation": 0.5}, "aux_weight > 0"),
+        ({"method": "wacgan-gp", "aux_twin": True, "aux_fake_truncation": 0.5}, "pick one"),
         ({"aux_fake_truncation": 0.0}, "greater than 0"),
     ],
 )
@@ -98,7 +99,7 @@ def test_inconsistent_truncated_fake_options_are_refused(options, message):
 
 
 def test_classifier_onnx_matches_the_torch_head(tiny_model):
-    """The session's default (wacgan-gp) model: classifier.onnx is its critic's class head."""
+    """The session's tiny (wacgan-gp) model: classifier.onnx is its critic's class head."""
     manifest = Manifest.load(tiny_model.model_dir)
     assert manifest.classifier is not None and manifest.classifier.source == "critic"
     assert [s.name for s in manifest.classifier.outputs] == ["probs"]

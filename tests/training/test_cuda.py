@@ -24,10 +24,13 @@ def dataset(tmp_path):
     return store_dataset(tmp_path / "dataset", *shapes_arrays(per_class=24, size=SIZE))
 
 
-def test_default_config_step_on_cuda_moves_both_networks(dataset):
+# the default (cgan: spectral norm, hinge) and wacgan-gp (the gradient penalty's double backward)
+@pytest.mark.parametrize("method", [None, "wacgan-gp"])
+def test_default_config_step_on_cuda_moves_both_networks(dataset, method):
     device = torch.device("cuda")
     data = TrainingSet.load(StoredDataset.load(dataset), device)
-    trainer = Trainer(TrainConfig(seed=0), data, device)
+    options = {"method": method} if method else {}
+    trainer = Trainer(TrainConfig(seed=0, **options), data, device)
     assert all(p.is_cuda for p in [*trainer.critic.parameters(), *trainer.generator.parameters()])
     check_step_moves_both_networks(trainer)
 

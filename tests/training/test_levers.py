@@ -20,8 +20,13 @@ from training.losses import GanLoss, mode_seeking_penalty
 
 LEVER_RUNS = {
     "transition-projection": {"method": "cgan", "steps": 8, "transition_end": 6},
-    "transition-aux": {"steps": 8, "transition_start": 2, "transition_end": 6},
-    "mode-seeking": {"mode_seeking": 1.0},
+    "transition-aux": {
+        "method": "wacgan-gp",
+        "steps": 8,
+        "transition_start": 2,
+        "transition_end": 6,
+    },
+    "mode-seeking": {"method": "wacgan-gp", "mode_seeking": 1.0},
     "mode-seeking-transition-hinge-sn": {
         "method": "cgan",
         "adv_loss": "hinge",
@@ -33,7 +38,7 @@ LEVER_RUNS = {
     "ada-cgan-hinge": {"method": "cgan", "adv_loss": "hinge", "ada_target": 0.6, "ada_kimg": 0.032},
     "ada-acgan-from-half": {"method": "acgan", "augment_p": 0.5, "ada_target": 0.6},
     "tac-acgan": {"method": "acgan", "aux_twin": True},
-    "tac-wacgan-gp": {"aux_twin": True},
+    "tac-wacgan-gp": {"method": "wacgan-gp", "aux_twin": True},
 }
 
 
@@ -157,7 +162,8 @@ def test_tiny_defaults_unchanged_by_the_levers():
 
 
 def ada_trainer(tmp_path, **overrides) -> Trainer:
-    config = TrainConfig(**(TINY | {"method": "cgan", "adv_loss": "hinge"} | overrides))
+    """A cgan trainer with one critic update per step, so ADA adjusts every 4 steps."""
+    config = TrainConfig(**(TINY | {"method": "cgan", "n_critic": 1} | overrides))
     stored = StoredDataset.load(write_dataset(tmp_path / "dataset"))
     return Trainer(config, TrainingSet.load(stored, torch.device("cpu")), torch.device("cpu"))
 
@@ -248,7 +254,7 @@ def test_tac_acgan_stops_training_the_class_head_on_fakes(tmp_path):
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"ada_target": 0.6}, "Wasserstein critic"),
+        ({"method": "wacgan-gp", "ada_target": 0.6}, "Wasserstein critic"),
         ({"method": "cgan", "ada_target": 0.6, "diffaugment": ""}, "need DiffAugment ops"),
         ({"augment_p": 0.5, "diffaugment": ""}, "need DiffAugment ops"),
         ({"method": "cgan", "aux_twin": True}, "cgan has none"),

@@ -70,7 +70,7 @@ def train(
     return SimpleNamespace(out=root / "model", result=result, reports=reports, config=config)
 
 
-@pytest.fixture(scope="module", params=["wacgan-gp", "acgan"])
+@pytest.fixture(scope="module", params=["cgan", "wacgan-gp", "acgan"])
 def trained(request, tmp_path_factory):
     return train(tmp_path_factory.mktemp(request.param), method=request.param)
 
@@ -85,7 +85,10 @@ def test_writes_model_directory(trained):
     assert manifest.steps_completed == STEPS == trained.result.steps_completed
     assert manifest.config == trained.config.model_dump()
     assert set(manifest.versions) == {"ganaug", "torch", "onnx", "python"}
-    assert {"d_loss", "g_loss", "d_aux", "g_aux"} <= set(manifest.final_losses)
+    assert {"d_loss", "g_loss"} <= set(manifest.final_losses)
+    has_class_head = trained.config.method != "cgan"
+    assert ({"d_aux", "g_aux"} <= set(manifest.final_losses)) == has_class_head
+    assert (manifest.classifier is not None) == has_class_head
     assert all(np.isfinite(v) for v in manifest.final_losses.values())
     assert manifest.final_losses == trained.result.final_losses
     assert [t.name for t in manifest.inputs] == ["latent", "class"]
@@ -232,7 +235,9 @@ def test_config_rejects_unknown_fields():
 
 
 def test_config_method_defaults_and_overrides():
-    assert (TrainConfig().n_critic, TrainConfig().gp_weight) == (2, 10.0)
+    assert (TrainConfig().n_critic, TrainConfig().gp_weight) == (2, 0.0)
+    wacgan = TrainConfig(method="wacgan-gp")
+    assert (wacgan.n_critic, wacgan.gp_weight, wacgan.beta1) == (2, 10.0, 0.0)
     acgan = TrainConfig(method="acgan")
     assert (acgan.n_critic, acgan.gp_weight, acgan.beta1) == (1, 0.0, 0.5)
     assert TrainConfig(method="acgan", n_critic=3).n_critic == 3

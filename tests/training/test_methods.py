@@ -51,10 +51,12 @@ def ema_generator(model_dir: Path) -> Generator:
     return generator
 
 
-# The default method and options, acgan, and the default widths, batch and latent size at
-# 28 px. What a user would notice, not float digits that move with the CPU or torch build.
+# The default method (cgan) and options, wacgan-gp and acgan with theirs, and the default
+# widths, batch and latent size at 28 px. What a user would notice, not float digits that
+# move with the CPU or torch build.
 DEFAULT_RUNS = {
     "default": ({}, 16),
+    "wacgan-gp": ({"method": "wacgan-gp"}, 16),
     "acgan": ({"method": "acgan"}, 16),
     "default-sizes-28px": (
         {"batch_size": 64, "z_dim": 64, "g_channels": 32, "d_channels": 32, "steps": 2},
@@ -106,16 +108,18 @@ def check_step_moves_both_networks(trainer: Trainer) -> None:
     assert any(not torch.equal(v, generator[k]) for k, v in trainer.generator.state_dict().items())
 
 
+# cgan's defaults until it became the default method: BCE, no spectral norm, Adam (0.5, 0.999)
+OLD_CGAN = {"adv_loss": "bce", "spectral_norm": False, "n_critic": 1, "beta1": 0.5, "beta2": 0.999}
 OPTION_RUNS = {
-    "cgan-projection": {"method": "cgan"},
+    "cgan-projection-bce": {"method": "cgan"} | OLD_CGAN,
     "cgan-concat-gp": {"method": "cgan", "d_conditioning": "concat", "gp_weight": 1.0},
-    "cgan-hinge-sn": {"method": "cgan", "adv_loss": "hinge", "spectral_norm": True},
+    "cgan-hinge-sn": {"method": "cgan"},
     "acgan-hinge": {"method": "acgan", "adv_loss": "hinge"},
     "acgan-label-smoothing": {"method": "acgan", "label_smoothing": 0.1},
-    "spectral-norm-gp": {"spectral_norm": True},
+    "spectral-norm-gp": {"method": "wacgan-gp", "spectral_norm": True},
     "d-dropout": {"d_dropout": 0.3},
     "r1": {"r1_weight": 1.0},
-    "weight-clip": {"weight_clip": 0.01, "gp_weight": 0.0},
+    "weight-clip": {"method": "wacgan-gp", "weight_clip": 0.01, "gp_weight": 0.0},
     "g-embed": {"g_conditioning": "embed"},
     "existing-options": {
         "n_critic": 3,
@@ -234,7 +238,7 @@ def test_spectral_norm_bounds_every_layer(conditioning):
 
 
 def test_weight_clip_bounds_every_critic_parameter(tmp_path):
-    run = train(tmp_path, weight_clip=0.02, gp_weight=0.0)
+    run = train(tmp_path, method="wacgan-gp", weight_clip=0.02, gp_weight=0.0)
     checkpoint = torch.load(run.out / CHECKPOINT_FILE)
     largest = max(float(v.abs().max()) for v in checkpoint["critic"].values())
     assert largest == pytest.approx(0.02), "every |w| <= c, and the init exceeded c"
@@ -302,10 +306,12 @@ def test_critic_sees_augmented_images_in_both_steps():
         ({"method": "cgan", "d_conditioning": None}, "d_conditioning must be"),
         ({"method": "cgan", "d_conditioning": "sum"}, "d_conditioning"),
         ({"method": "cgan", "aux_weight": 0.5}, "aux_weight must be 0 for cgan"),
-        ({"adv_loss": "hinge"}, "adv_loss applies to acgan and cgan"),
+        ({"method": "wacgan-gp", "adv_loss": "hinge"}, "adv_loss applies to acgan and cgan"),
+        ({"adv_loss": None}, "adv_loss must be bce or hinge for cgan"),
         ({"method": "acgan", "adv_loss": None}, "adv_loss must be bce or hinge"),
         ({"method": "acgan", "adv_loss": "wasserstein"}, "adv_loss"),
-        ({"label_smoothing": 0.1}, "label_smoothing softens BCE targets"),
+        ({"method": "wacgan-gp", "label_smoothing": 0.1}, "wasserstein loss has none"),
+        ({"label_smoothing": 0.1}, "hinge loss has none"),
         ({"method": "cgan", "adv_loss": "hinge", "label_smoothing": 0.1}, "hinge loss has none"),
         ({"method": "acgan", "label_smoothing": 0.5}, "label_smoothing"),
         ({"method": "acgan", "label_smoothing": -0.1}, "label_smoothing"),
@@ -313,8 +319,12 @@ def test_critic_sees_augmented_images_in_both_steps():
         ({"d_dropout": -0.1}, "d_dropout"),
         ({"r1_weight": -1}, "r1_weight"),
         ({"weight_clip": 0.0, "gp_weight": 0.0}, "weight_clip"),
-        ({"weight_clip": 0.01}, "weight_clip replaces the gradient penalty"),
-        ({"weight_clip": 0.01, "gp_weight": 0, "spectral_norm": True}, "pick one"),
+        ({"method": "wacgan-gp", "weight_clip": 0.01}, "weight_clip replaces the gradient"),
+        (
+            {"method": "wacgan-gp", "weight_clip": 0.01, "gp_weight": 0, "spectral_norm": True},
+            "pick one",
+        ),
+        ({"weight_clip": 0.01}, "weight_clip is the WGAN critic constraint"),
         ({"method": "acgan", "weight_clip": 0.01}, "weight_clip is the WGAN critic constraint"),
         ({"g_conditioning": "film"}, "g_conditioning"),
         ({"spectral_norm": "maybe"}, "spectral_norm"),
@@ -325,14 +335,100 @@ def test_config_rejects_bad_values_and_combinations(options, match):
         TrainConfig(**options)
 
 
-def test_config_cgan_defaults_survive_a_round_trip():
-    cgan = TrainConfig(method="cgan")
-    assert (cgan.d_conditioning, cgan.adv_loss, cgan.aux_weight, cgan.n_critic) == (
-        "projection",
-        "bce",
-        0.0,
-        1,
-    )
-    for config in (cgan, TrainConfig(), TrainConfig(method="acgan", adv_loss="hinge")):
+# What TrainConfig() meant before cgan became the default, written out field by field:
+# {"method": "wacgan-gp"} must still train exactly this.
+OLD_DEFAULT = {
+    "method": "wacgan-gp",
+    "adv_loss": None,
+    "d_conditioning": None,
+    "g_conditioning": "cbn",
+    "steps": 3000,
+    "batch_size": 64,
+    "seed": None,
+    "z_dim": 64,
+    "lr_g": 2e-4,
+    "lr_d": 2e-4,
+    "beta1": 0.0,
+    "beta2": 0.9,
+    "n_critic": 2,
+    "gp_weight": 10.0,
+    "aux_weight": 0.2,
+    "aux_twin": False,
+    "aux_fake_truncation": None,
+    "label_smoothing": 0.0,
+    "spectral_norm": False,
+    "d_dropout": 0.0,
+    "r1_weight": 0.0,
+    "weight_clip": None,
+    "transition_start": 0,
+    "transition_end": 0,
+    "mode_seeking": 0.0,
+    "ema_decay": 0.999,
+    "diffaugment": "translation,cutout",
+    "augment_p": 1.0,
+    "ada_target": None,
+    "ada_kimg": 100.0,
+    "checkpoint_every": 500,
+    "holdout_fraction": 0.2,
+    "report": "standard",
+    "g_channels": 32,
+    "d_channels": 32,
+}
+# The options that differ between methods, as each method fills them when left out.
+NEW_DEFAULT_CGAN = {
+    "method": "cgan",
+    "adv_loss": "hinge",
+    "d_conditioning": "projection",
+    "spectral_norm": True,
+    "n_critic": 2,
+    "beta1": 0.0,
+    "beta2": 0.9,
+    "gp_weight": 0.0,
+    "aux_weight": 0.0,
+}
+ACGAN = {
+    "method": "acgan",
+    "adv_loss": "bce",
+    "d_conditioning": None,
+    "spectral_norm": False,
+    "n_critic": 1,
+    "beta1": 0.5,
+    "beta2": 0.999,
+    "gp_weight": 0.0,
+    "aux_weight": 0.2,
+}
+
+
+def test_default_is_the_projection_cgan_with_hinge_loss_and_spectral_norm():
+    default = TrainConfig().model_dump()
+    assert default == OLD_DEFAULT | NEW_DEFAULT_CGAN
+    assert TrainConfig(method="cgan") == TrainConfig()
+    assert TrainConfig().adversarial_loss == "hinge"
+    # the JSON schema (the API's docs) shows the default method's values
+    schema = TrainConfig.model_json_schema()["properties"]
+    assert {name: schema[name].get("default") for name in NEW_DEFAULT_CGAN} == NEW_DEFAULT_CGAN
+
+
+def test_named_methods_keep_their_own_defaults():
+    assert TrainConfig(method="wacgan-gp").model_dump() == OLD_DEFAULT
+    assert TrainConfig(method="acgan").model_dump() == OLD_DEFAULT | ACGAN
+
+
+def test_explicit_options_win_over_the_methods_defaults():
+    config = TrainConfig(method="cgan", adv_loss="bce", spectral_norm=False, n_critic=1)
+    assert (config.adv_loss, config.spectral_norm, config.n_critic) == ("bce", False, 1)
+    assert (config.beta1, config.beta2, config.d_conditioning) == (0.0, 0.9, "projection")
+    wacgan = TrainConfig(method="wacgan-gp", spectral_norm=True, gp_weight=1.0)
+    assert (wacgan.spectral_norm, wacgan.gp_weight, wacgan.aux_weight) == (True, 1.0, 0.2)
+
+
+def test_stored_configs_validate_again_unchanged():
+    configs = [TrainConfig(), TrainConfig(method="wacgan-gp"), TrainConfig(method="acgan")]
+    configs += [
+        TrainConfig(method="acgan", adv_loss="hinge"),
+        TrainConfig(**OPTION_RUNS["cgan-projection-bce"]),
+    ]
+    for config in configs:
         assert TrainConfig.model_validate(config.model_dump()) == config
+        assert TrainConfig.model_validate_json(config.model_dump_json()) == config
     assert all(field.description for field in TrainConfig.model_fields.values())
