@@ -7,22 +7,19 @@ same range the generator emits, so the exported evaluator scores generator outpu
 from __future__ import annotations
 
 import copy
-import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.artifact import atomic_write_bytes
 from models.images import to_unit_nchw
 from models.networks import MAX_SIZE, MIN_SIZE
-from training.export import MAX_ABS_DIFF, OPSET
+from training.export import export_image_onnx
 
 FEATURES = 128
 MAX_GRID = 4  # final feature map is at most 4x4, so 128 px input keeps the FC layer small
@@ -323,37 +320,6 @@ def export_soft_labels_onnx(members: list[SmallCNN], temperature: float, path: P
 
 
 def _export(graph: nn.Module, outputs: list[str], config: dict[str, int], path: Path) -> None:
-    """Export `graph` (input `image`; `outputs` named in order) and check it against torch."""
+    """Export an image graph of SmallCNNs (`outputs` named in order), checked against torch."""
     shape = (config["channels"], config["size"], config["size"])
-    rng = torch.Generator().manual_seed(0)  # leave the global RNG of the caller alone
-    buf = io.BytesIO()
-    torch.onnx.export(
-        graph,
-        (torch.rand(3, *shape, generator=rng) * 2 - 1,),
-        buf,
-        dynamo=False,
-        opset_version=OPSET,
-        input_names=["image"],
-        output_names=outputs,
-        dynamic_axes={name: {0: "B"} for name in ["image", *outputs]},
-    )
-    image = torch.rand(5, *shape, generator=rng) * 2 - 1
-    _check_against_torch(graph, outputs, buf.getvalue(), image)
-    atomic_write_bytes(Path(path), buf.getvalue())
-
-
-def _check_against_torch(
-    graph: nn.Module, outputs: list[str], onnx_model: bytes, image: torch.Tensor
-) -> None:
-    with torch.no_grad():
-        expected = [t.numpy() for t in graph(image)]
-    session = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
-    actual = session.run(outputs, {"image": image.numpy()})
-    for name, got, want in zip(outputs, actual, expected, strict=True):
-        scale = max(1.0, float(np.abs(want).max()))  # features are unbounded: compare relative
-        diff = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
-        if diff > MAX_ABS_DIFF * scale:
-            raise RuntimeError(
-                f"ONNX export mismatch on {name}: shape {got.shape} vs {want.shape}, "
-                f"max abs diff {diff:.2e}"
-            )
+    export_image_onnx(graph, path, outputs=outputs, image_shape=shape)
