@@ -22,14 +22,13 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from core.db import repo
-from core.db.session import session_scope
 from core.settings import Settings
 from models.artifact import CLASSIFIER_FILE, Manifest
 from models.evaluator import EVALUATOR_FILE
 from models.image_classifier import ImageClassifier
 from service.app import create_app
 from tests.factories import SHAPES
+from tests.service.served import install_trained_model
 from tests.service.test_bad_input import assert_error
 
 MAX_IMAGES = 8
@@ -53,10 +52,7 @@ def put_model(client: TestClient, settings: Settings, dataset_id: str, source: P
     assert response.status_code == 202, response.text
     model_id = response.json()["id"]
     if source is not None:
-        shutil.copytree(source, settings.models_dir / model_id)
-        with session_scope(settings.sqlalchemy_url) as session:
-            repo.claim_model(session, model_id)
-            repo.finish_model(session, model_id, status="succeeded")
+        install_trained_model(settings, model_id, source)
     return model_id
 
 
@@ -87,12 +83,7 @@ def served(tiny_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory
         )
         assert upload.status_code == 201, upload.text
         dataset_id, model_id = upload.json()["id"], upload.json()["model"]["id"]
-        shutil.copytree(tiny_model.model_dir, settings.models_dir / model_id)
-        with session_scope(settings.sqlalchemy_url) as session:
-            repo.claim_model(session, model_id)
-            repo.finish_model(session, model_id, status="succeeded", report=True)
-            repo.claim_report(session, model_id)
-            repo.finish_report(session, model_id, status="succeeded")
+        install_trained_model(settings, model_id, tiny_model.model_dir, report=True)
         yield SimpleNamespace(
             client=client,
             model_dir=settings.models_dir / model_id,

@@ -22,8 +22,6 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from core.db import repo
-from core.db.session import session_scope
 from core.settings import Settings
 from models.artifact import ARCHIVE_LABELS_FILE, SOFT_LABELS_FILE
 from models.evaluator import EVALUATOR_FILE
@@ -32,6 +30,7 @@ from models.manifold import ClassManifold
 from service.app import create_app
 from tests.api_flows import check_one_seeding_rule, decode_png
 from tests.factories import SHAPES
+from tests.service.served import install_trained_model
 from training.classifier import SmallCNN, export_evaluator_onnx
 
 
@@ -48,12 +47,7 @@ def served(tiny_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory
         )
         assert upload.status_code == 201, upload.text
         model_id = upload.json()["model"]["id"]
-        shutil.copytree(tiny_model.model_dir, settings.models_dir / model_id)
-        with session_scope(settings.sqlalchemy_url) as session:
-            repo.claim_model(session, model_id)
-            repo.finish_model(session, model_id, status="succeeded", report=True)
-            repo.claim_report(session, model_id)
-            repo.finish_report(session, model_id, status="succeeded")
+        install_trained_model(settings, model_id, tiny_model.model_dir, report=True)
         yield SimpleNamespace(
             client=client,
             settings=settings,
