@@ -55,7 +55,8 @@ CAS_PER_CLASS = 500
 # cannot change what a lever (or a row already in diversity.jsonl) means.
 _WACGAN = {"method": "wacgan-gp"}  # the default method until cgan-hinge-sn replaced it
 _CGAN = {"method": "cgan", "adv_loss": "hinge", "spectral_norm": True, "n_critic": 2}
-_CGAN |= {"beta1": 0.0, "beta2": 0.9}  # the projection cGAN of levers.md, now the default
+# the projection cGAN of levers.md without mode seeking (the default adds mode_seeking 1.0)
+_CGAN |= {"beta1": 0.0, "beta2": 0.9, "mode_seeking": 0.0}
 # Unconditional for the first sixth of the run, fully conditional from half way (the paper's
 # ramp is likewise a fraction of training); "transition" is resolved against --steps.
 _TRANSITION = {"transition": (1 / 6, 1 / 2)}

@@ -139,9 +139,11 @@ class Trainer:
         return z, labels
 
     def paired_latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Latents whose second half repeats the first half's labels (mode seeking's pairs)."""
+        """Latents whose second n // 2 rows repeat the first n // 2 rows' labels (mode
+        seeking's pairs); an odd batch's last row keeps its own label and pairs with none."""
         z, labels = self.latents(n)
-        return z, torch.cat([labels[: n // 2], labels[: n // 2]])
+        half = n // 2
+        return z, torch.cat([labels[:half], labels[:half], labels[2 * half :]])
 
     def step(self) -> Stats:
         """n_critic critic updates, one generator update, one EMA update."""

@@ -152,7 +152,8 @@ class GanLoss:
         if self.mode_seeking > 0:
             if latents is None:
                 raise ValueError("mode seeking needs the fakes' latents")
-            penalty = mode_seeking_penalty(fake, latents)
+            pairs = 2 * (len(fake) // 2)  # an odd batch's last image pairs with none
+            penalty = mode_seeking_penalty(fake[:pairs], latents[:pairs])
             loss = loss + self.mode_seeking * penalty
             stats["mode_seeking"] = penalty.detach()
         return loss, {"g_loss": loss.detach()} | stats
