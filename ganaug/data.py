@@ -124,7 +124,7 @@ class RecipeBatchSampler(Sampler[list[int]]):
         self.per_batch = round(fraction * batch_size) if len(self.synthetic) else 0
         if self.per_batch < batch_size and not len(self.real):
             raise ValueError("the recipe needs real rows and the archive has none")
-        self.batch_size, self.seed = batch_size, seed
+        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
         real_per_batch = batch_size - self.per_batch
         pool = len(self.real) if real_per_batch else len(self.synthetic)
         self.total = epochs * math.ceil(pool / (real_per_batch or batch_size))
@@ -134,8 +134,14 @@ class RecipeBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return self.total
 
+    def set_epoch(self, epoch: int) -> None:
+        """For loops that iterate the sampler once per epoch (as DistributedSampler): each
+        epoch then gets its own order. With `epochs` the sampler already spans the whole
+        training, real-only tail at its end: iterate it once."""
+        self.epoch = epoch
+
     def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng([self.seed, self.epoch])
         real, synthetic = _cycle(self.real, rng), _cycle(self.synthetic, rng)
         for step in range(self.total):
             mixed = self.per_batch if step < self.real_only_from else 0
@@ -157,16 +163,17 @@ def recipe_loss(
     recipe: Recipe | None,
 ) -> torch.Tensor:
     """Mean over the batch of each row's cross-entropy against its target, synthetic rows
-    weighted by recipe.synthetic_loss_weight; with labels="hard" a target counts as its
-    top class. No recipe: every row at weight 1 against its target as given.
+    weighted by recipe.synthetic_loss_weight (no recipe: every row at weight 1).
+
+    The targets are used as given: soft or hard is the dataset's choice (AugmentedArchive's
+    `labels`, by default the recipe's), so a hard synthetic target is the class the image was
+    drawn for, never the soft labeller's guess.
 
     Args:
         logits: (B, K) the classifier's outputs.
         targets: (B, K) probabilities (AugmentedArchive's targets).
         is_synthetic: (B,) bool.
     """
-    if recipe is not None and recipe.labels == "hard":
-        targets = F.one_hot(targets.argmax(dim=1), logits.shape[1]).to(logits.dtype)
     per_row = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1)  # (B,)
     weight = recipe.synthetic_loss_weight if recipe is not None else 1.0
     weights = torch.where(is_synthetic.to(logits.device), weight, 1.0)  # (B,)
