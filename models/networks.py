@@ -286,8 +286,10 @@ class Discriminator(nn.Module):
 
     def real_group_std(self, images: torch.Tensor, batch_size: int) -> float | None:
         """The minibatch-stddev channel's mean over `images` (N, C, S, S) in shuffled full
-        batches of the training batch size, as the critic saw real batches in training;
-        None when the critic has no such channel. Draws from its own seeded generator."""
+        batches of the training batch size; None when the critic has no such channel. The
+        images are taken as given: in training the critic saw them DiffAugmented, so this
+        constant comes from un-augmented batches (its effect on accuracy is unmeasured).
+        Draws from its own seeded generator."""
         if not self.mbstd_group:
             return None
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))

@@ -78,7 +78,7 @@ class AdaptiveAugment:
             self._sign_sum, self._images = 0.0, 0
 
     def state_dict(self) -> dict[str, Any]:
-        """p and the interval's running sums, for the checkpoint (a resumed run goes on)."""
+        """p and the interval's running sums, for the checkpoint (read back by a resume)."""
         return {
             "p": self.p,
             "sign_sum": float(self._sign_sum),
