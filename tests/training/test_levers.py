@@ -68,9 +68,26 @@ def test_lever_trains_exports_and_samples(lever_run):
 
 def test_logged_condition_weight_follows_the_ramp(tmp_path):
     run = train(tmp_path, steps=10, transition_start=2, transition_end=6)
-    (line,) = [json.loads(line) for line in (run.out / STATS_FILE).read_text().splitlines()]
-    # one stats line averages the 10 steps' weights: 0, 0, 0, .25, .5, .75, 1, 1, 1, 1
-    assert line["losses"]["condition_weight"] == pytest.approx(0.55)
+    lines = [json.loads(line) for line in (run.out / STATS_FILE).read_text().splitlines()]
+    # each stats line averages its interval's steps (a loaded machine may write more lines):
+    # weighted by steps, they average 0, 0, 0, .25, .5, .75, 1, 1, 1, 1
+    steps = np.diff([0] + [line["step"] for line in lines])
+    weights = [line["losses"]["condition_weight"] for line in lines]
+    assert lines[-1]["step"] == 10
+    assert float(np.dot(steps, weights)) / 10 == pytest.approx(0.55)
+
+
+def test_paired_latents_repeat_the_first_halfs_labels(tmp_path):
+    run = train(tmp_path, steps=1)
+    trainer = Trainer(
+        run.config,
+        TrainingSet.load(StoredDataset.load(tmp_path / "dataset"), torch.device("cpu")),
+        torch.device("cpu"),
+    )
+    for n in (8, 7):
+        z, labels = trainer.paired_latents(n)
+        assert z.shape == (n, run.config.z_dim) and labels.shape == (n,)
+        assert torch.equal(labels[: n // 2], labels[n // 2 : 2 * (n // 2)])
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from models.networks import Generator
 from models.sampler import GeneratorSampler
 from models.truncation import sample_latents
 from tests.training.test_methods import train
-from training import TrainConfig
+from training import TrainConfig, selection
 from training.selection import BestSoFar
 
 # cgan with a 10x learning rate: recall moves within 30 tiny steps (at the defaults every
@@ -156,3 +156,20 @@ def test_generator_onnx_is_the_selected_generator(runs):
             generator(torch.from_numpy(latents), torch.from_numpy(labels)).numpy()
         )
     assert np.abs(images.astype(int) - expected).max() <= 1
+
+
+def test_an_earlier_best_step_is_the_one_exported(tmp_path, monkeypatch):
+    """Built so by construction: recall peaks at the first evaluation (step 3 of 12), so
+    the export must restore that step's generator, not keep the last one."""
+    scores = iter([0.9, 0.1, 0.2, 0.3])
+    real_prdc = selection.prdc
+    monkeypatch.setattr(
+        selection, "prdc", lambda *a, **k: real_prdc(*a, **k) | {"recall": next(scores)}
+    )
+    options = SELECT | {"steps": 12}
+    chosen = train(tmp_path / "recall", **options)
+    assert Manifest.load(chosen.out).selection.step == 3
+    upto = train(tmp_path / "upto", **(options | {"select_by": "last", "steps": 3}))
+    exported, expected = nets(chosen.out)["generator_ema"], nets(upto.out)["generator_ema"]
+    for name, value in weights(expected).items():
+        torch.testing.assert_close(exported[name], value, rtol=0, atol=0, msg=name)
