@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO
 
@@ -13,9 +12,9 @@ from core.db.tables import Model
 from core.settings import Settings
 from models.artifact import Manifest
 from models.evaluator import EVALUATOR_FILE
-from models.image_classifier import ImageClassifier
 from service.catalog import ingest_limits
 from service.errors import ApiError, upload_refused
+from service.generation import load_classifier
 from service.ingest import IngestError, read_images
 from service.schemas import (
     ClassificationPublic,
@@ -23,16 +22,6 @@ from service.schemas import (
     ClassifierHead,
     ImagePublic,
 )
-
-
-@lru_cache(maxsize=8)
-def _classifier(path: str, _version: int) -> ImageClassifier:
-    return ImageClassifier(Path(path))
-
-
-def load_classifier(path: Path) -> ImageClassifier:
-    """One ONNX Runtime session per graph, reloaded when the file changes (a new report)."""
-    return _classifier(str(path), path.stat().st_mtime_ns)
 
 
 def head_file(

@@ -21,7 +21,6 @@ from models.image_classifier import ImageClassifier
 from models.images import encode_png, image_grid
 from models.manifold import ClassManifold
 from models.sampler import GeneratorSampler
-from service.classify import load_classifier
 from training.dataset import StoredDataset
 
 
@@ -50,6 +49,17 @@ def load_scorer(model_dir: Path) -> EvaluatorScorer | None:
     return _scorer(str(model_dir), versions)
 
 
+@lru_cache(maxsize=16)
+def _classifier(path: str, _version: int) -> ImageClassifier:
+    return ImageClassifier(Path(path))
+
+
+def load_classifier(path: Path) -> ImageClassifier:
+    """One ONNX Runtime session per image-classifier graph (classifier.onnx, evaluator.onnx,
+    soft_labels.onnx), reloaded when the file changes (a new report)."""
+    return _classifier(str(path), path.stat().st_mtime_ns)
+
+
 def load_soft_labeller(model_dir: Path) -> ImageClassifier | None:
     """The report's soft labeller (soft_labels.onnx), or None: no report yet, or one made
     before soft labels existed."""
@@ -63,8 +73,13 @@ def soft_labels(
     """float32 (N, K) targets of synthetic images: the labeller's probabilities, or the
     one-hot labels they were drawn for when there is no labeller."""
     if labeller is None:
-        return np.eye(num_classes, dtype=np.float32)[labels]
+        return one_hot(labels, num_classes)
     return labeller.probs(images)
+
+
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """float32 (N, K) one-hot rows of int labels (N,)."""
+    return np.eye(num_classes, dtype=np.float32)[labels]
 
 
 def generate(
@@ -185,7 +200,7 @@ def stream_archive(
     and manifest.json."""
     names = sampler.manifest.classes
     folders = folder_names(names)
-    one_hot = np.eye(len(names), dtype=np.float32)
+    real_targets = one_hot(np.arange(len(names)), len(names))  # row c: class c's target
     if req.include_real:
         stored = StoredDataset.load(dataset_dir)
         x, y = stored.x, stored.y
@@ -200,7 +215,7 @@ def stream_archive(
             for j, row in enumerate(real):
                 name = f"{folder}/real_{j:05d}.png"
                 archive.writestr(_entry(name), encode_png(np.asarray(x[row])))
-                rows.add(name, index, "real", one_hot[index])
+                rows.add(name, index, "real", real_targets[index])
                 if j % CHUNK == CHUNK - 1:
                     yield spool.drain()
             written = 0
