@@ -69,6 +69,7 @@ LEVERS: dict[str, dict] = {
     "cgan-hinge-sn+mode-seeking": _CGAN | {"mode_seeking": 1.0},
     "cgan-hinge-sn+mode-seeking-0.5": _CGAN | {"mode_seeking": 0.5},
     "cgan-hinge-sn+mode-seeking+ada": _CGAN | {"mode_seeking": 1.0, "ada_target": 0.6},
+    "cgan-hinge-sn+mode-seeking-0.5+ada": _CGAN | {"mode_seeking": 0.5, "ada_target": 0.6},
     # p starts at 1 (the control's fixed DiffAugment) and ADA moves it from there
     "cgan-hinge-sn+ada": _CGAN | {"ada_target": 0.6},
     # exports the generator, of those judged every 500 steps, with the best held-out recall;
