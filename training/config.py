@@ -49,9 +49,10 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         "beta2": 0.9,
         "gp_weight": 0.0,
         "aux_weight": 0.0,
-        # MSGAN's term at weight 1 took within-class spread from 0.82 to 1.23 of real and
-        # recall from 0.70 to 0.92 at equal CAS (benchmarks/results/diversity.md)
-        "mode_seeking": 1.0,
+        # MSGAN's term at weight 0.5 took within-class spread from 0.82 to 1.08 of real and
+        # recall from 0.70 to 0.94 at equal CAS and precision 0.96 (weight 1: 0.89;
+        # benchmarks/results/diversity.md)
+        "mode_seeking": 0.5,
     },
 }
 
@@ -174,7 +175,7 @@ class TrainConfig(BaseModel, extra="forbid"):
         _default("mode_seeking"),
         ge=0,
         description="weight of the mode-seeking term (MSGAN, Mao et al. 2019) that rewards "
-        "different images from different latents of one class (0 = off; cgan's default 1, "
+        "different images from different latents of one class (0 = off; cgan's default 0.5, "
         "the other methods' 0; needs batch_size >= 2: the batch is taken in same-class pairs)",
     )
     ema_decay: float = Field(

@@ -177,7 +177,7 @@ def test_which_levers_are_on_by_default():
     """Mode seeking is part of cgan's defaults (measured: benchmarks/results/diversity.md);
     the other methods keep theirs, and transitional conditioning is off everywhere."""
     assert TrainConfig(**TINY).condition_weight(0) == 1.0
-    assert TrainConfig(**TINY).mode_seeking == 1.0
+    assert TrainConfig(**TINY).mode_seeking == 0.5
     assert TrainConfig(**TINY, method="wacgan-gp").mode_seeking == 0.0
     assert TrainConfig(**TINY, method="acgan").mode_seeking == 0.0
 

@@ -388,7 +388,7 @@ NEW_DEFAULT_CGAN = {
     "beta2": 0.9,
     "gp_weight": 0.0,
     "aux_weight": 0.0,
-    "mode_seeking": 1.0,
+    "mode_seeking": 0.5,
 }
 ACGAN = {
     "method": "acgan",
