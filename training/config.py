@@ -28,6 +28,7 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         "gp_weight": 10.0,
         "aux_weight": 0.2,
         "mode_seeking": 0.0,
+        "ada_target": None,
     },
     "acgan": {
         "adv_loss": "bce",
@@ -39,6 +40,7 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         "gp_weight": 0.0,
         "aux_weight": 0.2,
         "mode_seeking": 0.0,
+        "ada_target": None,
     },
     "cgan": {
         "adv_loss": "hinge",
@@ -49,10 +51,11 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         "beta2": 0.9,
         "gp_weight": 0.0,
         "aux_weight": 0.0,
-        # MSGAN's term at weight 0.5 took within-class spread from 0.82 to 1.08 of real and
-        # recall from 0.70 to 0.94 at equal CAS and precision 0.96 (weight 1: 0.89;
-        # benchmarks/results/diversity.md)
+        # MSGAN's term at 0.5 with ADA (r_t target 0.6): recall 0.70 -> 0.93, spread 0.82 ->
+        # 1.11 of real, precision 0.98 -> 0.93, CAS 74.5 -> 77.0 % on one seed, every
+        # diversity target met (benchmarks/results/diversity.md, docs/training.md)
         "mode_seeking": 0.5,
+        "ada_target": 0.6,
     },
 }
 
@@ -194,13 +197,14 @@ class TrainConfig(BaseModel, extra="forbid"):
         "every image; the starting value when ada_target is set)",
     )
     ada_target: float | None = Field(
-        None,
+        _default("ada_target"),
         gt=0,
         lt=1,
         description="adaptive augmentation (ADA, Karras et al. 2020): every 4 critic updates, "
         "augment_p moves up when r_t = E[sign(D(real))] is above this target (the critic "
         "is overconfident on real images) and down when below; 0.6 is the paper's value; "
-        "None = augment_p stays fixed. bce and hinge losses only: a Wasserstein score's "
+        "None = augment_p stays fixed (cgan's default 0.6, the other methods' None; none "
+        "when diffaugment is empty). bce and hinge losses only: a Wasserstein score's "
         "sign does not mean real or fake",
     )
     ada_kimg: float = Field(
@@ -252,7 +256,10 @@ class TrainConfig(BaseModel, extra="forbid"):
         if isinstance(data, dict):
             method = data.get("method", DEFAULT_METHOD)
             if method in METHOD_DEFAULTS:  # an unknown method is the Literal's to refuse
-                return {**METHOD_DEFAULTS[method], **data}
+                defaults = dict(METHOD_DEFAULTS[method])
+                if data.get("diffaugment") == "":  # no ops for ADA to adapt: not its default
+                    defaults["ada_target"] = None
+                return {**defaults, **data}
         return data
 
     @model_validator(mode="after")

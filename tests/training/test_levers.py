@@ -206,7 +206,7 @@ def test_ada_tunes_p_logs_it_and_checkpoints_it(tmp_path):
 
 
 def test_fixed_augment_p_is_not_logged_and_stays(tmp_path):
-    trainer = ada_trainer(tmp_path, augment_p=0.25)
+    trainer = ada_trainer(tmp_path, augment_p=0.25, ada_target=None)
     stats = trainer.step()
     assert "augment_p" not in stats and "ada_rt" not in stats
     assert trainer.checkpoint()["augment"]["p"] == 0.25
@@ -294,7 +294,10 @@ def test_inconsistent_ada_and_tac_options_are_refused(options, message):
         TrainConfig(**options)
 
 
-def test_ada_and_tac_are_off_by_default():
+def test_ada_is_on_for_cgan_only_and_tac_off_by_default():
     config = TrainConfig(**TINY)
-    assert (config.augment_p, config.ada_target, config.aux_twin) == (1.0, None, False)
+    assert (config.augment_p, config.ada_target, config.aux_twin) == (1.0, 0.6, False)
     assert TrainConfig(**config.model_dump()) == config, "a stored config validates again"
+    for method in ("wacgan-gp", "acgan"):
+        assert TrainConfig(**TINY, method=method).ada_target is None
+    assert TrainConfig(**TINY, diffaugment="").ada_target is None, "no ops: no ADA default"

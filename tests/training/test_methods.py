@@ -389,6 +389,7 @@ NEW_DEFAULT_CGAN = {
     "gp_weight": 0.0,
     "aux_weight": 0.0,
     "mode_seeking": 0.5,
+    "ada_target": 0.6,
 }
 ACGAN = {
     "method": "acgan",
