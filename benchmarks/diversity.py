@@ -167,6 +167,10 @@ def write_table(rows: list[dict], path: Path) -> None:
             f"(floor {r['floor']['recall']:.2f}) | {r['precision']:.2f} | {r['coverage']:.2f} "
             f"| {r['spread_ratio']:.2f} | {100 * r['cas']:.1f} % | {r['gan_minutes']:.1f} |"
         )
+    missing = [lever for lever in LEVERS if lever not in {r["lever"] for r in rows}]
+    if missing:
+        lines += ["", f"Not yet run (any seed): {', '.join(missing)}."]
+    lines += ["", "Still owed: more seeds (`--seeds 1 2`) for every lever."]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -190,6 +194,7 @@ def main() -> None:
                 f.write(json.dumps(row) + "\n")
             write_table(done_units(jsonl), args.results / "diversity.md")
             print(json.dumps(row), flush=True)
+    write_table(done_units(jsonl), args.results / "diversity.md")
 
 
 if __name__ == "__main__":
