@@ -218,7 +218,7 @@ class ReportRun:
     ) -> dict[str, str]:
         """Draw report/<name>.png; returns {name: path relative to the model directory}."""
         self.stages.start("pictures", len(plots.PICTURES))
-        real_f = self.scorer.score(self.data.x_train)[1]
+        real_f = self.train_features  # scored once, with the evaluator
         real = (real_f, self.data.y_train)
         if self.data.heldout:
             real = (
