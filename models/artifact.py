@@ -223,25 +223,25 @@ def generator_io(z_dim: int, image: ImageShape) -> tuple[list[TensorSpec], list[
         ),
     ]
     outputs = [
-        TensorSpec(
-            name="image",
-            dtype="float32",
-            shape=["B", image.channels, image.height, image.width],
-            description="NCHW pixels in [-1, 1]",
-        ),
+        image_spec(image),
     ]
     return inputs, outputs
+
+
+def image_spec(image: ImageShape) -> TensorSpec:
+    """The `image` tensor both graphs use: the generator's output, the classifier's input."""
+    return TensorSpec(
+        name="image",
+        dtype="float32",
+        shape=["B", image.channels, image.height, image.width],
+        description="NCHW pixels in [-1, 1]",
+    )
 
 
 def classifier_io(num_classes: int, image: ImageShape) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Describe the inputs and outputs that `training.export` gives the classifier graph."""
     inputs = [
-        TensorSpec(
-            name="image",
-            dtype="float32",
-            shape=["B", image.channels, image.height, image.width],
-            description="NCHW pixels in [-1, 1]",
-        ),
+        image_spec(image),
     ]
     outputs = [
         TensorSpec(
