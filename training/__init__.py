@@ -6,12 +6,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from training.config import Progress, TrainConfig, TrainResult
-from training.errors import TrainingAborted
+from training.errors import TrainingAborted, TrainingInterrupted
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Progress", "TrainConfig", "TrainResult", "TrainingAborted", "run"]
+__all__ = [
+    "Progress",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingAborted",
+    "TrainingInterrupted",
+    "run",
+]
 
 
 def run(
@@ -22,7 +29,9 @@ def run(
     model_id: str,
     progress_fn: Callable[[Progress], None] | None = None,
     abort_fn: Callable[[], bool] | None = None,
+    interrupt_fn: Callable[[], bool] | None = None,
     device: str | None = None,
+    checkpoint_interval_s: float | None = None,
 ) -> TrainResult:
     """Train a generator on dataset_dir and write the model directory; see `training.loop.run`."""
     from training import loop  # torch is heavy: import it only when training starts
@@ -34,5 +43,7 @@ def run(
         model_id=model_id,
         progress_fn=progress_fn,
         abort_fn=abort_fn,
+        interrupt_fn=interrupt_fn,
         device=device,
+        checkpoint_interval_s=checkpoint_interval_s,
     )

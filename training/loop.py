@@ -6,11 +6,13 @@ import copy
 import importlib.metadata
 import io
 import json
+import logging
+import os
 import platform
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,10 +42,10 @@ from models.sampler import CPU, GeneratorSampler
 from training.augment import AdaptiveAugment
 from training.config import Progress, TrainConfig, TrainResult
 from training.dataset import StoredDataset
-from training.errors import TrainingAborted
+from training.errors import TrainingAborted, TrainingInterrupted
 from training.export import export_classifier_onnx, export_generator_onnx
 from training.losses import GanLoss, Stats
-from training.selection import RecallSelector
+from training.selection import BestSoFar, RecallSelector
 from training.split import stratified_split
 
 REPORT_EVERY_STEPS = 10
@@ -51,7 +53,9 @@ REPORT_EVERY_S = 2.0
 SAMPLES_PER_CLASS = 8
 SAMPLES_SEED = 0  # the same latents for every model, so sample grids compare across runs
 STANDING_STATS_BATCHES = 8
-CHECKPOINT_FORMAT = "ganaug.checkpoint/1"
+CHECKPOINT_FORMAT = "ganaug.checkpoint/2"  # /2 added what resuming needs: RNG, fake batch
+
+log = logging.getLogger("ganaug.training")
 
 
 @dataclass(frozen=True)
@@ -273,13 +277,35 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "augment": self.augment.state_dict(),
+            # what makes a resumed run continue as if it had never stopped
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "fake": self._fake,
         }
+
+    def load_checkpoint(self, checkpoint: dict) -> None:
+        """Continue from `checkpoint` (see `checkpoint`): weights, optimisers, ADA, RNG."""
+        self.generator.load_state_dict(checkpoint["generator"])
+        self.critic.load_state_dict(checkpoint["critic"])
+        if self.ema is not None:
+            self.ema.load_state_dict(checkpoint["generator_ema"])
+        self.opt_g.load_state_dict(checkpoint["opt_g"])
+        self.opt_d.load_state_dict(checkpoint["opt_d"])
+        self.augment.load_state_dict(checkpoint["augment"])
+        self.steps_done = checkpoint["step"]
+        fake = checkpoint["fake"]
+        self._fake = None if fake is None else (fake[0].to(self.device), fake[1].to(self.device))
+        torch.set_rng_state(checkpoint["rng"])
+        if checkpoint["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
 
 
 class Reporter:
     """Averages step stats; writes a stats.jsonl line and calls progress_fn per interval.
 
     `measure_fn` adds point measurements (the critic's Lipschitz bound) to each report.
+    Lines are appended whole (O_APPEND, one write each) and synced before every checkpoint;
+    a resumed run (`resume_step`) first keeps only the whole lines up to its checkpoint.
     """
 
     def __init__(
@@ -288,27 +314,43 @@ class Reporter:
         stats_path: Path,
         progress_fn: Callable[[Progress], None] | None,
         measure_fn: Callable[[], dict[str, float]] | None = None,
+        *,
+        resume_step: int | None = None,
+        elapsed_s: float = 0.0,
     ):
         self.total_steps, self.progress_fn, self.measure_fn = total_steps, progress_fn, measure_fn
-        self.stats_file = stats_path.open("w")
-        self.start = self.last_report = time.perf_counter()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        if resume_step is None:
+            flags |= os.O_TRUNC
+        else:
+            keep_stats_through(stats_path, resume_step)
+        self.stats_fd = os.open(stats_path, flags, 0o644)
+        self.start = self.last_report = time.perf_counter() - elapsed_s
         self.sums: Stats = {}
         self.count = 0
         self.last_losses: dict[str, float] = {}
 
-    def add(self, step: int, stats: Stats, points: dict[str, float] | None = None) -> None:
-        """Add a step's stats; `points` (measured at this step) force a report now."""
+    def add(
+        self, step: int, stats: Stats, points: dict[str, float] | None = None, force: bool = False
+    ) -> None:
+        """Add a step's stats; `points` (measured at this step) or `force` report now."""
         for key, value in stats.items():
             self.sums[key] = self.sums.get(key, 0.0) + value
         self.count += 1
         now = time.perf_counter()
         if (
-            points
+            force
+            or points
             or step % REPORT_EVERY_STEPS == 0
             or step == self.total_steps
             or now - self.last_report >= REPORT_EVERY_S
         ):
             self._report(step, now, points or {})
+
+    def flush(self, step: int) -> None:
+        """Report the steps added since the last report, if any, as of `step`."""
+        if self.count:
+            self._report(step, time.perf_counter(), {})
 
     def _report(self, step: int, now: float, points: dict[str, float]) -> None:
         # .item() syncs with the device, so it happens once per report, not per step
@@ -319,18 +361,46 @@ class Reporter:
         self.sums, self.count, self.last_report = {}, 0, now
         elapsed = now - self.start
         eta = elapsed / step * (self.total_steps - step)
-        line = {"step": step, "elapsed_s": round(elapsed, 3), "losses": self.last_losses}
-        self.stats_file.write(json.dumps(line) + "\n")
-        self.stats_file.flush()
+        line = {
+            "step": step,
+            "elapsed_s": round(elapsed, 3),
+            "time": round(time.time(), 3),
+            "losses": self.last_losses,
+        }
+        data = (json.dumps(line) + "\n").encode()
+        while data:  # one write per line: O_APPEND puts it whole at the end
+            data = data[os.write(self.stats_fd, data) :]
         if self.progress_fn is not None:
             self.progress_fn(Progress(step, self.total_steps, self.last_losses, elapsed, eta))
+
+    def sync(self) -> None:
+        """Make the lines written so far durable (before a checkpoint that follows them)."""
+        os.fsync(self.stats_fd)
 
     @property
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.start
 
     def close(self) -> None:
-        self.stats_file.close()
+        self.sync()
+        os.close(self.stats_fd)
+
+
+def keep_stats_through(path: Path, step: int) -> None:
+    """Keep the whole, valid stats lines up to `step` in increasing step order; drop the rest
+    (lines a lost run wrote past its checkpoint, a torn last line, bytes that are no JSON)."""
+    if not path.exists():
+        return
+    kept, last = [], 0
+    for raw in path.read_bytes().split(b"\n")[:-1]:  # the part after the last newline is torn
+        try:
+            line_step = json.loads(raw)["step"]
+        except (ValueError, TypeError, KeyError):
+            continue
+        if isinstance(line_step, int) and last < line_step <= step:
+            kept.append(raw + b"\n")
+            last = line_step
+    atomic_write_bytes(path, b"".join(kept))
 
 
 def run(
@@ -341,20 +411,34 @@ def run(
     model_id: str,
     progress_fn: Callable[[Progress], None] | None = None,
     abort_fn: Callable[[], bool] | None = None,
+    interrupt_fn: Callable[[], bool] | None = None,
     device: str | None = None,
+    checkpoint_interval_s: float | None = None,
 ) -> TrainResult:
     """Train on dataset_dir and write generator.onnx, manifest.json, checkpoint.pt,
     samples.png and stats.jsonl into out_dir.
 
+    A checkpoint.pt that an earlier run of the same config left in out_dir is resumed: the
+    steps continue from its step with its weights, optimisers, ADA state and random state
+    (the result equals an uninterrupted run's), and stats.jsonl keeps its lines up to there.
+    Checkpoints are saved every `config.checkpoint_every` steps and, with
+    `checkpoint_interval_s`, at least that often.
+
     Raises:
-        TrainingAborted: abort_fn returned True (checked before every step).
+        TrainingAborted: abort_fn returned True (checked before every step); nothing saved.
+        TrainingInterrupted: interrupt_fn returned True (checked likewise) and a checkpoint
+            was saved: a later run resumes from it.
     """
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
-    config = config.model_copy(update={"seed": seed})
-    torch.manual_seed(seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    resume = load_resumable_checkpoint(out_dir, config)
+    if resume is not None:
+        seed = resume["config"]["seed"]
+    else:
+        seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
+    config = config.model_copy(update={"seed": seed})
+    torch.manual_seed(seed)
     # Held-out images are never shown to the GAN: the quality report judges samples on them.
     dataset = StoredDataset.load(dataset_dir)
     split = stratified_split(dataset.y, config.holdout_fraction, seed)
@@ -362,40 +446,102 @@ def run(
     trainer = Trainer(config, TrainingSet.load(dataset, dev, split.train), dev)
     # the evaluator trains before the clock starts, so the ETA counts training steps only
     selector = RecallSelector(dataset, split, config, dev) if config.select_by == "recall" else None
-    reporter = Reporter(config.steps, out_dir / STATS_FILE, progress_fn, trainer.measurements)
+    if resume is not None:
+        trainer.load_checkpoint(resume)
+        if selector is not None:
+            selector.best = BestSoFar(**resume["selector"])
+        log.info("model %s resumes at step %d of %d", model_id, trainer.steps_done, config.steps)
+    reporter = Reporter(
+        config.steps,
+        out_dir / STATS_FILE,
+        progress_fn,
+        trainer.measurements,
+        resume_step=None if resume is None else trainer.steps_done,
+        elapsed_s=0.0 if resume is None else resume["elapsed_s"],
+    )
+
+    def checkpoint(**extra: object) -> None:
+        reporter.sync()  # the stats lines a resume keeps are on disk before the checkpoint
+        selected = None if selector is None else asdict(selector.best)
+        save_checkpoint(trainer, out_dir, elapsed_s=reporter.elapsed_s, selector=selected, **extra)
+
     try:
-        for step in range(1, config.steps + 1):
-            if abort_fn is not None and abort_fn():
-                raise TrainingAborted(f"training aborted after {step - 1} of {config.steps} steps")
-            stats = trainer.step()
-            points = (
-                {"select_recall": selector.evaluate(trainer)}
-                if selector is not None and config.selection_due(step)
-                else None
+        if resume is None or not resume["final"]:
+            last_saved = time.monotonic()
+            for step in range(trainer.steps_done + 1, config.steps + 1):
+                if abort_fn is not None and abort_fn():
+                    raise TrainingAborted(
+                        f"training aborted after {step - 1} of {config.steps} steps"
+                    )
+                if interrupt_fn is not None and interrupt_fn():
+                    reporter.flush(step - 1)
+                    checkpoint(final=False)
+                    raise TrainingInterrupted(f"training interrupted at step {step - 1}")
+                stats = trainer.step()
+                points = (
+                    {"select_recall": selector.evaluate(trainer)}
+                    if selector is not None and config.selection_due(step)
+                    else None
+                )
+                due = step % config.checkpoint_every == 0 or (
+                    checkpoint_interval_s is not None
+                    and time.monotonic() - last_saved >= checkpoint_interval_s
+                )
+                # a checkpoint step gets its own stats line, the last one a resume keeps
+                reporter.add(step, stats, points, force=due)
+                if due and step < config.steps:
+                    checkpoint(final=False)
+                    last_saved = time.monotonic()
+            if selector is not None:
+                selector.restore_best(trainer)
+            trainer.standing_stats()
+            selection = selector.record() if selector is not None else None
+            final_losses = reporter.last_losses
+            checkpoint(
+                final=True,
+                final_losses=final_losses,
+                selection=None if selection is None else selection.model_dump(),
             )
-            reporter.add(step, stats, points)
-            if step % config.checkpoint_every == 0 and step < config.steps:
-                save_checkpoint(trainer, out_dir)
+        else:  # the last run stopped while exporting: export again
+            final_losses = resume["final_losses"]
+            selection = None if resume["selection"] is None else Selection(**resume["selection"])
     finally:
         reporter.close()
-    if selector is not None:
-        selector.restore_best(trainer)
-    trainer.standing_stats()
-    save_checkpoint(trainer, out_dir)
-    selection = selector.record() if selector is not None else None
-    write_model(trainer, out_dir, model_id, reporter.last_losses, selection)
+    write_model(trainer, out_dir, model_id, final_losses, selection)
     return TrainResult(
         steps_completed=trainer.steps_done,
-        final_losses=reporter.last_losses,
+        final_losses=final_losses,
         elapsed_s=reporter.elapsed_s,
         device=str(dev),
         seed=seed,
     )
 
 
-def save_checkpoint(trainer: Trainer, out_dir: Path) -> None:
+def load_resumable_checkpoint(out_dir: Path, config: TrainConfig) -> dict | None:
+    """The checkpoint in out_dir when it can resume `config` (its seed filled in when config
+    has none), else None: training starts over."""
+    path = out_dir / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    try:
+        checkpoint = torch.load(path, map_location="cpu")  # weights_only: no pickled code
+    except Exception as exc:  # a checkpoint is replaced atomically; this one is not ours
+        log.warning("not resuming from %s: %s", path, exc)
+        return None
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        return None
+    saved = TrainConfig.model_validate(checkpoint["config"])
+    wanted = config if config.seed is not None else config.model_copy(update={"seed": saved.seed})
+    if saved != wanted:
+        log.warning("not resuming from %s: it was trained with other options", path)
+        return None
+    return checkpoint
+
+
+def save_checkpoint(trainer: Trainer, out_dir: Path, **extra: object) -> None:
+    """checkpoint.pt (atomic replace): the trainer's state and the run's `extra` records."""
     buf = io.BytesIO()
-    torch.save(trainer.checkpoint(), buf)
+    torch.save(trainer.checkpoint() | extra, buf)
     atomic_write_bytes(out_dir / CHECKPOINT_FILE, buf.getvalue())
 
 

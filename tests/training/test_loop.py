@@ -53,9 +53,11 @@ def write_shapes_dataset(root: Path, size: int = 16, channels: int = 1, per_clas
 
 
 def train(
-    root: Path, size: int = 16, channels: int = 1, abort_fn=None, **overrides
+    root: Path, size: int = 16, channels: int = 1, abort_fn=None, interrupt_fn=None, **overrides
 ) -> SimpleNamespace:
-    dataset = write_shapes_dataset(root / "dataset", size, channels)
+    dataset = root / "dataset"
+    if not dataset.exists():  # a second run in root resumes or starts over on the same data
+        write_shapes_dataset(dataset, size, channels)
     reports: list[Progress] = []
     config = TrainConfig(**(TINY | overrides))
     result = training.run(
@@ -65,6 +67,7 @@ def train(
         model_id="tiny-1",
         progress_fn=reports.append,
         abort_fn=abort_fn,
+        interrupt_fn=interrupt_fn,
         device="cpu",
     )
     return SimpleNamespace(out=root / "model", result=result, reports=reports, config=config)
@@ -254,3 +257,92 @@ def test_package_imports_without_torch():
         "models.images, models.truncation; assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+
+
+# --- resuming from a checkpoint -------------------------------------------------------------
+
+
+def stats_steps(out: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (out / STATS_FILE).read_text().splitlines()]
+
+
+def final_state(out: Path) -> dict:
+    checkpoint = torch.load(out / CHECKPOINT_FILE)
+    return {
+        name: checkpoint[name]
+        for name in ("generator", "critic", "generator_ema", "opt_g", "opt_d", "augment")
+    }
+
+
+def assert_same_state(a, b, where: str = "") -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same_state(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), f"{where} differs"
+    else:
+        assert a == b, where
+
+
+RESUMED = {
+    "steps": 14,
+    "checkpoint_every": 4,
+    "select_by": "recall",
+    "select_every": 3,
+    "select_evaluator_steps": 5,
+    "holdout_fraction": 0.25,
+}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """cgan's defaults (ADA, mode seeking) with select_by recall, trained in one go."""
+    return train(tmp_path_factory.mktemp("uninterrupted"), **RESUMED)
+
+
+def test_a_crashed_run_resumes_from_its_checkpoint_as_if_never_stopped(tmp_path, uninterrupted):
+    polls = []
+    with pytest.raises(TrainingAborted):  # the process dies before step 11: last checkpoint 8
+        train(tmp_path, abort_fn=lambda: polls.append(1) or len(polls) > 10, **RESUMED)
+    out = tmp_path / "model"
+    assert torch.load(out / CHECKPOINT_FILE)["step"] == 8
+    assert stats_steps(out)[-1] == 10  # lines past the checkpoint, a torn one after them:
+    with (out / STATS_FILE).open("ab") as stats:
+        stats.write(b"\0" * 300 + b"\n" + b'{"step": 11, "elaps')
+
+    resumed = train(tmp_path, **RESUMED)
+    assert resumed.result.steps_completed == 14
+    assert [p.step for p in resumed.reports][0] > 8, "progress continues after the checkpoint"
+    steps = stats_steps(out)
+    assert steps == sorted(set(steps)) and 8 in steps and steps[-1] == 14
+    assert b"\0" not in (out / STATS_FILE).read_bytes()
+    assert_same_state(final_state(out), final_state(uninterrupted.out))
+    selected, reference = Manifest.load(out).selection, Manifest.load(uninterrupted.out).selection
+    assert (selected.step, selected.evaluations) == (reference.step, reference.evaluations)
+    assert Manifest.load(out).steps_completed == 14
+    np.testing.assert_array_equal(
+        GeneratorSampler(out).generate(np.arange(3), np.ones((3, 8), np.float32)),
+        GeneratorSampler(uninterrupted.out).generate(np.arange(3), np.ones((3, 8), np.float32)),
+    )
+
+
+def test_an_interrupted_run_checkpoints_first_and_resumes(tmp_path, uninterrupted):
+    polls = []
+    with pytest.raises(training.TrainingInterrupted):
+        train(tmp_path, interrupt_fn=lambda: polls.append(1) or len(polls) > 6, **RESUMED)
+    out = tmp_path / "model"
+    assert torch.load(out / CHECKPOINT_FILE)["step"] == 6  # saved when asked, not at step 4
+    assert stats_steps(out)[-1] == 6
+    train(tmp_path, **RESUMED)
+    assert_same_state(final_state(out), final_state(uninterrupted.out))
+
+
+def test_a_checkpoint_of_other_options_is_not_resumed(tmp_path):
+    train(tmp_path, steps=4, checkpoint_every=2)
+    again = train(tmp_path, steps=6, checkpoint_every=2)  # another config: starts over
+    assert [p.step for p in again.reports][0] <= 2 and stats_steps(again.out)[0] <= 2
