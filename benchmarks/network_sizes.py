@@ -23,7 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.config import TrainConfig  # noqa: E402
-from training.loop import REPORT_EVERY_S, REPORT_EVERY_STEPS, Trainer, TrainingSet  # noqa: E402
+from training.loop import Trainer, TrainingSet  # noqa: E402
+from training.stats import REPORT_EVERY_S, REPORT_EVERY_STEPS  # noqa: E402
 
 NUM_CLASSES, NUM_IMAGES = 10, 500
 
