@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from celery import Celery
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.db import repo
 from core.db.session import session_scope
@@ -17,6 +18,7 @@ from core.settings import Settings
 
 TRAIN_TASK = "ganaug.train_model"
 REPORT_TASK = "ganaug.build_report"
+JOB_TASKS = {repo.TRAINING: TRAIN_TASK, repo.REPORT: REPORT_TASK}
 
 log = logging.getLogger("ganaug.queue")
 
@@ -72,15 +74,47 @@ def make_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
     return app
 
 
+def dispatch(celery: Celery, url: str, kind: str, model_id: str) -> None:
+    """Send a queued job's task (kind: training or report), then note that it was sent.
+
+    Raises what the broker raised: the job stays queued and unsent, and the sweep (`sweep`)
+    sends it once the broker answers. A message sent twice is harmless: the job's lease
+    runs it once.
+    """
+    celery.send_task(JOB_TASKS[kind], args=[model_id])
+    try:
+        with session_scope(url) as session:
+            repo.mark_dispatched(session, model_id)
+    except SQLAlchemyError as exc:  # sent, but not noted: the sweep sends it once more
+        log.warning("model %s: %s task sent, not recorded as sent: %s", model_id, kind, exc)
+
+
+def sweep(settings: Settings, celery: Celery) -> list[str]:
+    """Requeue the jobs whose lease expired (their worker is gone) and send every queued job
+    whose message was never sent; return the model ids sent."""
+    url = settings.sqlalchemy_url
+    with session_scope(url) as session:
+        requeued = repo.requeue_expired(session)
+    if requeued:
+        log.warning("leases expired (their workers are gone): requeued models %s", requeued)
+    with session_scope(url) as session:
+        jobs = repo.undispatched(session)
+    sent = []
+    for kind, model_id in jobs:
+        try:
+            dispatch(celery, url, kind, model_id)
+        except Exception as exc:
+            log.warning("broker unreachable; %d queued jobs wait to be sent: %s", len(jobs), exc)
+            break
+        sent.append(model_id)
+    if sent:
+        log.info("sent queued jobs of models %s", sent)
+    return sent
+
+
 def requeue_interrupted(settings: Settings) -> list[str]:
-    """Queue again the trainings and reports a stopped embedded worker left running."""
+    """Requeue at once every job a stopped embedded worker (the only worker there is) left
+    running, without waiting for its lease to expire; send queued jobs never sent."""
     with session_scope(settings.sqlalchemy_url) as session:
-        trainings, reports = repo.reset_running(session)
-    celery = make_celery(settings)
-    for model_id in trainings:
-        celery.send_task(TRAIN_TASK, args=[model_id])
-    for model_id in reports:
-        celery.send_task(REPORT_TASK, args=[model_id])
-    if trainings or reports:
-        log.info("requeued interrupted trainings %s and reports %s", trainings, reports)
-    return trainings + reports
+        repo.expire_leases(session)
+    return sweep(settings, make_celery(settings))

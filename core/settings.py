@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_BROKER = "filesystem://"
@@ -48,6 +48,33 @@ class Settings(BaseSettings):
     )
     cancel_poll_s: float = Field(1.0, gt=0, description="how often training checks for cancel")
     device: str | None = Field(None, description="torch device for training; None = auto")
+
+    # job leases (docs/architecture.md, "Jobs: leases and resume")
+    lease_s: float = Field(
+        45.0, gt=0, description="a job whose worker has not renewed its lease this long is lost"
+    )
+    lease_heartbeat_s: float = Field(10.0, gt=0, description="how often a worker renews a lease")
+    lease_sweep_s: float = Field(
+        15.0, gt=0, description="how often each worker re-queues jobs whose lease expired"
+    )
+    checkpoint_interval_s: float = Field(
+        60.0,
+        gt=0,
+        description="training saves a checkpoint at least this often (and every "
+        "checkpoint_every steps of its config): the most work a lost worker costs",
+    )
+    worker_shutdown_grace_s: float = Field(
+        30.0, gt=0, description="a stopping worker checkpoints its job, then exits within this"
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        if self.lease_heartbeat_s * 2 > self.lease_s:
+            raise ValueError(
+                f"lease_heartbeat_s ({self.lease_heartbeat_s}) must be at most half of lease_s "
+                f"({self.lease_s}): a lease must survive a missed heartbeat"
+            )
+        return self
 
     @field_validator("data_dir")
     @classmethod

@@ -6,10 +6,7 @@ It composes the gateway (`service`) and the workers (`workers`), which import on
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import subprocess
-import sys
 from typing import Annotated
 
 import typer
@@ -43,58 +40,39 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve the REST API; in embedded mode also start a training worker process."""
+    """Serve the REST API; in embedded mode also run a supervised training worker process."""
     import uvicorn
+
+    from ganaug.embedded import EmbeddedWorker
+    from service.app import create_app
 
     settings = get_settings()
     prepare(settings)
     start_worker = settings.embedded if worker is None else worker
-    child = None
+    embedded = None
     if start_worker:
         if settings.embedded:  # our own worker was the only one: its unfinished jobs rerun
             from core.queue import requeue_interrupted
 
             requeue_interrupted(settings)
-        # Its own process group, so stopping it also stops its pool process that trains.
-        child = subprocess.Popen(
-            [sys.executable, "-m", "ganaug.cli", "worker"], start_new_session=True
-        )
+        embedded = EmbeddedWorker(settings).start()
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it under the previous handler:
     # this one turns it into SystemExit, so the `finally` below stops the worker.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         uvicorn.run(
-            "service.app:create_app",
-            factory=True,
+            create_app(settings, worker_status=embedded.status if embedded else None),
             host=host or settings.host,
             port=port or settings.port,
             log_level="info",
         )
     finally:
-        if child is not None:
-            _stop(child)
+        if embedded is not None:
+            embedded.stop()
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
-
-
-def _stop(child: subprocess.Popen, grace_s: float = 10) -> None:
-    """Stop the worker we started and its pool (its process group): TERM, then KILL.
-
-    A job cut short stays `running` in the database and reruns at the next `ganaug serve`.
-    """
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(child.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            child.wait(timeout=grace_s)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    child.wait()
 
 
 @app.command("worker")
@@ -103,10 +81,18 @@ def run_worker(
         int | None, typer.Option(help="parallel training jobs (GANAUG_WORKER_CONCURRENCY)")
     ] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
+    parent_pid: Annotated[
+        int | None,
+        typer.Option(hidden=True, help="exit when this process ends (set by ganaug serve)"),
+    ] = None,
 ) -> None:
     """Run a Celery worker that trains models (on CUDA when available)."""
     from workers.celery_app import app as celery_app
 
+    if parent_pid is not None:
+        from workers.lifecycle import die_with_parent
+
+        die_with_parent(parent_pid)
     settings = get_settings()
     prepare(settings)
     argv = [

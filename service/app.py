@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -16,8 +16,11 @@ from service.limits import BodySizeLimitMiddleware
 from service.routes import datasets, health, models, reports
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the gateway for `settings` (default: from the environment)."""
+def create_app(
+    settings: Settings | None = None, worker_status: Callable[[], str] | None = None
+) -> FastAPI:
+    """Build the gateway for `settings` (default: from the environment); `worker_status`
+    says how the embedded worker is ("ok" or what is wrong), counted by /readyz."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -33,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.celery = make_celery(settings)
+    app.state.worker_status = worker_status
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes, path_prefix="/"
     )

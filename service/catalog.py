@@ -127,8 +127,9 @@ def delete_dataset(settings: Settings, session: Session, dataset: Dataset) -> No
 
 
 def delete_model(settings: Settings, session: Session, model: Model) -> None:
-    """Delete a finished model's row and files; refuse while it is queued or training."""
-    if model.status in repo.ACTIVE:
+    """Delete a model's row and files; refuse while it is queued or training (a model whose
+    worker died, its lease expired, is not training)."""
+    if repo.is_active(session, model):
         raise ApiError(409, "model_active", "The model is queued or training; cancel it first.")
     repo.delete_model(session, model)
     session.commit()
@@ -146,17 +147,28 @@ def queue_model(
         dataset=dataset,
         config=config.model_dump(mode="json"),
     )
-    session.commit()
+    session.commit()  # first, so the worker finds the row its task names
     try:
-        celery.send_task(TRAIN_TASK, args=[model.id])
-    except Exception as exc:
-        log.exception("could not queue model %s", model.id)
+        send_job(celery, session, TRAIN_TASK, model)
+    except ApiError:
         repo.delete_model(session, model)
         session.commit()
-        raise ApiError(
-            503, "broker_unavailable", "The job queue is unreachable; retry later."
-        ) from exc
+        raise
     return model
+
+
+def send_job(celery: Celery, session: Session, task: str, model: Model) -> None:
+    """Send the committed, queued job's task and note that it was sent; 503 when the broker
+    is unreachable (the caller undoes the queuing, so nothing waits for a lost message)."""
+    try:
+        celery.send_task(task, args=[model.id])
+    except Exception as exc:
+        log.exception("could not send %s for model %s", task, model.id)
+        raise ApiError(
+            503, "broker_unavailable", "The job queue is unreachable; retry in a minute."
+        ) from exc
+    repo.mark_dispatched(session, model.id)
+    session.commit()
 
 
 def get_dataset_or_404(session: Session, tenant_id: str, dataset_id: str) -> Dataset:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.db.tables import Dataset, Model, utcnow
@@ -70,19 +71,29 @@ def dataset_model_ids(session: Session, dataset_id: str) -> list[str]:
 
 
 def count_active_models(session: Session, dataset_id: str) -> int:
+    """Models of the dataset queued or training under a live lease."""
+    alive = Model.lease_expires_at >= db_now(session)
     query = (
         select(func.count())
         .select_from(Model)
-        .where(Model.dataset_id == dataset_id, Model.status.in_(ACTIVE))
+        .where(
+            Model.dataset_id == dataset_id,
+            or_(Model.status == "queued", and_(Model.status == "running", alive)),
+        )
     )
     return session.scalar(query) or 0
 
 
 def count_active_reports(session: Session, dataset_id: str) -> int:
+    """Reports of the dataset's models queued or running under a live lease."""
+    alive = Model.lease_expires_at >= db_now(session)
     query = (
         select(func.count())
         .select_from(Model)
-        .where(Model.dataset_id == dataset_id, Model.report_status.in_(REPORT_ACTIVE))
+        .where(
+            Model.dataset_id == dataset_id,
+            or_(Model.report_status == "queued", and_(Model.report_status == "running", alive)),
+        )
     )
     return session.scalar(query) or 0
 
@@ -154,53 +165,243 @@ def delete_model(session: Session, model: Model) -> None:
     session.delete(model)
 
 
+def is_active(session: Session, model: Model) -> bool:
+    """Queued, or running under a live lease (a worker that died holds none)."""
+    return model.status == "queued" or (
+        model.status == "running" and lease_alive(model, db_now(session))
+    )
+
+
 def request_cancel(session: Session, model: Model) -> Model:
-    """Cancel a queued model at once; ask a running one to stop (the worker finishes it)."""
-    if model.status == "queued":
+    """Cancel a queued model, or one whose worker died, at once; ask a running one to stop
+    (its worker ends it within seconds)."""
+    if not is_active(session, model) or model.status == "queued":
         model.status, model.finished_at, model.report_status = "cancelled", utcnow(), "none"
+        model.lease_token = model.lease_owner = model.lease_expires_at = None
     model.cancel_requested = True
     session.flush()
     return model
 
 
-# ---------------------------------------------------------------- worker side
+# ---------------------------------------------------------------- leases
+#
+# A worker runs a model's job (its training, later its report) under a lease: a random token
+# written by a compare-and-set UPDATE, renewed by heartbeats until `lease_expires_at`. Every
+# write a worker makes names its token, so a worker that lost its lease changes nothing; a
+# lease that was not renewed in time puts the job back in the queue (requeue_expired).
+# Writes that must be atomic are single UPDATE statements: SQLite has no row locks.
+
+TRAINING, REPORT = "training", "report"
 
 
-def claim_model(session: Session, model_id: str) -> Model | None:
-    """Mark a queued model running; a running one is redelivered work (its worker died)."""
-    row = session.get(Model, model_id, with_for_update=True)
-    if row is None or row.status in FINISHED:
+def db_now(session: Session) -> datetime:
+    """The database's clock on PostgreSQL (every host agrees on lease times), else ours."""
+    if session.get_bind().dialect.name == "postgresql":
+        return session.scalar(select(func.now()))
+    return utcnow()
+
+
+def _expired(now: datetime) -> ColumnElement[bool]:
+    return or_(Model.lease_expires_at.is_(None), Model.lease_expires_at < now)
+
+
+def lease_alive(model: Model, now: datetime) -> bool:
+    return model.lease_expires_at is not None and model.lease_expires_at >= now
+
+
+def _update(session: Session, *where: Any, **values: Any) -> bool:
+    """UPDATE models SET values WHERE where; True when a row matched."""
+    result = session.execute(
+        update(Model).where(*where).values(**values).execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def _lease_values(now: datetime, token: str, owner: str, lease_s: float) -> dict[str, Any]:
+    return {
+        "lease_token": token,
+        "lease_owner": owner[:255],
+        "lease_expires_at": now + timedelta(seconds=lease_s),
+        "attempts": Model.attempts + 1,
+    }
+
+
+_NO_LEASE = {"lease_token": None, "lease_owner": None, "lease_expires_at": None}
+
+
+def claim_model(session: Session, model_id: str, *, owner: str, lease_s: float) -> Model | None:
+    """Lease a queued training (or one whose lease expired: its worker died) and mark it
+    running; None when there is nothing to run: finished, gone, cancelled, or held by a live
+    lease (a second delivery of a job that runs elsewhere)."""
+    now = db_now(session)
+    lost = or_(Model.status == "queued", and_(Model.status == "running", _expired(now)))
+    if _update(
+        session,
+        Model.id == model_id,
+        lost,
+        Model.cancel_requested.is_(True),
+        status="cancelled",
+        finished_at=now,
+        report_status="none",
+        **_NO_LEASE,
+    ):
         return None
-    if row.cancel_requested:
-        row.status, row.finished_at, row.report_status = "cancelled", utcnow(), "none"
-        return None
-    row.status = "running"
-    row.started_at = utcnow()
-    row.error = None
-    session.flush()
-    return row
+    token = new_id()
+    claimed = _update(
+        session,
+        Model.id == model_id,
+        lost,
+        status="running",
+        started_at=now,
+        error=None,
+        **_lease_values(now, token, owner, lease_s),
+    )
+    return _leased_row(session, model_id, token) if claimed else None
 
 
-def reset_running(session: Session) -> tuple[list[str], list[str]]:
-    """Put running trainings and reports back to queued; return their model ids."""
-    trainings = list(session.scalars(select(Model).where(Model.status == "running")))
-    for row in trainings:
-        row.status = "queued"
-    reports = list(
+def claim_report(session: Session, model_id: str, *, owner: str, lease_s: float) -> Model | None:
+    """Lease a queued report (or one whose lease expired) and mark it running; None when
+    there is nothing to do or a live lease holds it."""
+    now = db_now(session)
+    token = new_id()
+    claimed = _update(
+        session,
+        Model.id == model_id,
+        Model.status == "succeeded",
+        or_(
+            Model.report_status == "queued",
+            and_(Model.report_status == "running", _expired(now)),
+        ),
+        report_status="running",
+        **_lease_values(now, token, owner, lease_s),
+    )
+    return _leased_row(session, model_id, token) if claimed else None
+
+
+def _leased_row(session: Session, model_id: str, token: str) -> Model | None:
+    row = session.get(Model, model_id, populate_existing=True)
+    return row if row is not None and row.lease_token == token else None
+
+
+def renew_lease(session: Session, model_id: str, token: str, lease_s: float) -> bool:
+    """Extend the lease `token` by lease_s from now; False when it is no longer held."""
+    now = db_now(session)
+    return _update(
+        session,
+        Model.id == model_id,
+        Model.lease_token == token,
+        lease_expires_at=now + timedelta(seconds=lease_s),
+    )
+
+
+def lease_holder(session: Session, model_id: str) -> str:
+    """Who holds the model's lease and until when, for logs."""
+    row = session.get(Model, model_id, populate_existing=True)
+    if row is None:
+        return "the model is gone"
+    if row.lease_token is None:
+        return f"status {row.status}, report {row.report_status}, no lease"
+    until = f"{row.lease_expires_at:%H:%M:%S}" if row.lease_expires_at else "now"
+    return f"leased by {row.lease_owner} until {until} (attempt {row.attempts})"
+
+
+def release_lease(session: Session, model_id: str, token: str, kind: str) -> bool:
+    """Give an interrupted job back to the queue (its worker is stopping): training resumes
+    from its checkpoint, a report starts again; the caller sends its task."""
+    status = {"status": "queued"} if kind == TRAINING else {"report_status": "queued"}
+    return _update(
+        session,
+        Model.id == model_id,
+        Model.lease_token == token,
+        dispatched_at=None,
+        **status,
+        **_NO_LEASE,
+    )
+
+
+def expire_leases(session: Session) -> None:
+    """End every lease now: at an embedded start, the only worker there was is gone."""
+    _update_all(session, Model.lease_token.is_not(None), lease_expires_at=None)
+
+
+def _update_all(session: Session, *where: Any, **values: Any) -> int:
+    result = session.execute(
+        update(Model).where(*where).values(**values).execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def requeue_expired(session: Session) -> list[str]:
+    """Jobs whose lease expired go back to the queue (training resumes from its checkpoint),
+    unless a cancel was asked for: those end cancelled. Returns the requeued model ids."""
+    now = db_now(session)
+    _update_all(
+        session,
+        Model.status == "running",
+        _expired(now),
+        Model.cancel_requested.is_(True),
+        status="cancelled",
+        finished_at=now,
+        report_status="none",
+        **_NO_LEASE,
+    )
+    expired = list(
         session.scalars(
-            select(Model).where(Model.status == "succeeded", Model.report_status == "running")
+            select(Model.id).where(
+                or_(
+                    Model.status == "running",
+                    and_(Model.status == "succeeded", Model.report_status == "running"),
+                ),
+                _expired(now),
+            )
         )
     )
-    for row in reports:
-        row.report_status = "queued"
-    session.flush()
-    return [r.id for r in trainings], [r.id for r in reports]
+    requeued = []
+    for model_id in expired:  # one compare-and-set each: two sweepers requeue a job once
+        if _update(
+            session,
+            Model.id == model_id,
+            Model.status == "running",
+            _expired(now),
+            status="queued",
+            dispatched_at=None,
+            **_NO_LEASE,
+        ) or _update(
+            session,
+            Model.id == model_id,
+            Model.status == "succeeded",
+            Model.report_status == "running",
+            _expired(now),
+            report_status="queued",
+            dispatched_at=None,
+            **_NO_LEASE,
+        ):
+            requeued.append(model_id)
+    return requeued
 
 
-def record_progress(session: Session, model_id: str, progress: dict[str, Any]) -> None:
-    row = session.get(Model, model_id)
-    if row is not None:
-        row.progress = progress
+def undispatched(session: Session) -> list[tuple[str, str]]:
+    """(kind, model id) of queued jobs whose message was never handed to the broker."""
+    rows = session.execute(
+        select(Model.id, Model.status).where(
+            Model.dispatched_at.is_(None),
+            or_(
+                Model.status == "queued",
+                and_(Model.status == "succeeded", Model.report_status == "queued"),
+            ),
+        )
+    ).all()
+    return [(TRAINING if status == "queued" else REPORT, model_id) for model_id, status in rows]
+
+
+def mark_dispatched(session: Session, model_id: str) -> None:
+    _update(
+        session, Model.id == model_id, Model.dispatched_at.is_(None), dispatched_at=db_now(session)
+    )
+
+
+def record_progress(session: Session, model_id: str, token: str, progress: dict[str, Any]) -> bool:
+    return _update(session, Model.id == model_id, Model.lease_token == token, progress=progress)
 
 
 def cancel_requested(session: Session, model_id: str) -> bool:
@@ -211,63 +412,56 @@ def cancel_requested(session: Session, model_id: str) -> bool:
 def finish_model(
     session: Session,
     model_id: str,
+    token: str,
     *,
     status: str,
     error: str | None = None,
-    final_losses: dict[str, float] | None = None,
+    progress: dict[str, Any] | None = None,
     report: bool = False,
-) -> None:
-    """Record how training ended; `report` queues the quality report, else there is none."""
-    row = session.get(Model, model_id)
-    if row is None:
-        return
-    row.status = status
-    row.error = error
-    row.finished_at = utcnow()
-    if final_losses is not None:
-        row.progress = {**row.progress, "losses": final_losses}
-    if report:
-        queue_report(session, row)
-    else:
-        row.report_status = "none"
+) -> bool:
+    """Record how training ended and end the lease; `report` queues the quality report,
+    else there is none. False when `token` no longer holds the lease (nothing written)."""
+    values: dict[str, Any] = {"status": status, "error": error, "finished_at": db_now(session)}
+    if progress is not None:
+        values["progress"] = progress
+    values |= _queued_report() if report else {"report_status": "none"}
+    return _update(session, Model.id == model_id, Model.lease_token == token, **values, **_NO_LEASE)
 
 
 # ---------------------------------------------------------------- quality report
 
 
+def _queued_report() -> dict[str, Any]:
+    return {
+        "report_status": "queued",
+        "report_progress": {"stage": "queued", "fraction": 0.0},
+        "report_error": None,
+        "dispatched_at": None,
+    }
+
+
 def queue_report(session: Session, model: Model) -> None:
-    model.report_status = "queued"
-    model.report_progress = {"stage": "queued", "fraction": 0.0}
-    model.report_error = None
+    for key, value in _queued_report().items():
+        setattr(model, key, value)
     session.flush()
 
 
-def claim_report(session: Session, model_id: str) -> Model | None:
-    """Mark a queued (or redelivered running) report running; None when there is nothing to do."""
-    row = session.get(Model, model_id, with_for_update=True)
-    if row is None or row.status != "succeeded" or row.report_status not in REPORT_ACTIVE:
-        return None
-    row.report_status = "running"
-    session.flush()
-    return row
-
-
-def record_report_progress(session: Session, model_id: str, stage: str, fraction: float) -> None:
-    row = session.get(Model, model_id)
-    if row is not None:
-        row.report_progress = {"stage": stage, "fraction": round(fraction, 4)}
+def record_report_progress(
+    session: Session, model_id: str, token: str, stage: str, fraction: float
+) -> bool:
+    progress = {"stage": stage, "fraction": round(fraction, 4)}
+    return _update(
+        session, Model.id == model_id, Model.lease_token == token, report_progress=progress
+    )
 
 
 def finish_report(
-    session: Session, model_id: str, *, status: str, error: str | None = None
-) -> None:
-    row = session.get(Model, model_id)
-    if row is None:
-        return
-    row.report_status = status
-    row.report_error = error
+    session: Session, model_id: str, token: str, *, status: str, error: str | None = None
+) -> bool:
+    values: dict[str, Any] = {"report_status": status, "report_error": error}
     if status == "succeeded":
-        row.report_progress = {"stage": "done", "fraction": 1.0}
+        values["report_progress"] = {"stage": "done", "fraction": 1.0}
+    return _update(session, Model.id == model_id, Model.lease_token == token, **values, **_NO_LEASE)
 
 
 def model_exists(session: Session, model_id: str) -> bool:

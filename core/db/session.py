@@ -17,8 +17,19 @@ def get_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    _ENGINES.append(engine)
+    return engine
+
+
+_ENGINES: list[Engine] = []
+
+
+def forget_inherited_connections() -> None:
+    """In a forked child: open new connections, leaving the parent's pooled ones to it."""
+    for engine in _ENGINES:
+        engine.dispose(close=False)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -76,3 +76,14 @@ class Model(Base):
     report_status: Mapped[str] = mapped_column(String(16), default="none")
     report_progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     report_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The lease of the job a worker runs on this model (training, then its report): only the
+    # holder of lease_token writes the row; a lease not renewed by lease_expires_at is lost
+    # and the job goes back to the queue (docs/architecture.md, "Jobs: leases and resume").
+    lease_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, nullable=True, index=True
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims, training and report
+    # When the queued job's message was handed to the broker; NULL: not (yet) sent.
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

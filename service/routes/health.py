@@ -18,7 +18,8 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(request: Request) -> JSONResponse:
-    """Ready when the database answers and the broker accepts a connection."""
+    """Ready when the database answers, the broker accepts a connection and the embedded
+    worker (when this process runs one) is up."""
     settings = request.app.state.settings
     checks: dict[str, str] = {}
     try:
@@ -32,6 +33,8 @@ def readyz(request: Request) -> JSONResponse:
         checks["broker"] = "ok"
     except Exception as exc:
         checks["broker"] = f"unreachable: {type(exc).__name__}"
+    if request.app.state.worker_status is not None:
+        checks["worker"] = request.app.state.worker_status()
     failing = [name for name, state in checks.items() if state != "ok"]
     if failing:
         return error_response(

@@ -80,7 +80,14 @@ def compute_report(
         )
     if model.report_status in repo.REPORT_ACTIVE:
         raise ApiError(409, "report_in_progress", "A report is already queued or running.")
+    before = (model.report_status, model.report_progress, model.report_error)
     repo.queue_report(session, model)
     session.commit()
-    celery.send_task(REPORT_TASK, args=[model.id])
+    try:
+        catalog.send_job(celery, session, REPORT_TASK, model)
+    except ApiError:  # as it was: the old report (if any) stays, and a retry may queue again
+        model.report_status, model.report_progress, model.report_error = before
+        session.commit()
+        raise
+    session.refresh(model)
     return ModelPublic.from_row(model)

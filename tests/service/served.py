@@ -12,14 +12,29 @@ from core.db.session import session_scope
 from core.settings import Settings
 
 
+def end_training(settings: Settings, model_id: str, status: str, *, report: bool = False) -> None:
+    """Lease the model's training and end it as the worker records it."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        row = repo.claim_model(session, model_id, owner="test", lease_s=settings.lease_s)
+        assert row is not None and row.lease_token is not None, "the training was not claimable"
+        assert repo.finish_model(session, model_id, row.lease_token, status=status, report=report)
+
+
+def lease_report(settings: Settings, model_id: str) -> str:
+    """Lease the model's queued report as a worker would; returns the lease token."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        row = repo.claim_report(session, model_id, owner="test", lease_s=settings.lease_s)
+        assert row is not None and row.lease_token is not None, "the report was not claimable"
+        return row.lease_token
+
+
 def install_trained_model(
     settings: Settings, model_id: str, model_dir: Path, *, report: bool = False
 ) -> None:
     """Copy model_dir in as model_id's files; training succeeded (and its report, if `report`)."""
     shutil.copytree(model_dir, settings.models_dir / model_id)
-    with session_scope(settings.sqlalchemy_url) as session:
-        repo.claim_model(session, model_id)
-        repo.finish_model(session, model_id, status="succeeded", report=report)
-        if report:
-            repo.claim_report(session, model_id)
-            repo.finish_report(session, model_id, status="succeeded")
+    end_training(settings, model_id, "succeeded", report=report)
+    if report:
+        token = lease_report(settings, model_id)
+        with session_scope(settings.sqlalchemy_url) as session:
+            assert repo.finish_report(session, model_id, token, status="succeeded")

@@ -20,6 +20,7 @@ from core.settings import Settings
 from service import catalog
 from service.app import create_app
 from tests.factories import shapes_zip_bytes
+from tests.service.served import end_training, lease_report
 from training.dataset import StoredDataset
 
 
@@ -293,12 +294,6 @@ def test_config_without_train_is_rejected(client, settings):
     assert_nothing_stored(client, settings)
 
 
-def record_training_end(settings: Settings, model_id: str, status: str, report: bool) -> None:
-    """End a model's training as the worker records it (no worker runs under TestClient)."""
-    with session_scope(settings.sqlalchemy_url) as session:
-        repo.finish_model(session, model_id, status=status, report=report)
-
-
 def upload_and_queue(client: TestClient, **config) -> dict:
     upload = post(client, shapes_zip_bytes(per_class=3), train="true", config=json.dumps(config))
     assert upload.status_code == 201, upload.text
@@ -311,7 +306,7 @@ def test_report_is_pending_until_training_ends(client, settings):
     model_id = body["model"]["id"]
     assert body["model"]["report"]["status"] == "pending"
     assert client.get(f"/v1/models/{model_id}").json()["report"]["status"] == "pending"
-    record_training_end(settings, model_id, "failed", report=False)
+    end_training(settings, model_id, "failed")
     assert client.get(f"/v1/models/{model_id}").json()["report"]["status"] == "none"
 
     cancelled = upload_and_queue(client, steps=5)["model"]  # report: standard by default
@@ -326,17 +321,16 @@ def test_report_is_pending_until_training_ends(client, settings):
 def test_dataset_in_use_while_a_report_is_queued_or_running(client, settings):
     body = upload_and_queue(client, steps=5, report="fast")
     dataset_id, model_id = body["id"], body["model"]["id"]
-    record_training_end(settings, model_id, "succeeded", report=True)
+    end_training(settings, model_id, "succeeded", report=True)
     assert client.get(f"/v1/models/{model_id}").json()["report"]["status"] == "queued"
     error = assert_error(client.delete(f"/v1/datasets/{dataset_id}"), 409, "dataset_in_use")
     assert "report" in error["message"]
-    with session_scope(settings.sqlalchemy_url) as session:
-        repo.claim_report(session, model_id)
+    token = lease_report(settings, model_id)
     assert client.get(f"/v1/models/{model_id}").json()["report"]["status"] == "running"
     assert_error(client.delete(f"/v1/datasets/{dataset_id}"), 409, "dataset_in_use")
     assert client.get(f"/v1/models/{model_id}").status_code == 200  # nothing was deleted
     with session_scope(settings.sqlalchemy_url) as session:
-        repo.finish_report(session, model_id, status="failed", error="stopped by the test")
+        repo.finish_report(session, model_id, token, status="failed", error="stopped by the test")
     assert client.delete(f"/v1/datasets/{dataset_id}").status_code == 204
     assert_nothing_stored(client, settings)
 
@@ -358,6 +352,6 @@ def test_list_offset_at_the_bound_is_an_empty_page(client, path):
 def test_class_is_a_name_or_an_ascii_index(client, settings, value):
     """Only ASCII digits are an index (the shapes have 3 classes); the check precedes drawing."""
     model_id = upload_and_queue(client, steps=5, report="none")["model"]["id"]
-    record_training_end(settings, model_id, "succeeded", report=False)
+    end_training(settings, model_id, "succeeded", report=False)
     response = client.get(f"/v1/models/{model_id}/samples", params={"class": value})
     assert "unknown class" in assert_error(response, 422, "unknown_class")["message"].lower()

@@ -1,0 +1,121 @@
+"""The worker process an embedded `ganaug serve` runs (or `ganaug serve --worker`):
+supervised, counted in /readyz, stopped with the serve.
+
+The worker lives in its own process group (so stopping it reaches its pool processes) and
+dies with the serve however the serve ends (`ganaug worker --parent-pid`, see
+workers/lifecycle.py). When it dies on its own it is restarted; in embedded mode its jobs
+are put back in the queue at once, since it was the only worker and their leases need not
+run out first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from core.queue import requeue_interrupted
+from core.settings import Settings
+
+log = logging.getLogger("ganaug.cli")
+
+FIRST_RESTART_DELAY_S = 2.0
+MAX_RESTART_DELAY_S = 60.0
+STABLE_AFTER_S = 60.0  # a worker that ran this long restarts after the first delay again
+
+
+class EmbeddedWorker:
+    """Start `ganaug worker`, restart it when it dies, stop it (and its pool) on `stop`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.restarts = 0
+        self._proc: subprocess.Popen | None = None
+        self._last_exit: str | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._supervise, name="embedded-worker", daemon=True)
+
+    def start(self) -> EmbeddedWorker:
+        self._spawn()
+        self._thread.start()
+        return self
+
+    def _spawn(self) -> None:
+        argv = [sys.executable, "-m", "ganaug.cli", "worker", "--parent-pid", str(os.getpid())]
+        self._proc = subprocess.Popen(argv, start_new_session=True)
+        self._started = time.monotonic()
+
+    def status(self) -> str:
+        """ "ok" while the worker process runs, else what happened to it (for /readyz)."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            return "ok"
+        exited = self._last_exit or "not started"
+        return f"down: {exited}; restarting (restarts so far: {self.restarts})"
+
+    def _supervise(self) -> None:
+        delay = FIRST_RESTART_DELAY_S
+        while True:
+            assert self._proc is not None
+            code = self._proc.wait()
+            if self._stopping.is_set():
+                return
+            self._last_exit = f"exited with {_describe_exit(code)} at {time.strftime('%H:%M:%S')}"
+            log.error("embedded worker %s; restarting in %.0f s", self._last_exit, delay)
+            _kill_group(self._proc.pid, signal.SIGKILL)  # pool processes it left, if any
+            if time.monotonic() - self._started > STABLE_AFTER_S:
+                delay = FIRST_RESTART_DELAY_S
+            if self._stopping.wait(delay):
+                return
+            if self.settings.embedded:  # else other workers may hold leases: the sweep waits
+                try:
+                    requeue_interrupted(self.settings)
+                except Exception as exc:  # the new worker's sweep requeues them later
+                    log.warning("could not requeue the dead worker's jobs now: %s", exc)
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self._spawn()
+                self.restarts += 1
+            delay = min(delay * 2, MAX_RESTART_DELAY_S)
+
+    def stop(self) -> None:
+        """Stop the worker and its pool: TERM (its job checkpoints and is requeued), then KILL.
+
+        A job cut short is requeued and resumes from its checkpoint at the next start.
+        """
+        with self._lock:
+            self._stopping.set()
+        proc = self._proc
+        if proc is None:
+            return
+        grace_s = self.settings.worker_shutdown_grace_s + 5  # the worker's own deadline first
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if not _kill_group(proc.pid, sig):
+                break
+            try:
+                proc.wait(timeout=grace_s)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        proc.wait()
+        _kill_group(proc.pid, signal.SIGKILL)  # nothing of its group outlives it
+
+
+def _kill_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"code {code}"
