@@ -45,8 +45,13 @@ def transport_options(settings: Settings) -> dict:
             "control_folder": str(control),  # kombu's default is relative to the cwd
             "store_processed": False,
         }
-    # Redis redelivers an unacked task after this long: it must exceed the longest training.
-    return {"visibility_timeout": settings.visibility_timeout_s}
+    # Redis redelivers an unacked task after this long; a redelivery while the job runs is
+    # refused by its lease, and a lost worker's job is requeued by the lease sweep instead.
+    timeout = settings.visibility_timeout_s
+    options: dict = {"visibility_timeout": timeout}
+    if timeout < 100:  # kombu looks for such messages every 10 x 10 s by default
+        options |= {"unacked_restore_interval": max(1, timeout // 2), "unacked_restore_throttle": 1}
+    return options
 
 
 def make_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:

@@ -85,7 +85,8 @@ class EmbeddedWorker:
             delay = min(delay * 2, MAX_RESTART_DELAY_S)
 
     def stop(self) -> None:
-        """Stop the worker and its pool: TERM (its job checkpoints and is requeued), then KILL.
+        """Stop the worker: TERM to it (its running job checkpoints and is requeued, see
+        workers/lifecycle.py), then KILL to its whole group if it outlives its deadline.
 
         A job cut short is requeued and resumes from its checkpoint at the next start.
         """
@@ -94,17 +95,14 @@ class EmbeddedWorker:
         proc = self._proc
         if proc is None:
             return
-        grace_s = self.settings.worker_shutdown_grace_s + 5  # the worker's own deadline first
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if not _kill_group(proc.pid, sig):
-                break
-            try:
-                proc.wait(timeout=grace_s)
-                break
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:  # the worker's own deadline comes first
+                proc.wait(timeout=self.settings.worker_shutdown_grace_s + 5)
             except subprocess.TimeoutExpired:
-                continue
-        proc.wait()
+                pass
         _kill_group(proc.pid, signal.SIGKILL)  # nothing of its group outlives it
+        proc.wait()
 
 
 def _kill_group(pgid: int, sig: int) -> bool:

@@ -88,6 +88,10 @@ def service_env(data_dir: Path, **overrides: str) -> dict[str, str]:
             "GANAUG_DATA_DIR": str(data_dir),
             "GANAUG_PROGRESS_INTERVAL_S": "0.2",
             "GANAUG_CANCEL_POLL_S": "0.2",
+            # a lost worker's job is requeued within seconds, not a minute
+            "GANAUG_LEASE_S": "6",
+            "GANAUG_LEASE_HEARTBEAT_S": "1",
+            "GANAUG_LEASE_SWEEP_S": "1",
             "PYTHONUNBUFFERED": "1",
             "OMP_NUM_THREADS": "1",
         }

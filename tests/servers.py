@@ -63,9 +63,13 @@ def _binary(name: str, package: str) -> str:
     return found
 
 
-def start_redis(folder: Path) -> tuple[str, subprocess.Popen]:
+def start_redis(
+    folder: Path, *, port: int | None = None, appendonly: bool = False
+) -> tuple[str, subprocess.Popen]:
+    """A private redis-server; `appendonly` keeps its queue across a restart on the same
+    folder and port, as docker-compose.yml's redis does."""
     exe = _binary("redis-server", "redis-server")
-    port = free_port()
+    port = port or free_port()
     proc = subprocess.Popen(
         [
             exe,
@@ -76,7 +80,7 @@ def start_redis(folder: Path) -> tuple[str, subprocess.Popen]:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if appendonly else "no",
             "--dir",
             str(folder),
         ],
@@ -94,33 +98,49 @@ def _as_postgres_user(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
-def start_postgres() -> tuple[str, Callable[[], None]]:
-    initdb, pg_ctl = _binary("initdb", "postgresql"), _binary("pg_ctl", "postgresql")
-    # Not under pytest's 0700 temp root: the postgres user must reach it when we are root.
-    folder = Path(tempfile.mkdtemp(prefix="ganaug-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(folder, user="postgres")
-    data, port = folder / "data", free_port()
-    subprocess.run(
-        _as_postgres_user([initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]),
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        _as_postgres_user(
-            [pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]
-        ),
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+class PostgresServer:
+    """A private PostgreSQL cluster (initdb + pg_ctl) that can be stopped and started again."""
 
-    def stop() -> None:
+    def __init__(self) -> None:
+        initdb, self.pg_ctl = _binary("initdb", "postgresql"), _binary("pg_ctl", "postgresql")
+        # Not under pytest's 0700 temp root: the postgres user must reach it when we are root.
+        self.folder = Path(tempfile.mkdtemp(prefix="ganaug-pg-"))
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, user="postgres")
+        self.data, self.port = self.folder / "data", free_port()
         subprocess.run(
-            _as_postgres_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]),
+            _as_postgres_user(
+                [initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> PostgresServer:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        log = str(self.folder / "log")
+        subprocess.run(
+            _as_postgres_user(
+                [self.pg_ctl, "-D", str(self.data), "-o", options, "-l", log, "-w", "start"]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        return self
+
+    def stop(self, mode: str = "immediate") -> None:
+        subprocess.run(
+            _as_postgres_user([self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "stop"]),
             check=False,
             stdout=subprocess.DEVNULL,
         )
-        shutil.rmtree(folder, ignore_errors=True)
 
-    return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def start_postgres() -> tuple[str, Callable[[], None]]:
+    server = PostgresServer().start()
+    return server.url, server.remove

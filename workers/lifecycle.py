@@ -2,10 +2,12 @@
 that started an embedded worker, and a shutdown that checkpoints and ends in bounded time.
 
 - Every worker's main process runs a lease sweeper (core.leases.Sweeper).
-- A stopping worker (SIGTERM: warm shutdown) tells its pool processes, whose running job
-  saves a checkpoint and goes back to the queue (STOPPING); whatever is still alive
-  `worker_shutdown_grace_s` later is killed, so a pool process that died or hangs
-  mid-task cannot hold the worker in its warm shutdown.
+- A stopping worker (SIGTERM to its main process: warm shutdown) tells the pool processes
+  that run a task, whose job saves a checkpoint and goes back to the queue (STOPPING);
+  whatever is still alive `worker_shutdown_grace_s` later is killed, so a pool process
+  that died or hangs mid-task cannot hold the worker in its warm shutdown. Idle pool
+  processes are not signalled: billiard's handler would end them, and Celery's warm
+  shutdown then waits for them forever (what the deadline guards against).
 - An embedded worker dies with its `ganaug serve`, however that ends (die_with_parent).
 """
 
@@ -19,7 +21,14 @@ import time
 
 from billiard.process import active_children
 from celery import platforms
-from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import (
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_ready,
+    worker_shutting_down,
+)
+from celery.worker import state as worker_state
 
 from core.db.session import forget_inherited_connections
 from core.leases import Sweeper
@@ -36,18 +45,37 @@ def _start_sweeper(**_: object) -> None:
     Sweeper(get_settings()).start()
 
 
+_pool_process = False
+_sigterm_before_task: list = []
+
+
 @worker_process_init.connect
 def _pool_process_started(**_: object) -> None:
+    global _pool_process
+    _pool_process = True
     forget_inherited_connections()  # the parent's pooled database connections stay its own
-    signal.signal(signal.SIGTERM, lambda *_: STOPPING.set())
+
+
+@task_prerun.connect
+def _checkpoint_on_sigterm(**_: object) -> None:
+    """While a pool process runs a task, SIGTERM asks the task to checkpoint and stop.
+    (Set here: billiard installs its own handler after worker_process_init.)"""
+    if _pool_process:
+        _sigterm_before_task[:] = [signal.signal(signal.SIGTERM, lambda *_: STOPPING.set())]
+
+
+@task_postrun.connect
+def _restore_sigterm(**_: object) -> None:
+    if _pool_process and _sigterm_before_task:
+        signal.signal(signal.SIGTERM, _sigterm_before_task.pop())
 
 
 @worker_shutting_down.connect
 def _stop_pool(**_: object) -> None:
     STOPPING.set()  # the solo pool runs tasks in this process
-    children = [child.pid for child in active_children() if child.pid]
-    for pid in children:
-        _signal(pid, signal.SIGTERM)
+    for request in list(worker_state.active_requests):
+        if request.worker_pid:
+            _signal(request.worker_pid, signal.SIGTERM)
     grace_s = get_settings().worker_shutdown_grace_s
     threading.Thread(
         target=_kill_after, args=(grace_s,), name="shutdown-deadline", daemon=True
