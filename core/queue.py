@@ -19,6 +19,7 @@ from core.settings import Settings
 TRAIN_TASK = "ganaug.train_model"
 REPORT_TASK = "ganaug.build_report"
 JOB_TASKS = {repo.TRAINING: TRAIN_TASK, repo.REPORT: REPORT_TASK}
+SEND_GRACE_S = 5.0  # the sweep leaves a job just queued to whoever queued it, this long
 
 log = logging.getLogger("ganaug.queue")
 
@@ -94,7 +95,7 @@ def dispatch(celery: Celery, url: str, kind: str, model_id: str) -> None:
         log.warning("model %s: %s task sent, not recorded as sent: %s", model_id, kind, exc)
 
 
-def sweep(settings: Settings, celery: Celery) -> list[str]:
+def sweep(settings: Settings, celery: Celery, send_grace_s: float = SEND_GRACE_S) -> list[str]:
     """Requeue the jobs whose lease expired (their worker is gone) and send every queued job
     whose message was never sent; return the model ids sent."""
     url = settings.sqlalchemy_url
@@ -103,7 +104,7 @@ def sweep(settings: Settings, celery: Celery) -> list[str]:
     if requeued:
         log.warning("leases expired (their workers are gone): requeued models %s", requeued)
     with session_scope(url) as session:
-        jobs = repo.undispatched(session)
+        jobs = repo.undispatched(session, older_than_s=send_grace_s)
     sent = []
     for kind, model_id in jobs:
         try:
@@ -122,4 +123,4 @@ def requeue_interrupted(settings: Settings) -> list[str]:
     running, without waiting for its lease to expire; send queued jobs never sent."""
     with session_scope(settings.sqlalchemy_url) as session:
         repo.expire_leases(session)
-    return sweep(settings, make_celery(settings))
+    return sweep(settings, make_celery(settings), send_grace_s=0.0)

@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     max_classify_images: int = Field(1024, gt=0, description="images per classify request")
 
     # workers
-    visibility_timeout_s: int = Field(48 * 3600, gt=0, description="above the longest task")
+    visibility_timeout_s: int = Field(
+        48 * 3600, gt=0, description="Redis hands an unacked task out again after this long"
+    )
     worker_concurrency: int = Field(1, ge=1)
     queue: str = Field("training", min_length=1, description="Celery queue of training jobs")
     progress_interval_s: float = Field(

@@ -95,6 +95,7 @@ def run_worker(
         die_with_parent(parent_pid)
     settings = get_settings()
     prepare(settings)
+    logging.getLogger("ganaug").setLevel(loglevel.upper())  # our INFO lines next to Celery's
     argv = [
         "worker",
         f"--loglevel={loglevel}",

@@ -91,7 +91,7 @@ def train_model(model_id: str) -> str:
         job = repo.claim_model(session, model_id, owner=lease_owner(), lease_s=settings.lease_s)
         why = repo.lease_holder(session, model_id) if job is None else ""
     if job is None:
-        log.info("model %s: training not run by this delivery (%s)", model_id, why)
+        log.warning("model %s: training not run by this delivery (%s)", model_id, why)
         return "skipped"
     assert job.lease_token is not None
     with LeaseKeeper(settings, model_id, job.lease_token) as lease:
@@ -195,7 +195,7 @@ def build_report(model_id: str) -> str:
         job = repo.claim_report(session, model_id, owner=lease_owner(), lease_s=settings.lease_s)
         why = repo.lease_holder(session, model_id) if job is None else ""
     if job is None:
-        log.info("model %s: report not run by this delivery (%s)", model_id, why)
+        log.warning("model %s: report not run by this delivery (%s)", model_id, why)
         return "skipped"
     assert job.lease_token is not None
     with LeaseKeeper(settings, model_id, job.lease_token) as lease:

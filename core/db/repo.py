@@ -380,11 +380,14 @@ def requeue_expired(session: Session) -> list[str]:
     return requeued
 
 
-def undispatched(session: Session) -> list[tuple[str, str]]:
-    """(kind, model id) of queued jobs whose message was never handed to the broker."""
+def undispatched(session: Session, older_than_s: float = 0.0) -> list[tuple[str, str]]:
+    """(kind, model id) of queued jobs whose message was never handed to the broker, queued
+    at least `older_than_s` ago (younger ones are likely being sent right now)."""
+    queued_before = utcnow() - timedelta(seconds=older_than_s)  # updated_at is our clock's
     rows = session.execute(
         select(Model.id, Model.status).where(
             Model.dispatched_at.is_(None),
+            Model.updated_at <= queued_before,
             or_(
                 Model.status == "queued",
                 and_(Model.status == "succeeded", Model.report_status == "queued"),
