@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from core.db.session import ping
+from service.access import auth_summary
 from service.errors import error_response
 
 router = APIRouter(tags=["health"])
@@ -18,7 +19,8 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(request: Request) -> JSONResponse:
-    """Ready when the database answers and the broker accepts a connection."""
+    """Ready when the database answers and the broker accepts a connection; `auth` says how
+    callers are identified (anonymous mode is flagged with a warning)."""
     settings = request.app.state.settings
     checks: dict[str, str] = {}
     try:
@@ -39,4 +41,4 @@ def readyz(request: Request) -> JSONResponse:
             "not_ready",
             "Not ready: " + "; ".join(f"{name} {checks[name]}" for name in failing),
         )
-    return JSONResponse({"status": "ready", "checks": checks})
+    return JSONResponse({"status": "ready", "checks": checks, "auth": auth_summary(settings)})
