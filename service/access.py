@@ -9,9 +9,8 @@
 3. under /v1, the caller: an API key (`Authorization: Bearer <key>` or `X-API-Key: <key>`)
    names its tenant; without one, the anonymous tenant where settings allow it, else 401
    with `WWW-Authenticate: Bearer`;
-4. the route's rate limit for that key (service.ratelimit): 429 with Retry-After.
-
-Handlers get the caller from `service.deps` (TenantDep).
+Handlers get the caller from `service.deps` (TenantDep); service.ratelimit counts it
+against the route's rate limit once routed (429 with Retry-After), still before the body.
 """
 
 from __future__ import annotations
@@ -23,21 +22,19 @@ from urllib.parse import urlsplit
 
 import anyio.to_thread
 from starlette.datastructures import Headers
-from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.db import tenants
 from core.db.session import session_scope
 from core.settings import LOOPBACK_NAMES, Settings
 from service.errors import ApiError
-from service.ratelimit import RateLimits, limit_of
 
 log = logging.getLogger("ganaug.api")
 
 API_PREFIX = "/v1"
 PROBES = frozenset({"/healthz", "/readyz"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-CALLER_SCOPE_KEY = "ganaug.caller"
+CALLER_SCOPE_KEY = "ganaug.caller"  # where the request's Caller is kept in its ASGI scope
 _WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::"})
 
 
@@ -156,14 +153,12 @@ def _unauthorized(code: str, message: str) -> ApiError:
 
 
 class AccessMiddleware:
-    """Trusted hosts, cross-site refusal, API keys and rate limits (module docstring)."""
+    """Trusted hosts, cross-site refusal and API keys (module docstring)."""
 
-    def __init__(self, app: ASGIApp, *, settings: Settings, router: Router) -> None:
+    def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        self.router = router
         self.hosts = trusted_hosts(settings)
-        self.rate_limits = RateLimits(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in PROBES:
@@ -176,10 +171,8 @@ class AccessMiddleware:
             if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
                 if refusal := cross_site_refusal(scope["method"], headers):
                     raise refusal
-                limit = self._rate_limit(scope)
-                scope[CALLER_SCOPE_KEY] = await anyio.to_thread.run_sync(
-                    self._admit, headers, limit
-                )
+                # a database lookup: in a thread
+                scope[CALLER_SCOPE_KEY] = await anyio.to_thread.run_sync(self._caller, headers)
         except ApiError as refusal:
             await refusal.response()(scope, receive, send)
             return
@@ -194,20 +187,6 @@ class AccessMiddleware:
                 f"Host '{host}' is not one this service answers to ({', '.join(self.hosts)}); "
                 "use one of them, or add the name to GANAUG_TRUSTED_HOSTS.",
             )
-
-    def _rate_limit(self, scope: Scope) -> str | None:
-        for route in self.router.routes:
-            match, _ = route.matches(scope)
-            if match is Match.FULL:
-                return limit_of(getattr(route, "endpoint", None))
-        return None
-
-    def _admit(self, headers: Headers, limit: str | None) -> Caller:
-        """The caller of a request (a database lookup, so run in a thread), rate-limited."""
-        caller = self._caller(headers)
-        if limit is not None:
-            self.rate_limits.admit(limit, caller.rate_identity)
-        return caller
 
     def _caller(self, headers: Headers) -> Caller:
         secret = _credential(headers)

@@ -14,6 +14,7 @@ from core.startup import prepare
 from service.access import AccessMiddleware, auth_summary, startup_refusal, trusted_hosts
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimitMiddleware
+from service.ratelimit import RateLimits
 from service.routes import datasets, health, models, reports
 
 log = logging.getLogger("ganaug.api")
@@ -43,11 +44,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.celery = make_celery(settings)
+    app.state.rate_limits = RateLimits(settings)
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes, path_prefix="/"
     )
     # Added last, so it runs first: nothing is read from a request it refuses.
-    app.add_middleware(AccessMiddleware, settings=settings, router=app.router)
+    app.add_middleware(AccessMiddleware, settings=settings)
     install_error_handlers(app)
     for router in (health.router, datasets.router, models.router, reports.router):
         app.include_router(router)

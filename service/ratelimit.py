@@ -2,22 +2,27 @@
 in memory for one API process or in Redis shared by several: GANAUG_RATE_LIMIT_STORAGE_URL).
 
 A route takes part by its decorator, `@rate_limited("samples")`; the limit is the setting
-`rate_limit_samples` (GANAUG_RATE_LIMIT_SAMPLES). service.access checks it before the
-request's body is read.
+`rate_limit_samples` (GANAUG_RATE_LIMIT_SAMPLES). Routers made with
+`route_class=RateLimitedRoute` count each request once it is routed, before its body is
+read, against the caller's key (service.access identified it).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
+import anyio.to_thread
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
 from limits import RateLimitItem, parse_many
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from core.settings import Settings
+from service.access import CALLER_SCOPE_KEY, Caller
 from service.errors import ApiError
 
 LIMITED_ROUTES = ("datasets", "training", "samples", "archive", "classify", "reports")
@@ -41,6 +46,24 @@ def rate_limited(name: str) -> Callable[[Endpoint], Endpoint]:
 def limit_of(endpoint: Callable | None) -> str | None:
     """The rate limit an endpoint is counted against, if any."""
     return getattr(endpoint, _ATTRIBUTE, None)
+
+
+class RateLimitedRoute(APIRoute):
+    """A route that counts requests against its endpoint's rate limit before reading them."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        name = limit_of(self.endpoint)
+        if name is None:
+            return handler
+
+        async def limited(request: Request) -> Response:
+            limits: RateLimits = request.app.state.rate_limits
+            caller: Caller = request.scope[CALLER_SCOPE_KEY]
+            await anyio.to_thread.run_sync(limits.admit, name, caller.rate_identity)
+            return await handler(request)
+
+        return limited
 
 
 class RateLimits:

@@ -10,10 +10,10 @@ from core.db import repo
 from service import catalog, quotas
 from service.deps import CeleryDep, PageLimit, PageOffset, SessionDep, SettingsDep, TenantDep
 from service.errors import ApiError
-from service.ratelimit import rate_limited
+from service.ratelimit import RateLimitedRoute, rate_limited
 from service.schemas import DatasetPublic, DatasetsPublic
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=RateLimitedRoute)
 
 
 @router.post("", status_code=201, response_model=DatasetPublic, response_model_exclude_none=True)

@@ -18,7 +18,7 @@ from models.evaluator import EvaluatorScorer
 from service import catalog, classify, draws, generation
 from service.deps import CeleryDep, PageLimit, PageOffset, SessionDep, SettingsDep, TenantDep
 from service.errors import ApiError
-from service.ratelimit import rate_limited
+from service.ratelimit import RateLimitedRoute, rate_limited
 from service.schemas import (
     ClassificationsPublic,
     ClassifierHead,
@@ -28,7 +28,7 @@ from service.schemas import (
     ModelStatus,
 )
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], route_class=RateLimitedRoute)
 
 DrawQueryDep = Annotated[draws.DrawQuery, Depends()]
 Seed = Annotated[int | None, Query(ge=0, le=2**63 - 1, description="random when omitted")]

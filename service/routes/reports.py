@@ -14,10 +14,10 @@ from models.artifact import REPORT_FILE, REPORT_PICTURES_DIR
 from service import catalog, quotas
 from service.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
 from service.errors import ApiError
-from service.ratelimit import rate_limited
+from service.ratelimit import RateLimitedRoute, rate_limited
 from service.schemas import ModelPublic
 
-router = APIRouter(prefix="/v1/models", tags=["reports"])
+router = APIRouter(prefix="/v1/models", tags=["reports"], route_class=RateLimitedRoute)
 
 
 def _model_with_report(session: SessionDep, tenant: str, model_id: str):
