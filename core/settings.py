@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
+from limits import parse_many
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 EMBEDDED_BROKER = "filesystem://"
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+# A rate limit in the `limits` library's notation ("30/minute", "5/second;100/hour"); "" = none.
+RateLimit = Annotated[str, Field(description="e.g. 30/minute; empty: no limit")]
 
 
 class Settings(BaseSettings):
@@ -21,7 +28,42 @@ class Settings(BaseSettings):
     broker_url: str = Field(EMBEDDED_BROKER, description="Celery broker; filesystem:// = embedded")
     host: str = "127.0.0.1"
     port: int = 8000
-    default_tenant: str = "default"
+
+    # who may call: API keys (`ganaug keys`), tenants, trusted hosts
+    default_tenant: str = Field("default", description="the tenant of anonymous requests")
+    allow_anonymous: bool | None = Field(
+        None,
+        description="requests without an API key act as default_tenant; None: only when "
+        "bound to a loopback address (true is needed to serve anonymously on any other)",
+    )
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="comma-separated host names accepted besides the bind address and "
+        "localhost (*.example.com: its subdomains; *: any)",
+    )
+
+    # per-tenant quotas (403 quota_exceeded)
+    quota_jobs: int = Field(8, ge=1, description="queued + running trainings and reports")
+    quota_datasets: int = Field(100, ge=1, description="stored datasets")
+    quota_stored_bytes: int = Field(
+        20 * 1024**3, ge=1, description="bytes on disk of the tenant's datasets and models"
+    )
+    quota_training_cost: int = Field(
+        400_000_000,
+        ge=1,
+        description="queued + running trainings' steps x batch_size x (g_channels + d_channels)",
+    )
+
+    # per-key rate limits on the expensive routes (429 rate_limited with Retry-After)
+    rate_limit_storage_url: str = Field(
+        "memory://", description="limits storage: memory:// (one API process) or redis://..."
+    )
+    rate_limit_datasets: RateLimit = "20/minute"
+    rate_limit_training: RateLimit = "20/minute"
+    rate_limit_samples: RateLimit = "120/minute"
+    rate_limit_archive: RateLimit = "10/minute"
+    rate_limit_classify: RateLimit = "60/minute"
+    rate_limit_reports: RateLimit = "10/minute"
 
     # uploads and ingestion limits
     max_upload_bytes: int = Field(512 * 1024**2, gt=0)
@@ -32,8 +74,10 @@ class Settings(BaseSettings):
     default_image_size: int = Field(64, ge=8, le=128)
 
     # sampling limits
-    max_samples: int = Field(1024, gt=0)
-    max_per_class: int = Field(100_000, gt=0)
+    max_samples: int = Field(1024, gt=0, description="images per samples response, all classes")
+    max_archive_images: int = Field(
+        50_000, gt=0, description="synthetic images per archive, all classes"
+    )
     max_truncation: float = Field(10.0, gt=0)
 
     # classification limits (the upload limits above apply too)
@@ -82,6 +126,42 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("trusted_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [host.strip() for host in value.split(",") if host.strip()]
+        return value
+
+    @field_validator(
+        "rate_limit_datasets",
+        "rate_limit_training",
+        "rate_limit_samples",
+        "rate_limit_archive",
+        "rate_limit_classify",
+        "rate_limit_reports",
+    )
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        if value:
+            parse_many(value)  # ValueError names what it could not read
+        return value
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the API is bound to a loopback address only."""
+        if self.host in LOOPBACK_NAMES:
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def anonymous(self) -> bool:
+        """Whether requests without an API key are served (as default_tenant)."""
+        return self.loopback if self.allow_anonymous is None else self.allow_anonymous
 
     @property
     def embedded(self) -> bool:

@@ -1,4 +1,5 @@
-"""The `ganaug` command: serve the API, run a training worker, migrate the database.
+"""The `ganaug` command: serve the API, run a training worker, migrate the database, manage
+API keys.
 
 It composes the gateway (`service`) and the workers (`workers`), which import only `core`.
 """
@@ -18,6 +19,8 @@ app = typer.Typer(
     help="ganaug: class-conditional GAN data augmentation service.", no_args_is_help=True
 )
 log = logging.getLogger("ganaug.cli")
+keys_app = typer.Typer(help="API keys: each names its tenant; shown once, stored hashed.")
+app.add_typer(keys_app, name="keys")
 
 
 @app.command()
@@ -44,10 +47,18 @@ def serve(
     import uvicorn
 
     from ganaug.embedded import EmbeddedWorker
+    from service.access import startup_refusal
     from service.app import create_app
 
     settings = get_settings()
+    # The app decides from the address it is bound to whether callers may be anonymous.
+    settings = settings.model_copy(
+        update={"host": host or settings.host, "port": port or settings.port}
+    )
     prepare(settings)
+    if refusal := startup_refusal(settings):
+        typer.echo(refusal, err=True)
+        raise typer.Exit(2)
     start_worker = settings.embedded if worker is None else worker
     embedded = None
     if start_worker:
@@ -62,8 +73,8 @@ def serve(
     try:
         uvicorn.run(
             create_app(settings, worker_status=embedded.status if embedded else None),
-            host=host or settings.host,
-            port=port or settings.port,
+            host=settings.host,
+            port=settings.port,
             log_level="info",
         )
     finally:
@@ -106,6 +117,65 @@ def run_worker(
     if settings.embedded:  # the filesystem broker has no broadcast: no mingle/gossip/heartbeat
         argv += ["--without-mingle", "--without-gossip", "--without-heartbeat"]
     celery_app.worker_main(argv)
+
+
+@keys_app.command("create")
+def create_key(
+    tenant: Annotated[str, typer.Option(help="the tenant the key acts for (created if new)")],
+    name: Annotated[str, typer.Option(help="a label, e.g. who holds the key")] = "",
+) -> None:
+    """Create an API key and print it: it is shown this once and stored only hashed."""
+    from core.db import tenants
+
+    with _keys_session() as session:
+        try:
+            new = tenants.create_key(session, tenant, name)
+        except ValueError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+        key_id = new.row.id
+    typer.echo(f"id:     {key_id}\ntenant: {tenant}\nkey:    {new.secret}")
+    typer.echo("Keep the key now: it is not stored and cannot be shown again.", err=True)
+
+
+@keys_app.command("list")
+def list_keys(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant's keys")] = None,
+) -> None:
+    """List API keys (id, tenant, first characters, created, revoked); never the keys."""
+    from core.db import tenants
+
+    with _keys_session() as session:
+        rows = tenants.list_keys(session, tenant)
+        lines = [
+            f"{r.id}  {r.tenant_id:<16} {r.prefix}...  {r.created_at:%Y-%m-%d %H:%M}  "
+            f"{'revoked ' + f'{r.revoked_at:%Y-%m-%d %H:%M}' if r.revoked_at else 'active':<24}"
+            f"{r.name}"
+            for r in rows
+        ]
+    typer.echo("\n".join(lines) if lines else "no API keys")
+
+
+@keys_app.command("revoke")
+def revoke_key(key_id: Annotated[str, typer.Argument(help="the key's id (ganaug keys list)")]):
+    """Revoke an API key: requests with it answer 401 from now on."""
+    from core.db import tenants
+
+    with _keys_session() as session:
+        row = tenants.revoke_key(session, key_id)
+        if row is None:
+            typer.echo(f"no API key with id '{key_id}'; see `ganaug keys list`", err=True)
+            raise typer.Exit(1)
+    typer.echo(f"revoked {key_id} (tenant {row.tenant_id})")
+
+
+def _keys_session():
+    from core.db.migrate import upgrade_database
+    from core.db.session import session_scope
+
+    url = get_settings().sqlalchemy_url
+    upgrade_database(url)  # keys may be made before the service ever started
+    return session_scope(url)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,13 @@ from fastapi import FastAPI
 from core.queue import make_celery
 from core.settings import Settings, get_settings
 from core.startup import prepare
+from service.access import AccessMiddleware, auth_summary, startup_refusal, trusted_hosts
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimitMiddleware
+from service.ratelimit import RateLimits
 from service.routes import datasets, health, models, reports
+
+log = logging.getLogger("ganaug.api")
 
 
 def create_app(
@@ -26,6 +30,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prepare(settings)
+        if refusal := startup_refusal(settings):
+            raise RuntimeError(refusal)
+        auth = auth_summary(settings)
+        if auth["mode"] == "anonymous":
+            log.warning("anonymous mode: %s", auth["warning"])
+        else:
+            log.info("API keys required; trusted hosts: %s", ", ".join(trusted_hosts(settings)))
         yield
 
     app = FastAPI(
@@ -37,9 +48,12 @@ def create_app(
     app.state.settings = settings
     app.state.celery = make_celery(settings)
     app.state.worker_status = worker_status
+    app.state.rate_limits = RateLimits(settings)
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes, path_prefix="/"
     )
+    # Added last, so it runs first: nothing is read from a request it refuses.
+    app.add_middleware(AccessMiddleware, settings=settings)
     install_error_handlers(app)
     for router in (health.router, datasets.router, models.router, reports.router):
         app.include_router(router)

@@ -16,10 +16,11 @@ from celery import Celery
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from core.db import repo
+from core.db import repo, tenants
 from core.db.tables import Dataset, Model
 from core.queue import TRAIN_TASK
 from core.settings import Settings
+from service import quotas
 from service.errors import ApiError, not_found, upload_refused
 from service.ingest import IngestError, IngestLimits, ingest
 from training.config import TrainConfig
@@ -73,7 +74,10 @@ def create_dataset(
     image_size: int | None,
     channels: int | None,
 ) -> Dataset:
-    """Ingest an uploaded file (read in place) into the dataset store and commit its row."""
+    """Ingest an uploaded file (read in place) into the dataset store and commit its row,
+    within the tenant's dataset and storage quotas."""
+    quotas.check_datasets(settings, session, tenant_id)
+    quotas.check_storage(settings, session, tenant_id)
     dataset_id = repo.new_id()
     dest = settings.datasets_dir / dataset_id
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +93,9 @@ def create_dataset(
     except IngestError as exc:
         raise upload_refused(exc) from exc
     try:
+        tenants.lock_tenant(session, tenant_id)
+        quotas.check_datasets(settings, session, tenant_id)
+        quotas.check_storage(settings, session, tenant_id, adding=quotas.folder_bytes(dest))
         row = repo.add_dataset(
             session,
             tenant_id=tenant_id,
@@ -137,9 +144,19 @@ def delete_model(settings: Settings, session: Session, model: Model) -> None:
 
 
 def queue_model(
-    celery: Celery, session: Session, *, tenant_id: str, dataset: Dataset, config: TrainConfig
+    settings: Settings,
+    celery: Celery,
+    session: Session,
+    *,
+    tenant_id: str,
+    dataset: Dataset,
+    config: TrainConfig,
 ) -> Model:
-    """Insert a queued model row (committed, so the worker sees it) and send its task."""
+    """Insert a queued model row (committed, so the worker sees it) and send its task,
+    within the tenant's job, training cost and storage quotas."""
+    tenants.lock_tenant(session, tenant_id)
+    quotas.check_storage(settings, session, tenant_id)
+    quotas.check_jobs(settings, session, tenant_id, config=config.model_dump())
     model = repo.add_model(
         session,
         tenant_id=tenant_id,

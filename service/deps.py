@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.db.session import session_scope
 from core.settings import Settings
+from service.access import CALLER_SCOPE_KEY, Caller
 
 
 def _settings(request: Request) -> Settings:
@@ -27,8 +28,9 @@ def _celery(request: Request) -> Celery:
 
 
 def _tenant(request: Request) -> str:
-    # One tenant until API keys arrive; every row already carries it.
-    return request.app.state.settings.default_tenant
+    """The caller's tenant, which service.access found from its API key (or anonymity)."""
+    caller: Caller = request.scope[CALLER_SCOPE_KEY]
+    return caller.tenant
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,12 +16,15 @@ log = logging.getLogger("ganaug.api")
 
 _DEFAULT_CODES = {
     400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
+    429: "rate_limited",
     503: "unavailable",
 }
 
@@ -48,18 +52,38 @@ INGEST_STATUS: dict[ErrorKind, int] = {
 
 
 class ApiError(StarletteHTTPException):
-    """An error a user sees. Subclasses HTTPException so it passes FastAPI's body parsing intact."""
+    """An error a user sees. Subclasses HTTPException so it passes FastAPI's body parsing intact.
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(status_code=status, detail=message)
+    `details` are further fields of the error object (a quota's limit and usage, say).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(status_code=status, detail=message, headers=headers)
         self.code = code
         self.message = message
+        self.details = details or {}
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status_code, self.code, self.message, self.headers, self.details)
 
 
-def error_response(status: int, code: str, message: str, headers: dict | None = None):
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    headers: dict | None = None,
+    details: dict[str, Any] | None = None,
+) -> JSONResponse:
+    error = {"code": code, "message": message, **(details or {})}
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
 def upload_refused(exc: IngestError) -> ApiError:
@@ -84,7 +108,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status_code, exc.code, exc.message, exc.headers)
+        return exc.response()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import ApiError, error_response
+from service.errors import ApiError
 
 
 def _too_large(limit: int) -> ApiError:
@@ -30,8 +30,7 @@ class BodySizeLimitMiddleware:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            err = _too_large(self.max_bytes)
-            await error_response(err.status_code, err.code, err.message)(scope, receive, send)
+            await _too_large(self.max_bytes).response()(scope, receive, send)
             return
         received = 0
 

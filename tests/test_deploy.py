@@ -25,7 +25,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|(^|_)KEY$", re.IGNORECASE)
+SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|AUTH|(^|_)KEY$", re.IGNORECASE)
+LOOPBACK = {"127.0.0.1", "::1", "[::1]", "localhost"}
 # ${VAR} or ${VAR:?message}; not ${VAR:-default}, whose default is written in the file.
 REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:?\?[^}]*)?\}$")
 
@@ -61,11 +62,16 @@ class Deployment:
     stages: list[list[tuple[str, str]]]  # the Dockerfile
     pyproject: dict
     dockerignore: list[str]
+    env_example: dict[str, str]  # .env.example: the variables an operator sets
 
     @classmethod
     def from_repo(cls) -> Deployment:
         ignore = (REPO / ".dockerignore").read_text().splitlines()
+        example = (REPO / ".env.example").read_text().splitlines()
         return cls(
+            env_example=dict(
+                line.split("=", 1) for line in example if "=" in line and not line.startswith("#")
+            ),
             compose=yaml.safe_load((REPO / "docker-compose.yml").read_text()),
             stages=dockerfile_stages((REPO / "Dockerfile").read_text()),
             pyproject=tomllib.loads((REPO / "pyproject.toml").read_text()),
@@ -132,13 +138,21 @@ def mounts(service: dict) -> dict[str, str]:
 
 def published(service: dict) -> list[tuple[str, str]]:
     """(host port, container port) of every published port."""
+    return [(host, container) for _, host, container in published_on(service)]
+
+
+def published_on(service: dict) -> list[tuple[str, str, str]]:
+    """(host address, host port, container port) of every published port; address "" is
+    every interface."""
     result = []
     for port in service.get("ports", []):
         if isinstance(port, dict):
-            result.append((str(port.get("published", "")), str(port["target"])))
+            address = str(port.get("host_ip", ""))
+            result.append((address, str(port.get("published", "")), str(port["target"])))
         else:
-            *_, host, container = str(port).split(":")
-            result.append((host, container))
+            address, _, rest = str(port).rpartition(":")  # [address:]host:container
+            address, _, host = address.rpartition(":") if address.count(":") else ("", "", address)
+            result.append((address, host, rest))
     return result
 
 
@@ -237,6 +251,33 @@ def check_ports(d: Deployment) -> None:
     )
 
 
+def check_only_the_api_beyond_loopback(d: Deployment) -> None:
+    for name, service in d.services.items():
+        if command_of(d, service)[:2] == ["ganaug", "serve"]:
+            continue  # the API: keys and trusted hosts guard it
+        for address, host, _ in published_on(service):
+            assert address in LOOPBACK, f"{name} publishes {host} beyond the host's loopback"
+
+
+def check_flower_asks_for_a_password(d: Deployment) -> None:
+    flower = d.services["flower"]
+    auth = environment(flower).get("FLOWER_BASIC_AUTH") or option(
+        command_of(d, flower), "--basic_auth"
+    )
+    assert auth and REFERENCE.match(auth), "flower without basic auth from the environment"
+
+
+def check_credentials_come_from_the_env_file(d: Deployment) -> None:
+    """Every variable the file needs is named in .env.example, with no real secret in it."""
+    needed = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", yaml.safe_dump(d.compose)))
+    assert needed, "docker-compose.yml names no variable"
+    missing = needed - set(d.env_example)
+    assert not missing, f".env.example does not name {sorted(missing)}"
+    for key, value in d.env_example.items():
+        if SECRET_KEY.search(key):
+            assert "change-me" in value, f".env.example holds a real-looking {key}"
+
+
 def check_volumes(d: Deployment) -> None:
     declared = set(d.compose.get("volumes") or {})
     used = {source for s in d.services.values() for source in mounts(s) if "/" not in source}
@@ -312,6 +353,9 @@ CHECKS = [
     check_image_runs_as_non_root,
     check_worker_reserves_a_gpu,
     check_ports,
+    check_only_the_api_beyond_loopback,
+    check_flower_asks_for_a_password,
+    check_credentials_come_from_the_env_file,
     check_volumes,
     check_no_hard_coded_secrets,
     check_urls_point_at_compose_services,
@@ -372,6 +416,28 @@ BREAKS: dict[str, tuple[Callable, Callable[[Deployment], None]]] = {
     "postgres published on the host": (
         check_ports,
         lambda d: d.services["postgres"].update(ports=["5432:5432"]),
+    ),
+    "flower published on every interface": (
+        check_only_the_api_beyond_loopback,
+        lambda d: d.services["flower"].update(ports=["5555:5555"]),
+    ),
+    "postgres published beyond loopback (long syntax)": (
+        check_only_the_api_beyond_loopback,
+        lambda d: d.services["postgres"].update(ports=[{"target": 5432, "published": 5432}]),
+    ),
+    "flower without basic auth": (
+        check_flower_asks_for_a_password,
+        lambda d: d.services["flower"].update(
+            environment={"CELERY_BROKER_URL": "redis://redis:6379/0"}
+        ),
+    ),
+    "a variable the env file does not name": (
+        check_credentials_come_from_the_env_file,
+        lambda d: _set_env(d.services["api"], "GANAUG_SECRET_SALT", "${GANAUG_SECRET_SALT:?}"),
+    ),
+    "a real password in .env.example": (
+        check_credentials_come_from_the_env_file,
+        lambda d: d.env_example.update(POSTGRES_PASSWORD="hunter2"),
     ),
     "api publishes another port than it serves": (
         check_ports,
@@ -448,6 +514,10 @@ def test_docker_compose_accepts_the_file():
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "POSTGRES_PASSWORD": "checked-by-the-tests"},
+        env={
+            **os.environ,
+            "POSTGRES_PASSWORD": "checked-by-the-tests",
+            "FLOWER_BASIC_AUTH": "checked:by-the-tests",
+        },
     )
     assert result.returncode == 0, result.stderr

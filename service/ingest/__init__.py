@@ -69,7 +69,7 @@ def ingest(
     """
     dest_dir = Path(dest_dir)
     _check_options(image_size, channels, limits)
-    source_format = detect_format(upload, filename)
+    source_format = detect_format(upload, filename, limits.max_members)
     if source_format == "npz":
         source = read_npz(upload, filename, limits)
     else:
@@ -134,7 +134,7 @@ def read_images(
         data = rewound(upload).read()
         return UploadedImages([filename], decode(filename, data, size, channels, limits)[None])
     try:
-        source_format = detect_format(upload, filename)
+        source_format = detect_format(upload, filename, limits.max_members)
     except IngestError as exc:
         if exc.kind is not ErrorKind.UNSUPPORTED_FORMAT:
             raise

@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from service.ingest.errors import ErrorKind, IngestError, IngestLimits
+from service.ingest.errors import ErrorKind, IngestError, IngestLimits, too_many_members
 from service.ingest.images import decode, probe
 from service.ingest.upload import Source, reading, rewound, upload_size
 
@@ -83,7 +83,7 @@ def checked_zip_entries(
 ) -> list[tuple[zipfile.ZipInfo, str]]:
     infos = archive.infolist()
     if len(infos) > limits.max_members:
-        raise _too_many_members(limits)
+        raise too_many_members(limits.max_members)
     entries = []
     for info in infos:
         path = _safe_path(info.filename)
@@ -105,11 +105,6 @@ def checked_zip_entries(
         entries.append((info, path))
     _check_totals(sum(info.file_size for info in infos), compressed, limits)
     return entries
-
-
-def _too_many_members(limits: IngestLimits) -> IngestError:
-    message = f"the archive has more than {limits.max_members} entries; upload fewer files"
-    return IngestError(ErrorKind.TOO_MANY_MEMBERS, message)
 
 
 def _too_large(limits: IngestLimits) -> IngestError:
@@ -137,7 +132,7 @@ def tar_members(upload: BinaryIO, filename: str, limits: IngestLimits) -> _Membe
     with reading(filename), tarfile.open(fileobj=rewound(upload), mode="r:*") as archive:
         for count, member in enumerate(archive, start=1):
             if count > limits.max_members:
-                raise _too_many_members(limits)
+                raise too_many_members(limits.max_members)
             path = _safe_path(member.name)
             if not (member.isfile() or member.isdir()):
                 kind = "link" if member.issym() or member.islnk() else "device or special file"

@@ -57,3 +57,9 @@ def image_too_large(path: str, detail: str) -> IngestError:
 def too_many_images(max_images: int) -> IngestError:
     message = f"more than {max_images} images in one request; send them in several requests"
     return IngestError(ErrorKind.TOO_MANY_IMAGES, message)
+
+
+def too_many_members(max_members: int, found: str = "") -> IngestError:
+    detail = f" ({found})" if found else ""
+    message = f"the archive has more than {max_members} entries{detail}; upload fewer files"
+    return IngestError(ErrorKind.TOO_MANY_MEMBERS, message)

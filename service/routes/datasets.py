@@ -7,15 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Response, UploadFile
 
 from core.db import repo
-from service import catalog
+from service import catalog, quotas
 from service.deps import CeleryDep, PageLimit, PageOffset, SessionDep, SettingsDep, TenantDep
 from service.errors import ApiError
+from service.ratelimit import RateLimitedRoute, rate_limited
 from service.schemas import DatasetPublic, DatasetsPublic
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=RateLimitedRoute)
 
 
 @router.post("", status_code=201, response_model=DatasetPublic, response_model_exclude_none=True)
+@rate_limited("datasets")
 def upload_dataset(
     settings: SettingsDep,
     session: SessionDep,
@@ -33,6 +35,8 @@ def upload_dataset(
         raise ApiError(
             422, "invalid_config", "config was given without train=true; add train=true."
         )
+    if train:  # answered before the upload is ingested; checked again when queued
+        quotas.check_jobs(settings, session, tenant, config=train_config.model_dump())
     # Starlette has spooled the body to a temporary file already: read it there, not a copy.
     dataset = catalog.create_dataset(
         settings,
@@ -48,7 +52,7 @@ def upload_dataset(
     if train:
         try:
             model = catalog.queue_model(
-                celery, session, tenant_id=tenant, dataset=dataset, config=train_config
+                settings, celery, session, tenant_id=tenant, dataset=dataset, config=train_config
             )
         except ApiError:
             catalog.delete_dataset(settings, session, dataset)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from core.db.session import ping
+from service.access import auth_summary
 from service.errors import error_response
 
 router = APIRouter(tags=["health"])
@@ -19,7 +20,8 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz")
 def readyz(request: Request) -> JSONResponse:
     """Ready when the database answers, the broker accepts a connection and the embedded
-    worker (when this process runs one) is up."""
+    worker (when this process runs one) is up; `auth` says how callers are identified
+    (anonymous mode is flagged with a warning)."""
     settings = request.app.state.settings
     checks: dict[str, str] = {}
     try:
@@ -42,4 +44,4 @@ def readyz(request: Request) -> JSONResponse:
             "not_ready",
             "Not ready: " + "; ".join(f"{name} {checks[name]}" for name in failing),
         )
-    return JSONResponse({"status": "ready", "checks": checks})
+    return JSONResponse({"status": "ready", "checks": checks, "auth": auth_summary(settings)})

@@ -18,6 +18,7 @@ from models.evaluator import EvaluatorScorer
 from service import catalog, classify, draws, generation
 from service.deps import CeleryDep, PageLimit, PageOffset, SessionDep, SettingsDep, TenantDep
 from service.errors import ApiError
+from service.ratelimit import RateLimitedRoute, rate_limited
 from service.schemas import (
     ClassificationsPublic,
     ClassifierHead,
@@ -27,7 +28,7 @@ from service.schemas import (
     ModelStatus,
 )
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], route_class=RateLimitedRoute)
 
 DrawQueryDep = Annotated[draws.DrawQuery, Depends()]
 Seed = Annotated[int | None, Query(ge=0, le=2**63 - 1, description="random when omitted")]
@@ -40,12 +41,20 @@ MEDIA = {
 
 
 @router.post("", status_code=202, response_model=ModelPublic)
+@rate_limited("training")
 def create_model(
-    body: ModelCreate, response: Response, session: SessionDep, tenant: TenantDep, celery: CeleryDep
+    body: ModelCreate,
+    response: Response,
+    settings: SettingsDep,
+    session: SessionDep,
+    tenant: TenantDep,
+    celery: CeleryDep,
 ) -> ModelPublic:
     dataset = catalog.get_dataset_or_404(session, tenant, body.dataset_id)
     config = catalog.parse_train_config(body.model_dump(exclude={"dataset_id"}))
-    model = catalog.queue_model(celery, session, tenant_id=tenant, dataset=dataset, config=config)
+    model = catalog.queue_model(
+        settings, celery, session, tenant_id=tenant, dataset=dataset, config=config
+    )
     response.headers["Location"] = f"/v1/models/{model.id}"
     return ModelPublic.from_row(model)
 
@@ -119,12 +128,25 @@ def _class_index(model: Model, value: str) -> int:
     )
 
 
-def _check_range(name: str, value: float | None, upper: float) -> None:
-    if value is not None and value > upper:
-        raise ApiError(422, "out_of_range", f"{name} must be at most {upper}; got {value}.")
+def _check_image_count(
+    what: str, counts: list[int], cap: int, setting: str, parameter: str
+) -> None:
+    """422 when a response would hold more than `cap` generated images (all classes)."""
+    total = sum(counts)
+    if total <= cap:
+        return
+    raise ApiError(
+        422,
+        "too_many_images_requested",
+        f"The {what} would hold {total:,} generated images ({len(counts)} classes), "
+        f"{total - cap:,} over the cap of {cap:,} per response ({setting}); lower {parameter}"
+        + (" or ask for one class." if what == "samples" and len(counts) > 1 else "."),
+        details={"limit": cap, "requested": total},
+    )
 
 
 @router.get("/{model_id}/samples")
+@rate_limited("samples")
 def get_samples(
     model_id: str,
     settings: SettingsDep,
@@ -139,11 +161,13 @@ def get_samples(
     format: Literal["grid", "png", "zip", "npz"] = "grid",
 ) -> Response:
     model = _ready_model(session, tenant, model_id)
-    _check_range("n", n, settings.max_samples)
     if format == "png" and (n != 1 or class_ is None):
         raise ApiError(422, "invalid_format", "format=png returns one image: pass class and n=1.")
     indices = (
         [_class_index(model, class_)] if class_ is not None else list(range(len(model.classes)))
+    )
+    _check_image_count(
+        "samples", [n] * len(indices), settings.max_samples, "GANAUG_MAX_SAMPLES", "n"
     )
     model_dir = settings.models_dir / model.id
     sampler = generation.load_sampler(model_dir)
@@ -160,6 +184,7 @@ def get_samples(
 
 
 @router.get("/{model_id}/archive")
+@rate_limited("archive")
 def get_archive(
     model_id: str,
     settings: SettingsDep,
@@ -191,9 +216,11 @@ def get_archive(
         )
     else:
         per_class = 100 if per_class is None else per_class
-        _check_range("per_class", per_class, settings.max_per_class)
         counts, recipe_used = [per_class] * len(model.classes), None
         draw = draws.make_draw(sampler.manifest, draw_query, settings.max_truncation)
+    _check_image_count(
+        "archive", counts, settings.max_archive_images, "GANAUG_MAX_ARCHIVE_IMAGES", "per_class"
+    )
     seed = seed if seed is not None else random.randrange(2**31)
     request = generation.ArchiveRequest(counts, draw, seed, include_real, recipe_used)
     chunks = generation.stream_archive(
@@ -249,6 +276,7 @@ def get_generator(
 
 
 @router.post("/{model_id}/classify", response_model=ClassificationsPublic)
+@rate_limited("classify")
 def classify_images(
     model_id: str,
     settings: SettingsDep,

@@ -8,15 +8,16 @@ import re
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from core.db import repo
+from core.db import repo, tenants
 from core.queue import REPORT_TASK
 from models.artifact import REPORT_FILE, REPORT_PICTURES_DIR
-from service import catalog
+from service import catalog, quotas
 from service.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
 from service.errors import ApiError
+from service.ratelimit import RateLimitedRoute, rate_limited
 from service.schemas import ModelPublic
 
-router = APIRouter(prefix="/v1/models", tags=["reports"])
+router = APIRouter(prefix="/v1/models", tags=["reports"], route_class=RateLimitedRoute)
 
 
 def _model_with_report(session: SessionDep, tenant: str, model_id: str):
@@ -69,8 +70,9 @@ def get_report_picture(
 
 
 @router.post("/{model_id}/report", status_code=202, response_model=ModelPublic)
+@rate_limited("reports")
 def compute_report(
-    model_id: str, session: SessionDep, tenant: TenantDep, celery: CeleryDep
+    model_id: str, settings: SettingsDep, session: SessionDep, tenant: TenantDep, celery: CeleryDep
 ) -> ModelPublic:
     """(Re)compute the quality report of a succeeded model (standard budget if it had none)."""
     model = catalog.get_model_or_404(session, tenant, model_id)
@@ -80,6 +82,8 @@ def compute_report(
         )
     if model.report_status in repo.REPORT_ACTIVE:
         raise ApiError(409, "report_in_progress", "A report is already queued or running.")
+    tenants.lock_tenant(session, tenant)
+    quotas.check_jobs(settings, session, tenant, config=None)
     before = (model.report_status, model.report_progress, model.report_error)
     repo.queue_report(session, model)
     session.commit()

@@ -38,7 +38,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
+    with TestClient(create_app(settings), base_url="http://localhost") as test_client:
         yield test_client
 
 
@@ -134,6 +134,41 @@ def test_too_many_members(client, settings):
     members = {f"{'ab'[i % 2]}/{i}.png": png(8) for i in range(201)}
     assert_error(post(client, zip_of(members)), 413, "too_many_members")
     assert_nothing_stored(client, settings)
+
+
+def empty_entries_zip(count: int, declare: int | None = None) -> bytes:
+    """A zip of `count` empty entries (the 31.6 MB zip of 300k in small); `declare` writes
+    another count into its end of central directory record, as a forged archive might."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for i in range(count):
+            archive.writestr(f"a/{i}.png", b"")
+    data = bytearray(buffer.getvalue())
+    if declare is not None:
+        end = data.rfind(b"PK\x05\x06")
+        data[end + 8 : end + 12] = declare.to_bytes(2, "little") * 2  # on this disk, in all
+    return bytes(data)
+
+
+@pytest.mark.parametrize("declare", [None, 3], ids=["declared", "forged-count"])
+def test_too_many_members_refused_before_the_entry_list_is_parsed(
+    client, settings, monkeypatch, declare
+):
+    """zipfile builds an object per entry (seconds for 300k); the count is read first."""
+    parsed = []
+    real_contents = zipfile.ZipFile._RealGetContents
+    monkeypatch.setattr(
+        zipfile.ZipFile,
+        "_RealGetContents",
+        lambda archive: parsed.append(1) or real_contents(archive),
+    )
+    payload = empty_entries_zip(1_500, declare)
+    assert len(payload) < settings.max_upload_bytes
+    error = assert_error(post(client, payload), 413, "too_many_members")
+    assert "more than 200 entries" in error["message"]
+    assert parsed == [], "zipfile parsed the central directory"
+    assert_nothing_stored(client, settings)
+    assert parsed == [], "the listing parsed no zip either"
 
 
 def test_uncompressed_total_over_limit(client, settings):

@@ -75,7 +75,7 @@ def served(tiny_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory
         model_id="cgan",
         device="cpu",
     )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
         upload = client.post(
             "/v1/datasets",
             files={"file": ("shapes.npz", npz(x=tiny_model.x, y=tiny_model.y))},

@@ -22,7 +22,7 @@ from tests.service.served import end_training
 
 
 def make_client(settings: Settings) -> TestClient:
-    return TestClient(create_app(settings))
+    return TestClient(create_app(settings), base_url="http://localhost")
 
 
 @pytest.fixture

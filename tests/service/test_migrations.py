@@ -120,3 +120,14 @@ def test_models_in_training_read_pending_after_the_pending_migration(database_ur
         statuses = conn.execute(text("SELECT DISTINCT report_status FROM models")).scalars()
         assert statuses.all() == ["none"]
     engine.dispose()
+
+
+def test_api_keys_migration_adds_and_removes_its_table(database_url):
+    command.upgrade(alembic_config(database_url), "0004")
+    engine = create_engine(database_url)
+    assert "api_keys" in inspect(engine).get_table_names()
+    unique = [i for i in inspect(engine).get_indexes("api_keys") if i["unique"]]
+    assert [i["column_names"] for i in unique] == [["key_hash"]], "one row per key hash"
+    command.downgrade(alembic_config(database_url), "0003")
+    assert "api_keys" not in inspect(engine).get_table_names()
+    engine.dispose()

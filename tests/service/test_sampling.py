@@ -37,7 +37,7 @@ from training.classifier import SmallCNN, export_evaluator_onnx
 @pytest.fixture(scope="module")
 def served(tiny_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     settings = Settings(data_dir=tmp_path_factory.mktemp("sampling") / "data")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
         buffer = io.BytesIO()
         np.savez(buffer, x=tiny_model.x, y=tiny_model.y, classes=np.asarray(SHAPES))
         upload = client.post(
@@ -103,7 +103,9 @@ def test_unfiltered_requests_never_load_the_evaluator(served):
             f"/v1/models/{served.model_id}/archive", params={"per_class": 2, "seed": 4}
         )
         assert archive.status_code == 200
-        quiet = TestClient(served.client.app, raise_server_exceptions=False)
+        quiet = TestClient(
+            served.client.app, base_url="http://localhost", raise_server_exceptions=False
+        )
         filtered = quiet.get(
             f"/v1/models/{served.model_id}/samples",
             params={"seed": 4, "filter": "confident", "min_confidence": 0.5},
