@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy_format
 
-from models.artifact import atomic_write_bytes
+from models.artifact import Manifest, atomic_write_bytes
 
 X_FILE = "x.npy"  # uint8 (N, S, S, C), C in {1, 3}
 Y_FILE = "y.npy"  # int64 (N,), indices into the sorted class names
@@ -89,6 +89,19 @@ class StoredDataset:
     @property
     def labelled(self) -> bool:
         return self.info.labelled
+
+    def labels_of_model(self, model_dir: Path) -> np.ndarray:
+        """int64 (N,) indices into the classes of a model trained on this dataset: the
+        clusters its vcagan classifier assigned (clusters.npy), else the dataset's labels."""
+        clusters = Manifest.load(model_dir).clusters
+        if clusters is not None:
+            labels = np.load(Path(model_dir) / clusters.assignments_file).astype(np.int64)
+            if labels.shape != (len(self),):
+                raise ValueError(f"{clusters.assignments_file} does not cover the dataset")
+            return labels
+        if self.y is None:
+            raise ValueError("an unlabelled dataset has no labels; only vcagan models assign them")
+        return self.y
 
     @property
     def classes(self) -> list[str]:

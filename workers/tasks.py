@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import training
 from core.db import repo
 from core.db.session import session_scope
 from core.queue import REPORT_TASK, TRAIN_TASK
 from core.settings import get_settings
+from models.artifact import Manifest
 from workers.celery_app import app
 
 log = logging.getLogger("ganaug.worker")
@@ -33,6 +35,26 @@ class _Throttle:
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+def discovered_classes(model_dir: Path) -> tuple[list[dict], dict] | None:
+    """A vcagan model's classes and clusters as its row records them (None: other methods)."""
+    manifest = Manifest.load(model_dir)
+    clusters = manifest.clusters
+    if clusters is None:
+        return None
+    classes = [
+        {"index": i, "name": name, "count": count, "probability": probability}
+        for i, (name, count, probability) in enumerate(
+            zip(manifest.classes, clusters.counts, clusters.probabilities, strict=True)
+        )
+    ]
+    summary = {
+        "prior": clusters.prior,
+        "entropy": clusters.entropy,
+        "min_class_probability": clusters.min_class_probability,
+    }
+    return classes, summary
 
 
 @app.task(name=TRAIN_TASK)
@@ -89,6 +111,7 @@ def train_model(model_id: str) -> str:
             status="succeeded",
             final_losses=result.final_losses,
             report=wants_report,
+            discovered=discovered_classes(settings.models_dir / model_id),
         )
     if wants_report:
         build_report.delay(model_id)

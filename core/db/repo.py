@@ -39,6 +39,7 @@ def add_dataset(
         ],
         image={"height": info.height, "width": info.width, "channels": info.channels},
         source_format=info.source_format,
+        labelled=info.labelled,
     )
     session.add(row)
     session.flush()
@@ -216,8 +217,10 @@ def finish_model(
     error: str | None = None,
     final_losses: dict[str, float] | None = None,
     report: bool = False,
+    discovered: tuple[list[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> None:
-    """Record how training ended; `report` queues the quality report, else there is none."""
+    """Record how training ended; `report` queues the quality report, else there is none.
+    `discovered`: a vcagan model's classes ({index, name, count, probability}) and clusters."""
     row = session.get(Model, model_id)
     if row is None:
         return
@@ -226,6 +229,8 @@ def finish_model(
     row.finished_at = utcnow()
     if final_losses is not None:
         row.progress = {**row.progress, "losses": final_losses}
+    if discovered is not None:
+        row.classes, row.clusters = discovered
     if report:
         queue_report(session, row)
     else:
@@ -268,6 +273,12 @@ def finish_report(
     row.report_error = error
     if status == "succeeded":
         row.report_progress = {"stage": "done", "fraction": 1.0}
+
+
+def rename_classes(session: Session, dataset: Dataset, names: list[str]) -> None:
+    """Give a dataset's classes new names, in the same order."""
+    dataset.classes = [c | {"name": name} for c, name in zip(dataset.classes, names, strict=True)]
+    session.flush()
 
 
 def model_exists(session: Session, model_id: str) -> bool:

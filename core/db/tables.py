@@ -51,6 +51,8 @@ class Dataset(Base):
     image: Mapped[dict[str, int]] = mapped_column(JSON)  # {height, width, channels}
     source_format: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # False: no labels and no classes; only vcagan trains on it
+    labelled: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class Model(Base):
@@ -76,3 +78,5 @@ class Model(Base):
     report_status: Mapped[str] = mapped_column(String(16), default="none")
     report_progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     report_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # vcagan: {prior, entropy, min_class_probability} of the classes it discovered
+    clusters: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

@@ -1,4 +1,4 @@
-"""/v1/datasets: upload (optionally start training), list, get, delete."""
+"""/v1/datasets: upload (optionally start training), list, get, rename classes, delete."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from core.db import repo
 from service import catalog
 from service.deps import CeleryDep, PageLimit, PageOffset, SessionDep, SettingsDep, TenantDep
 from service.errors import ApiError
-from service.schemas import DatasetPublic, DatasetsPublic
+from service.schemas import DatasetPublic, DatasetsPublic, DatasetUpdate
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -72,6 +72,19 @@ def list_datasets(
 @router.get("/{dataset_id}", response_model=DatasetPublic, response_model_exclude_none=True)
 def get_dataset(dataset_id: str, session: SessionDep, tenant: TenantDep) -> DatasetPublic:
     return DatasetPublic.from_row(catalog.get_dataset_or_404(session, tenant, dataset_id))
+
+
+@router.patch("/{dataset_id}", response_model=DatasetPublic, response_model_exclude_none=True)
+def update_dataset(
+    dataset_id: str,
+    body: DatasetUpdate,
+    settings: SettingsDep,
+    session: SessionDep,
+    tenant: TenantDep,
+) -> DatasetPublic:
+    """Rename classes, e.g. the clusters of a dataset labelled by a vcagan model."""
+    dataset = catalog.get_dataset_or_404(session, tenant, dataset_id)
+    return DatasetPublic.from_row(catalog.rename_classes(settings, session, dataset, body.classes))
 
 
 @router.delete("/{dataset_id}", status_code=204)
