@@ -188,7 +188,8 @@ def label_dataset(
     settings: Settings, session: Session, *, tenant_id: str, model: Model, name: str | None
 ) -> Dataset:
     """A new labelled dataset: the model's dataset with each image in the class its vcagan
-    classifier assigned it (clusters.npy); 409 for models without discovered classes."""
+    classifier assigned it (clusters.npy; clusters without images are left out); 409 for
+    models without discovered classes."""
     model_dir = settings.models_dir / model.id
     manifest = Manifest.load(model_dir)
     if manifest.clusters is None:
@@ -199,10 +200,15 @@ def label_dataset(
             "dataset's own; only a vcagan model labels a dataset with the classes it discovered.",
         )
     source = StoredDataset.load(settings.datasets_dir / model.dataset_id)
-    labels = np.load(model_dir / manifest.clusters.assignments_file)
+    labels = source.labels_of_model(model_dir)
+    # clusters no image was assigned to have nothing to learn from: left out
+    used = np.flatnonzero(np.bincount(labels, minlength=len(manifest.classes)))
+    index = np.full(len(manifest.classes), -1)
+    index[used] = np.arange(len(used))
+    classes = [manifest.classes[c] for c in used]
     dataset_id = repo.new_id()
     dest = settings.datasets_dir / dataset_id
-    StoredDataset.save(dest, source.x, labels, classes=manifest.classes, source_format="model")
+    StoredDataset.save(dest, source.x, index[labels], classes=classes, source_format="model")
     try:
         row = repo.add_dataset(
             session,
