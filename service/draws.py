@@ -121,7 +121,7 @@ def per_class_counts(
     if per_class != PROPORTIONAL:
         if total is not None:
             raise ApiError(422, "invalid_per_class", "total goes with per_class=proportional.")
-        count = 100 if per_class is None else _count(per_class)
+        count = 100 if per_class is None else int(per_class)  # digits: the route's pattern
         if count > max_per_class:
             raise ApiError(
                 422, "out_of_range", f"per_class must be at most {max_per_class}; got {count}."
@@ -137,16 +137,6 @@ def per_class_counts(
         clusters.probabilities if clusters else [c.get("count") or 0 for c in classes], float
     )
     return largest_remainder(weights / weights.sum(), total)
-
-
-def _count(value: str) -> int:
-    if value.isascii() and value.isdigit() and len(value) <= 9:
-        return int(value)
-    raise ApiError(
-        422,
-        "invalid_per_class",
-        f"per_class must be a whole number of images or '{PROPORTIONAL}'; got '{value}'.",
-    )
 
 
 def largest_remainder(shares: np.ndarray, total: int) -> list[int]:

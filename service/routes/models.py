@@ -176,8 +176,9 @@ def get_archive(
     per_class: Annotated[
         str | None,
         Query(
+            pattern=r"^(\d{1,9}|proportional)$",
             description="synthetic images per class (100), or proportional: `total` images "
-            "shared by the model's class probabilities (vcagan's P(C); else the real counts)"
+            "shared by the model's class probabilities (vcagan's P(C); else the real counts)",
         ),
     ] = None,
     total: Annotated[

@@ -214,7 +214,8 @@ def test_the_archive_puts_real_images_in_their_clusters_and_follows_p_c(client, 
 @pytest.mark.parametrize(
     ("params", "code"),
     [
-        ({"per_class": "many"}, "invalid_per_class"),
+        ({"per_class": "many"}, "validation_error"),
+        ({"per_class": "-1"}, "validation_error"),
         ({"per_class": "5", "total": 10}, "invalid_per_class"),
         ({"per_class": "proportional", "total": 10**9}, "out_of_range"),
         ({"per_class": "proportional", "recipe": "recommended"}, "recipe_conflict"),
