@@ -21,6 +21,7 @@ STATS_FILE = "stats.jsonl"
 REPORT_FILE = "report.json"  # the quality report (training.report)
 REPORT_PICTURES_DIR = "report"  # its pictures, <name>.png
 ARCHIVE_LABELS_FILE = "labels.csv"  # in an archive zip: file, class, kind, p_<class>...
+ASSIGNMENTS_FILE = "clusters.npy"  # vcagan: int64 (N,) each dataset image's class index
 
 FORMAT = "ganaug.generator/1"
 
@@ -171,6 +172,27 @@ class Selection(BaseModel):
     evaluation_s: float = Field(description="seconds spent in all evaluations together")
 
 
+class Clusters(BaseModel):
+    """The classes a vcagan model discovered: virtual classes whose P(C) reached
+    min_class_probability, named cluster_00, cluster_01, ... by decreasing P(C)."""
+
+    virtual_classes: list[int] = Field(
+        description="the virtual class (generator and classifier index) of each of "
+        "manifest.classes; generator.onnx and classifier.onnx already map them"
+    )
+    probabilities: list[float] = Field(description="P(C) of each of manifest.classes")
+    prior: list[float] = Field(description="P(C) over all max_classes virtual classes")
+    entropy: float = Field(description="entropy of P(C) in nats (all virtual classes)")
+    min_class_probability: float
+    counts: list[int] = Field(
+        description="dataset images the classifier assigns to each of manifest.classes"
+    )
+    assignments_file: str = Field(
+        ASSIGNMENTS_FILE,
+        description="int64 (N,) npy: each dataset image's index into manifest.classes",
+    )
+
+
 class Manifest(BaseModel, ArtifactFile):
     """What a model directory holds and how to call its generator (manifest.json)."""
 
@@ -195,6 +217,9 @@ class Manifest(BaseModel, ArtifactFile):
     )
     selection: Selection | None = Field(
         None, description="None: the last step's generator (select_by last, or older models)"
+    )
+    clusters: Clusters | None = Field(
+        None, description="vcagan: the discovered classes; None for labelled methods"
     )
 
     def to_bytes(self) -> bytes:

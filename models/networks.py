@@ -170,6 +170,7 @@ class Discriminator(nn.Module):
         spectral_norm: bool = False,  # spectral normalisation of every conv/linear/embedding
         dropout: float = 0.0,  # dropout after every conv block (0 = none)
         twin_head: bool = False,  # TAC-GAN's second class head, for fakes (aux only)
+        adv_outputs: int = 1,  # adversarial scores: 1, or one per virtual class (VCAGAN)
     ):
         super().__init__()
         if conditioning not in ("aux", "projection", "concat"):
@@ -189,6 +190,8 @@ class Discriminator(nn.Module):
             dropout=dropout,
             twin_head=twin_head,
         )
+        if adv_outputs != 1:  # only then, so older checkpoints' kwargs rebuild unchanged
+            self.kwargs["adv_outputs"] = adv_outputs
         self.num_classes, self.conditioning = num_classes, conditioning
         self.mbstd_group = mbstd_group
         norm = with_spectral_norm if spectral_norm else _identity
@@ -203,7 +206,7 @@ class Discriminator(nn.Module):
         self.features = nn.Sequential(*layers)
         in_ch += 1 if mbstd_group else 0
         features = in_ch * size * size
-        self.adv_head = norm(nn.Linear(features, 1))
+        self.adv_head = norm(nn.Linear(features, adv_outputs))
         if conditioning == "aux":
             self.class_head = norm(nn.Linear(features, num_classes))
         elif conditioning == "projection":
@@ -248,6 +251,8 @@ class Discriminator(nn.Module):
     ) -> tuple[torch.Tensor, ...]:
         """(adversarial score (B,), class logits (B, K) or None when not `aux`).
 
+        With `adv_outputs` > 1 the score is (B, adv_outputs): one per virtual class (VCAGAN).
+
         `labels` (B,) are needed by the `projection` and `concat` critics; `aux` ignores them.
         `condition_weight` scales how the label enters the score (the projection term, the
         one-hot maps): transitional conditioning ramps it from 0 (unconditional) to 1.
@@ -261,7 +266,8 @@ class Discriminator(nn.Module):
             maps = condition_weight * F.one_hot(labels, self.num_classes).to(x.dtype)  # (B, K)
             x = torch.cat([x, maps[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
         h = self.trunk(x)  # (B, D)
-        score = self.adv_head(h).squeeze(1)  # (B,)
+        score = self.adv_head(h)  # (B, adv_outputs)
+        score = score.squeeze(1) if score.shape[1] == 1 else score  # (B,) for one output
         if self.conditioning == "aux":
             logits = self.class_head(h)  # (B, K)
             return (score, logits, self.twin_head(h)) if twin else (score, logits)
@@ -328,22 +334,80 @@ class Discriminator(nn.Module):
             self.train(was_training)
 
 
+class PointGenerator(nn.Module):
+    """An MLP generator of points (B, dim) from a latent and a class, for low-dimensional
+    data such as VCAGAN's 2-D mixture; the class enters as a one-hot vector beside z."""
+
+    def __init__(self, *, z_dim: int, num_classes: int, dim: int = 2, width: int = 128):
+        super().__init__()
+        self.kwargs = dict(z_dim=z_dim, num_classes=num_classes, dim=dim, width=width)
+        self.num_classes = num_classes
+        self.net = nn.Sequential(
+            nn.Linear(z_dim + num_classes, width),
+            nn.LeakyReLU(0.2),
+            nn.Linear(width, width),
+            nn.LeakyReLU(0.2),
+            nn.Linear(width, width),
+            nn.LeakyReLU(0.2),
+            nn.Linear(width, dim),
+        )
+
+    def config(self) -> dict[str, Any]:
+        return dict(self.kwargs)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        one_hot = F.one_hot(labels, self.num_classes).to(z.dtype)  # (B, K)
+        return self.net(torch.cat([z, one_hot], dim=1))  # (B, dim)
+
+
+class PointCritic(nn.Module):
+    """An MLP critic of points (B, dim) with VCAGAN's two heads on shared hidden layers:
+    `adv_outputs` adversarial scores and `num_classes` class logits (Q)."""
+
+    def __init__(self, *, num_classes: int, dim: int = 2, width: int = 128, adv_outputs: int = 1):
+        super().__init__()
+        self.kwargs = dict(num_classes=num_classes, dim=dim, width=width, adv_outputs=adv_outputs)
+        self.trunk = nn.Sequential(
+            nn.Linear(dim, width),
+            nn.LeakyReLU(0.2),
+            nn.Linear(width, width),
+            nn.LeakyReLU(0.2),
+            nn.Linear(width, width),
+            nn.LeakyReLU(0.2),
+        )
+        self.adv_head = nn.Linear(width, adv_outputs)
+        self.class_head = nn.Linear(width, num_classes)
+
+    def config(self) -> dict[str, Any]:
+        return dict(self.kwargs)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.trunk(x)  # (B, width)
+        return self.adv_head(h), self.class_head(h)  # (B, adv_outputs), (B, K)
+
+
 class CriticClassifier(nn.Module):
     """An `aux` critic's trunk and class head as a classifier: images (B, C, S, S) in
-    [-1, 1] -> softmax probabilities (B, K), each image classified on its own.
+    [-1, 1] -> softmax probabilities (B, K), each image classified on its own; with
+    `columns`, a softmax over those classes only.
 
     The minibatch-stddev channel would make an image's probabilities depend on the other
     images of its group, so it is the constant `group_std` (`Discriminator.real_group_std`).
     """
 
-    def __init__(self, critic: Discriminator, group_std: float | None):
+    def __init__(
+        self, critic: Discriminator, group_std: float | None, columns: list[int] | None = None
+    ):
         super().__init__()
         if critic.conditioning != "aux":
             raise ValueError(f"a {critic.conditioning} critic has no class head")
         self.critic, self.group_std = critic, group_std
+        self.columns = columns  # the logits kept, in order (VCAGAN's discovered classes)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         logits = self.critic.class_head(self.critic.trunk(image, self.group_std))  # (B, K)
+        if self.columns is not None:
+            logits = logits[:, self.columns]  # (B, K_kept)
         return torch.softmax(logits, dim=1)
 
 

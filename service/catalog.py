@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 from celery import Celery
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -20,10 +21,12 @@ from core.db import repo, tenants
 from core.db.tables import Dataset, Model
 from core.queue import TRAIN_TASK
 from core.settings import Settings
+from models.artifact import Manifest
 from service import quotas
 from service.errors import ApiError, not_found, upload_refused
 from service.ingest import IngestError, IngestLimits, ingest
-from training.config import TrainConfig
+from training.config import UNSUPERVISED_METHODS, TrainConfig
+from training.dataset import StoredDataset
 
 log = logging.getLogger("ganaug.api")
 
@@ -152,8 +155,16 @@ def queue_model(
     dataset: Dataset,
     config: TrainConfig,
 ) -> Model:
-    """Insert a queued model row (committed, so the worker sees it) and send its task,
+    """Insert a queued model row (committed, so the worker sees it) and send its task;
+    422 unlabelled_dataset when a labelled method is asked to train on an unlabelled set;
     within the tenant's job, training cost and storage quotas."""
+    if not dataset.labelled and config.method not in UNSUPERVISED_METHODS:
+        raise ApiError(
+            422,
+            "unlabelled_dataset",
+            f"Dataset '{dataset.id}' has no labels, which {config.method} needs; train method "
+            "vcagan, which discovers the classes, or upload the images in class folders.",
+        )
     tenants.lock_tenant(session, tenant_id)
     quotas.check_storage(settings, session, tenant_id)
     quotas.check_jobs(settings, session, tenant_id, config=config.model_dump())
@@ -200,3 +211,84 @@ def get_model_or_404(session: Session, tenant_id: str, model_id: str) -> Model:
     if row is None:
         raise not_found("model", model_id)
     return row
+
+
+def label_dataset(
+    settings: Settings, session: Session, *, tenant_id: str, model: Model, name: str | None
+) -> Dataset:
+    """A new labelled dataset: the model's dataset with each image in the class its vcagan
+    classifier assigned it (clusters.npy; clusters without images are left out); 409 for
+    models without discovered classes."""
+    model_dir = settings.models_dir / model.id
+    manifest = Manifest.load(model_dir)
+    if manifest.clusters is None:
+        raise ApiError(
+            409,
+            "no_clusters",
+            f"Model '{model.id}' was trained with {manifest.method}, whose classes are the "
+            "dataset's own; only a vcagan model labels a dataset with the classes it discovered.",
+        )
+    source = StoredDataset.load(settings.datasets_dir / model.dataset_id)
+    labels = source.labels_of_model(model_dir)
+    # clusters no image was assigned to have nothing to learn from: left out
+    used = np.flatnonzero(np.bincount(labels, minlength=len(manifest.classes)))
+    index = np.full(len(manifest.classes), -1)
+    index[used] = np.arange(len(used))
+    classes = [manifest.classes[c] for c in used]
+    dataset_id = repo.new_id()
+    dest = settings.datasets_dir / dataset_id
+    StoredDataset.save(dest, source.x, index[labels], classes=classes, source_format="model")
+    try:
+        row = repo.add_dataset(
+            session,
+            tenant_id=tenant_id,
+            dataset_id=dataset_id,
+            name=name or f"{model.id}-clusters",
+            info=StoredDataset.load(dest).info,
+        )
+        session.commit()
+        return row
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+
+
+def rename_classes(
+    settings: Settings, session: Session, dataset: Dataset, renames: dict[str, str]
+) -> Dataset:
+    """Rename some of a labelled dataset's classes (old name -> new name), in its files and
+    row; 422 for an unlabelled dataset, unknown names or a clash, 409 while it is in use."""
+    names = [c["name"] for c in dataset.classes]
+    if not dataset.labelled:
+        raise ApiError(
+            422,
+            "unlabelled_dataset",
+            f"Dataset '{dataset.id}' has no classes to rename; train vcagan on it and make a "
+            "labelled dataset with POST /v1/models/{id}/label-dataset.",
+        )
+    unknown = sorted(set(renames) - set(names))
+    if unknown:
+        raise ApiError(
+            422,
+            "unknown_class",
+            f"Unknown classes {unknown}; the dataset's classes are: {', '.join(names)}.",
+        )
+    new_names = [renames.get(name, name).strip() for name in names]
+    if not all(new_names) or len(set(new_names)) != len(new_names):
+        raise ApiError(
+            422,
+            "invalid_class_names",
+            f"The classes would be named {new_names}; give every class a distinct, non-empty name.",
+        )
+    if repo.count_active_models(session, dataset.id) or repo.count_active_reports(
+        session, dataset.id
+    ):
+        raise ApiError(
+            409,
+            "dataset_in_use",
+            "A model of this dataset is training or reporting; rename its classes once it ends.",
+        )
+    StoredDataset.rename_classes(settings.datasets_dir / dataset.id, new_names)
+    repo.rename_classes(session, dataset, new_names)
+    session.commit()
+    return dataset

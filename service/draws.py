@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from fastapi import Query
 
 from models.artifact import Manifest, Recipe
@@ -101,3 +102,38 @@ def recommended(manifest: Manifest, real_counts: list[int]) -> tuple[list[int], 
         )
     counts = [int(round(recipe.ratio * count)) for count in real_counts]
     return counts, DrawSpec.of_recipe(recipe), recipe
+
+
+PROPORTIONAL = "proportional"
+
+
+def per_class_counts(
+    manifest: Manifest,
+    classes: list[dict[str, Any]],
+    per_class: str | None,
+    total: int | None,
+) -> list[int]:
+    """Synthetic images per class: `per_class` of each (100 when unset), or with
+    per_class=proportional `total` images (100 per class when unset) shared in proportion to
+    the model's class probabilities: a vcagan model's P(C), else its dataset's class counts."""
+    k = len(classes)
+    if per_class != PROPORTIONAL:
+        if total is not None:
+            raise ApiError(422, "invalid_per_class", "total goes with per_class=proportional.")
+        count = 100 if per_class is None else int(per_class)  # digits: the route's pattern
+        return [count] * k  # the archive's image cap is the route's check
+    total = 100 * k if total is None else total
+    clusters = manifest.clusters
+    weights = np.asarray(
+        clusters.probabilities if clusters else [c.get("count") or 0 for c in classes], float
+    )
+    return largest_remainder(weights / weights.sum(), total)
+
+
+def largest_remainder(shares: np.ndarray, total: int) -> list[int]:
+    """Whole counts summing to `total` in proportion to `shares` (Hamilton's method)."""
+    exact = shares * total
+    counts = np.floor(exact).astype(int)
+    order = np.argsort(-(exact - counts), kind="stable")
+    counts[order[: total - counts.sum()]] += 1
+    return counts.tolist()

@@ -203,7 +203,7 @@ def stream_archive(
     real_targets = one_hot(np.arange(len(names)), len(names))  # row c: class c's target
     if req.include_real:
         stored = StoredDataset.load(dataset_dir)
-        x, y = stored.x, stored.y
+        x, y = stored.x, stored.labels_of_model(sampler.model_dir)
     else:
         x, y = np.empty((0, 1, 1, 1), np.uint8), np.empty(0, np.int64)
     spool, rows = _Spool(), _LabelRows(names)

@@ -16,6 +16,17 @@ class ClassPublic(BaseModel):
     index: int
     name: str
     count: int | None = None
+    probability: float | None = Field(
+        None, description="vcagan: P(C) of the discovered class (None for named classes)"
+    )
+
+
+class ClustersPublic(BaseModel):
+    """What a vcagan model's categorical prior P(C) says about the classes it discovered."""
+
+    entropy: float = Field(description="entropy of P(C) in nats, over all virtual classes")
+    prior: list[float] = Field(description="P(C) of every virtual class (max_classes)")
+    min_class_probability: float = Field(description="P(C) a virtual class needed to be kept")
 
 
 class ImagePublic(BaseModel):
@@ -79,6 +90,9 @@ class ModelPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    clusters: ClustersPublic | None = Field(
+        None, description="vcagan, once trained: its classes are the clusters it discovered"
+    )
 
     @classmethod
     def from_row(cls, row: Any) -> ModelPublic:
@@ -96,6 +110,7 @@ class ModelPublic(BaseModel):
             created_at=row.created_at,
             started_at=row.started_at,
             finished_at=row.finished_at,
+            clusters=ClustersPublic(**row.clusters) if row.clusters else None,
         )
 
 
@@ -110,6 +125,7 @@ class DatasetPublic(BaseModel):
     id: str
     name: str
     num_images: int
+    labelled: bool = Field(description="false: no labels or classes; only vcagan trains on it")
     classes: list[ClassPublic]
     image: ImagePublic
     created_at: datetime
@@ -121,6 +137,7 @@ class DatasetPublic(BaseModel):
             id=row.id,
             name=row.name,
             num_images=row.num_images,
+            labelled=row.labelled,
             classes=[ClassPublic(**c) for c in row.classes],
             image=ImagePublic(**row.image),
             created_at=row.created_at,
@@ -133,6 +150,21 @@ class DatasetsPublic(BaseModel):
     count: int
     limit: int
     offset: int
+
+
+class DatasetUpdate(BaseModel, extra="forbid"):
+    """PATCH /v1/datasets/{id}: rename classes (e.g. a vcagan model's clusters)."""
+
+    classes: dict[str, str] = Field(
+        min_length=1,
+        description="current class name -> new name; classes left out keep their names",
+    )
+
+
+class LabelDatasetCreate(BaseModel, extra="forbid"):
+    """POST /v1/models/{id}/label-dataset: the new dataset's name."""
+
+    name: str | None = Field(None, min_length=1, max_length=255)
 
 
 class ModelCreate(TrainConfig):

@@ -57,7 +57,34 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         "mode_seeking": 0.5,
         "ada_target": 0.6,
     },
+    # VCAGAN (Cho, "Training self-supervised class-conditional GAN with virtual labels"): the
+    # paper's settings, R1 at 1, Adam 1e-3 (0, 0.99), one critic step, no DiffAugment (the
+    # classifier's assignments and P(C) are read on the images as they are)
+    "vcagan": {
+        "adv_loss": "bce",
+        "d_conditioning": None,
+        "spectral_norm": False,
+        "n_critic": 1,
+        "beta1": 0.0,
+        "beta2": 0.99,
+        "lr_g": 1e-3,
+        "lr_d": 1e-3,
+        "gp_weight": 0.0,
+        "aux_weight": 0.0,
+        "r1_weight": 1.0,
+        "mode_seeking": 0.0,
+        "ada_target": None,
+        "diffaugment": "",
+    },
 }
+UNSUPERVISED_METHODS = ("vcagan",)  # train on unlabelled datasets; labels are ignored
+VIRTUAL_LABEL_OPTIONS = (
+    "max_classes",
+    "lambda_creg",
+    "lambda_cls",
+    "prior_decay",
+    "min_class_probability",
+)
 
 
 def _default(option: str) -> Any:
@@ -72,12 +99,15 @@ class TrainConfig(BaseModel, extra="forbid"):
     leaves out; the field defaults below are the default method's.
     """
 
-    method: Literal["wacgan-gp", "acgan", "cgan"] = Field(
+    method: Literal["wacgan-gp", "acgan", "cgan", "vcagan"] = Field(
         DEFAULT_METHOD,
         description="cgan (default): label-conditioned discriminator without classifier (see "
         "d_conditioning), hinge loss and spectral norm by default; wacgan-gp: Wasserstein "
         "critic + gradient penalty + auxiliary classifier; acgan: non-saturating BCE + "
-        "auxiliary classifier (Odena et al. 2017). Unset options take the method's defaults",
+        "auxiliary classifier (Odena et al. 2017); vcagan: no labels needed (any given are "
+        "ignored): a generator conditioned on virtual classes that a classifier sharing the "
+        "critic's layers discovers while training (Cho), see max_classes and lambda_creg. "
+        "Unset options take the method's defaults",
     )
     adv_loss: Literal["bce", "hinge"] | None = Field(
         _default("adv_loss"),
@@ -247,6 +277,39 @@ class TrainConfig(BaseModel, extra="forbid"):
         description="quality report after training: standard (minutes on a CPU), fast "
         "(seconds, coarse), none",
     )
+    max_classes: int = Field(
+        16,
+        ge=2,
+        le=64,
+        description="vcagan: d_c, the number of virtual classes (the most clusters it can "
+        "find; the paper's 8 for 2-D points, 16 for MNIST)",
+    )
+    lambda_creg: float = Field(
+        5.0,
+        ge=0,
+        description="vcagan: weight of the classifier gradient penalty E|grad_x Q(x)_argmax|^2; "
+        "larger gives fewer, coarser clusters (the paper: 0.1-10 on 2-D points, 1-10 on MNIST)",
+    )
+    lambda_cls: float = Field(
+        1.0,
+        ge=0,
+        description="vcagan: weight of the classifier's cross-entropy on fakes, CE(c, Q(G(z, c)))",
+    )
+    prior_decay: float = Field(
+        0.99,
+        ge=0,
+        lt=1,
+        description="vcagan: decay of P(C), the exponential moving average of the classifier's "
+        "probabilities on real images, from which fake classes are drawn (the paper's 0.999 "
+        "needs far more steps than a CPU run has; docs/training.md)",
+    )
+    min_class_probability: float = Field(
+        0.01,
+        gt=0,
+        lt=0.5,
+        description="vcagan: virtual classes with P(C) at least this become the model's "
+        "classes (cluster_00, cluster_01, ... by decreasing P(C))",
+    )
     g_channels: int = Field(32, ge=8, le=512, description="generator width at full resolution")
     d_channels: int = Field(32, ge=8, le=512, description="critic width of its first conv")
 
@@ -293,6 +356,7 @@ class TrainConfig(BaseModel, extra="forbid"):
             if self.spectral_norm:
                 problems.append("weight_clip and spectral_norm both constrain the critic: pick one")
         problems += self._schedule_problems() + self._lever_problems()
+        problems += self._virtual_label_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -354,6 +418,37 @@ class TrainConfig(BaseModel, extra="forbid"):
                     "for real images only: pick one"
                 )
         return problems
+
+    def _virtual_label_problems(self) -> list[str]:
+        """vcagan's options belong to it alone, and the levers of labelled methods do not
+        apply to it (its classifier and P(C) read real images as they are)."""
+        if self.method != "vcagan":
+            changed = [
+                name
+                for name in VIRTUAL_LABEL_OPTIONS
+                if getattr(self, name) != type(self).model_fields[name].default
+            ]
+            return [f"{', '.join(changed)} apply to vcagan only"] if changed else []
+        levers = {
+            "aux_weight": self.aux_weight > 0,
+            "aux_twin": self.aux_twin,
+            "aux_fake_truncation": self.aux_fake_truncation is not None,
+            "gp_weight": self.gp_weight > 0,
+            "mode_seeking": self.mode_seeking > 0,
+            "label_smoothing": self.label_smoothing > 0,
+            "diffaugment": bool(self.diffaugment),
+            "ada_target": self.ada_target is not None,
+            "transition_end": self.transition_end > 0,
+            "select_by": self.select_by != "last",
+        }
+        used = [name for name, on in levers.items() if on]
+        if not used:
+            return []
+        return [
+            f"{', '.join(used)} do not apply to vcagan (its classifier loss is lambda_cls, "
+            "its penalties r1_weight and lambda_creg; select_by recall needs labels): "
+            "leave them unset"
+        ]
 
     def condition_weight(self, step: int) -> float:
         """The class condition's weight after `step` generator updates (1 without a ramp)."""

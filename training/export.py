@@ -20,23 +20,28 @@ OPSET = 17
 MAX_ABS_DIFF = 1e-4  # float32 kernels differ between torch and ORT by ~1e-6 on tanh outputs
 
 
-def export_generator_onnx(generator: Generator, path: Path, *, z_dim: int) -> None:
+def export_generator_onnx(
+    generator: Generator, path: Path, *, z_dim: int, class_map: list[int] | None = None
+) -> None:
     """Write `generator` (in eval mode) to path as ONNX with a dynamic batch axis.
 
     Inputs `latent` float32 (B, z_dim) and `class` int64 (B,); output `image` float32
-    (B, C, H, W). Raises RuntimeError if ONNX Runtime disagrees with torch.
+    (B, C, H, W). `class_map[k]` is the generator's class for the graph's class k (VCAGAN's
+    discovered virtual classes); None = the generator's own classes. Raises RuntimeError if
+    ONNX Runtime disagrees with torch.
     """
     generator = copy.deepcopy(generator).cpu().eval()
+    graph = _TwoInputs(generator, class_map).eval()
     rng = torch.Generator().manual_seed(0)  # leave the global RNG of the caller alone
     latent = torch.randn(3, z_dim, generator=rng)
-    labels = torch.arange(3) % generator.config()["num_classes"]
+    labels = torch.arange(3) % graph.num_classes
     buf = io.BytesIO()
     with warnings.catch_warnings():
         # The TorchScript exporter is deliberate (verified with ORT below); its deprecation
         # notices would repeat in every worker log.
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            _TwoInputs(generator).eval(),
+            graph,
             (latent, labels),
             buf,
             dynamo=False,
@@ -45,50 +50,61 @@ def export_generator_onnx(generator: Generator, path: Path, *, z_dim: int) -> No
             output_names=["image"],
             dynamic_axes={"latent": {0: "B"}, "class": {0: "B"}, "image": {0: "B"}},
         )
-    _check_against_torch(generator, buf.getvalue(), z_dim, rng)
+    _check_against_torch(graph, buf.getvalue(), z_dim, rng)
     atomic_write_bytes(path, buf.getvalue())
 
 
 class _TwoInputs(torch.nn.Module):
     """The generator with only (latent, class) as inputs: its optional arguments keep their
-    defaults (a fully conditional generator) instead of becoming graph inputs."""
+    defaults (a fully conditional generator) instead of becoming graph inputs; with a
+    `class_map` the graph's class k is the generator's class class_map[k]."""
 
-    def __init__(self, generator: Generator):
+    def __init__(self, generator: Generator, class_map: list[int] | None = None):
         super().__init__()
         self.generator = generator
+        self.mapped = class_map is not None
+        self.num_classes = len(class_map) if class_map else generator.config()["num_classes"]
+        self.register_buffer("class_map", torch.tensor(class_map or [], dtype=torch.int64))
 
     def forward(self, latent: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.mapped:
+            labels = self.class_map[labels]  # (B,) the generator's classes
         return self.generator(latent, labels)  # (B, C, H, W)
 
 
-def _check_against_torch(
-    generator: Generator, model: bytes, z_dim: int, rng: torch.Generator
-) -> None:
+def _check_against_torch(graph: _TwoInputs, model: bytes, z_dim: int, rng: torch.Generator) -> None:
     batch = 5  # differs from the export batch, so the dynamic axis is exercised
     latent = torch.randn(batch, z_dim, generator=rng)
-    labels = torch.arange(batch) % generator.config()["num_classes"]
+    labels = torch.arange(batch) % graph.num_classes
     with torch.no_grad():
-        expected = generator(latent, labels).numpy()
+        expected = graph(latent, labels).numpy()
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     (actual,) = session.run(["image"], {"latent": latent.numpy(), "class": labels.numpy()})
     _check_close(actual, expected)
 
 
-def export_classifier_onnx(critic: Discriminator, path: Path, *, group_std: float | None) -> None:
+def export_classifier_onnx(
+    critic: Discriminator,
+    path: Path,
+    *,
+    group_std: float | None,
+    columns: list[int] | None = None,
+) -> None:
     """Write an `aux` critic's trunk and class head (in eval mode) to path as ONNX.
 
     Input `image` float32 (B, C, H, W) in [-1, 1], dynamic batch; output `probs` (B, K),
     softmax probabilities (see `CriticClassifier`; `group_std` stands in for the
-    minibatch-stddev channel). Raises RuntimeError if ONNX Runtime disagrees with torch.
+    minibatch-stddev channel; `columns` keeps those logits only, in that order: VCAGAN's
+    discovered classes). Raises RuntimeError if ONNX Runtime disagrees with torch.
     """
     critic = copy.deepcopy(critic).cpu().eval()
     config = critic.config()
     export_image_onnx(
-        CriticClassifier(_plain_critic(critic), group_std).eval(),
+        CriticClassifier(_plain_critic(critic), group_std, columns).eval(),
         path,
         outputs=["probs"],
         image_shape=(config["channels"], config["image_size"], config["image_size"]),
-        reference=CriticClassifier(critic, group_std).eval(),
+        reference=CriticClassifier(critic, group_std, columns).eval(),
     )
 
 

@@ -38,7 +38,7 @@ from models.images import encode_png, image_grid
 from models.networks import Discriminator, Generator
 from models.sampler import CPU, GeneratorSampler
 from training.augment import AdaptiveAugment
-from training.config import Progress, TrainConfig, TrainResult
+from training.config import UNSUPERVISED_METHODS, Progress, TrainConfig, TrainResult
 from training.dataset import StoredDataset
 from training.errors import TrainingAborted, TrainingInterrupted
 from training.export import export_classifier_onnx, export_generator_onnx
@@ -60,7 +60,7 @@ class TrainingSet:
     """The whole dataset on the training device: small sets fit, so no loader is needed."""
 
     images: torch.Tensor  # (N, C, S, S) float in [-1, 1]
-    labels: torch.Tensor  # (N,) int64
+    labels: torch.Tensor  # (N,) int64; zeros for an unlabelled set (vcagan reads none)
     classes: list[str]
 
     @classmethod
@@ -68,7 +68,7 @@ class TrainingSet:
         cls, dataset: StoredDataset, device: torch.device, indices: np.ndarray | None = None
     ) -> TrainingSet:
         """The stored dataset, or only its rows `indices` (the training split)."""
-        x, y = dataset.x, dataset.y
+        x, y = dataset.x, dataset.y if dataset.labelled else np.zeros(len(dataset), np.int64)
         if indices is not None:
             x, y = x[indices], y[indices]
         images = torch.from_numpy(np.array(x)).to(device)  # copy out of the memory map
@@ -335,9 +335,19 @@ def run(
     torch.manual_seed(seed)
     # Held-out images are never shown to the GAN: the quality report judges samples on them.
     dataset = StoredDataset.load(dataset_dir)
-    split = stratified_split(dataset.y, config.holdout_fraction, seed)
+    virtual = config.method in UNSUPERVISED_METHODS  # labels are neither needed nor read
+    if not (virtual or dataset.labelled):
+        raise ValueError(f"{config.method} needs a labelled dataset; train vcagan on this one")
+    labels = np.zeros(len(dataset), np.int64) if virtual else dataset.y  # one group: unstratified
+    split = stratified_split(labels, config.holdout_fraction, seed)
     split.save(out_dir)
-    trainer = Trainer(config, TrainingSet.load(dataset, dev, split.train), dev)
+    data = TrainingSet.load(dataset, dev, split.train)
+    if virtual:  # imported here: training.vcagan builds on this module's Trainer
+        from training.vcagan import VirtualLabelTrainer
+
+        trainer: Trainer = VirtualLabelTrainer(config, data, dev)
+    else:
+        trainer = Trainer(config, data, dev)
     # the evaluator trains before the clock starts, so the ETA counts training steps only
     selector = RecallSelector(dataset, split, config, dev) if config.select_by == "recall" else None
     if resume is not None:
@@ -401,7 +411,7 @@ def run(
             selection = None if resume["selection"] is None else Selection(**resume["selection"])
     finally:
         reporter.close()
-    write_model(trainer, out_dir, model_id, final_losses, selection)
+    write_model(trainer, out_dir, model_id, final_losses, selection, dataset)
     return TrainResult(
         steps_completed=trainer.steps_done,
         final_losses=final_losses,
@@ -445,19 +455,32 @@ def write_model(
     model_id: str,
     final_losses: dict[str, float],
     selection: Selection | None = None,
+    dataset: StoredDataset | None = None,
 ) -> None:
     """Export the generator (and the critic's classifier when it has a class head), then
-    write the manifest (with the checkpoint selection, if any) and a per-class sample grid."""
+    write the manifest (with the checkpoint selection, if any) and a per-class sample grid.
+
+    A vcagan trainer's classes are the ones it discovered: both graphs take and give
+    indices into them, and clusters.npy assigns every image of `dataset` to one."""
     config, data = trainer.config, trainer.data
-    export_generator_onnx(trainer.export_generator, out_dir / GENERATOR_FILE, z_dim=config.z_dim)
+    classes, class_map, clusters = data.classes, None, None
+    if config.method in UNSUPERVISED_METHODS:
+        from training.vcagan import write_virtual_model  # see run()
+
+        if dataset is None:
+            raise ValueError("a vcagan model assigns its dataset's images: pass the dataset")
+        classes, class_map, clusters = write_virtual_model(trainer, dataset, out_dir)
+    export_generator_onnx(
+        trainer.export_generator, out_dir / GENERATOR_FILE, z_dim=config.z_dim, class_map=class_map
+    )
     _, channels, size, _ = data.images.shape
     image = ImageShape(height=size, width=size, channels=channels)
     inputs, outputs = generator_io(config.z_dim, image)
-    classifier = write_classifier(trainer, out_dir, image)
+    classifier = write_classifier(trainer, out_dir, image, class_map)
     Manifest(
         model_id=model_id,
         method=config.method,
-        classes=data.classes,
+        classes=classes,
         z_dim=config.z_dim,
         image=image,
         config=config.model_dump(),
@@ -469,12 +492,16 @@ def write_model(
         outputs=outputs,
         classifier=classifier,
         selection=selection,
+        clusters=clusters,
     ).save(out_dir)
-    write_samples(out_dir, len(data.classes))
+    write_samples(out_dir, len(classes))
 
 
-def write_classifier(trainer: Trainer, out_dir: Path, image: ImageShape) -> ClassifierInfo | None:
-    """classifier.onnx: the critic's trunk and class head, for critics that have one."""
+def write_classifier(
+    trainer: Trainer, out_dir: Path, image: ImageShape, columns: list[int] | None = None
+) -> ClassifierInfo | None:
+    """classifier.onnx: the critic's trunk and class head, for critics that have one
+    (`columns`: the class-head logits kept, vcagan's discovered classes)."""
     critic = trainer.critic
     if critic.conditioning != "aux":
         return None
@@ -483,8 +510,9 @@ def write_classifier(trainer: Trainer, out_dir: Path, image: ImageShape) -> Clas
         group_std = critic.real_group_std(trainer.data.images, trainer.config.batch_size)
     finally:
         critic.train()
-    export_classifier_onnx(critic, out_dir / CLASSIFIER_FILE, group_std=group_std)
-    inputs, outputs = classifier_io(len(trainer.data.classes), image)
+    export_classifier_onnx(critic, out_dir / CLASSIFIER_FILE, group_std=group_std, columns=columns)
+    num_classes = len(columns) if columns is not None else len(trainer.data.classes)
+    inputs, outputs = classifier_io(num_classes, image)
     return ClassifierInfo(inputs=inputs, outputs=outputs, group_std=group_std)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.artifact import Manifest
 from models.drawing import DrawSpec, FilterKind
 from training.classifier import ClassifierBudget
 from training.dataset import StoredDataset
@@ -96,9 +97,12 @@ class RealData:
 
 
 def load_real(model_dir: Path, dataset_dir: Path) -> RealData:
-    """Read the stored dataset and split it with the model's split.json (none: no held-out)."""
+    """Read the stored dataset and split it with the model's split.json (none: no held-out);
+    a vcagan model's images are labelled with the clusters it assigned them."""
     dataset = StoredDataset.load(dataset_dir)
-    classes, x, y = dataset.classes, dataset.x, dataset.y
+    x, y = dataset.x, dataset.labels_of_model(model_dir)
+    manifest = Manifest.load(model_dir)
+    classes = manifest.classes if manifest.clusters is not None else dataset.classes
     if Split.path(model_dir).exists():
         split = Split.load(model_dir)
         train, holdout = split.train, split.holdout

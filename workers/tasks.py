@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -22,6 +23,7 @@ from core.db.tables import Model
 from core.leases import LeaseKeeper, lease_owner
 from core.queue import REPORT_TASK, TRAIN_TASK, dispatch
 from core.settings import Settings, get_settings
+from models.artifact import Manifest
 from workers.celery_app import app
 from workers.lifecycle import STOPPING
 
@@ -81,6 +83,26 @@ def _requeue(settings: Settings, lease: LeaseKeeper, kind: str) -> str:
             log.warning("model %s: requeued; the sweep sends it (%s)", lease.model_id, exc)
     log.info("model %s: %s interrupted by shutdown; requeued", lease.model_id, kind)
     return "interrupted"
+
+
+def discovered_classes(model_dir: Path) -> tuple[list[dict], dict] | None:
+    """A vcagan model's classes and clusters as its row records them (None: other methods)."""
+    manifest = Manifest.load(model_dir)
+    clusters = manifest.clusters
+    if clusters is None:
+        return None
+    classes = [
+        {"index": i, "name": name, "count": count, "probability": probability}
+        for i, (name, count, probability) in enumerate(
+            zip(manifest.classes, clusters.counts, clusters.probabilities, strict=True)
+        )
+    ]
+    summary = {
+        "prior": clusters.prior,
+        "entropy": clusters.entropy,
+        "min_class_probability": clusters.min_class_probability,
+    }
+    return classes, summary
 
 
 @app.task(name=TRAIN_TASK)
@@ -157,6 +179,7 @@ def _train(settings: Settings, job: Model, lease: LeaseKeeper) -> str:
         )
         return "failed" if failed else _superseded(model_id)
     wants_report = config.report != "none"
+    discovered = discovered_classes(settings.models_dir / model_id)
     final_progress = {
         "step": result.steps_completed,
         "total_steps": config.steps,
@@ -168,7 +191,13 @@ def _train(settings: Settings, job: Model, lease: LeaseKeeper) -> str:
         settings,
         lease,
         lambda s: repo.finish_model(
-            s, model_id, token, status="succeeded", progress=final_progress, report=wants_report
+            s,
+            model_id,
+            token,
+            status="succeeded",
+            progress=final_progress,
+            report=wants_report,
+            discovered=discovered,
         ),
     ):
         return _superseded(model_id)

@@ -40,6 +40,7 @@ def add_dataset(
         ],
         image={"height": info.height, "width": info.width, "channels": info.channels},
         source_format=info.source_format,
+        labelled=info.labelled,
     )
     session.add(row)
     session.flush()
@@ -421,12 +422,17 @@ def finish_model(
     error: str | None = None,
     progress: dict[str, Any] | None = None,
     report: bool = False,
+    discovered: tuple[list[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> bool:
     """Record how training ended and end the lease; `report` queues the quality report,
-    else there is none. False when `token` no longer holds the lease (nothing written)."""
+    else there is none. `discovered`: a vcagan model's classes ({index, name, count,
+    probability}) and clusters. False when `token` no longer holds the lease (nothing
+    written)."""
     values: dict[str, Any] = {"status": status, "error": error, "finished_at": db_now(session)}
     if progress is not None:
         values["progress"] = progress
+    if discovered is not None:
+        values["classes"], values["clusters"] = discovered
     values |= _queued_report() if report else {"report_status": "none"}
     return _update(session, Model.id == model_id, Model.lease_token == token, **values, **_NO_LEASE)
 
@@ -465,6 +471,12 @@ def finish_report(
     if status == "succeeded":
         values["report_progress"] = {"stage": "done", "fraction": 1.0}
     return _update(session, Model.id == model_id, Model.lease_token == token, **values, **_NO_LEASE)
+
+
+def rename_classes(session: Session, dataset: Dataset, names: list[str]) -> None:
+    """Give a dataset's classes new names, in the same order."""
+    dataset.classes = [c | {"name": name} for c, name in zip(dataset.classes, names, strict=True)]
+    session.flush()
 
 
 def model_exists(session: Session, model_id: str) -> bool:

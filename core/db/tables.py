@@ -65,6 +65,8 @@ class Dataset(Base):
     image: Mapped[dict[str, int]] = mapped_column(JSON)  # {height, width, channels}
     source_format: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # False: no labels and no classes; only vcagan trains on it
+    labelled: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class Model(Base):
@@ -101,3 +103,5 @@ class Model(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims, training and report
     # When the queued job's message was handed to the broker; NULL: not (yet) sent.
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # vcagan: {prior, entropy, min_class_probability} of the classes it discovered
+    clusters: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

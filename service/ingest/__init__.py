@@ -6,6 +6,9 @@ Uploads (recognised by content; the filename is only used in messages):
   file is an error.
 - .npz with ``x`` uint8 (N, H, W) or (N, H, W, C), C in {1, 3}, ``y`` integers (N,) and an
   optional ``classes`` string array that ``y`` indexes into.
+- Unlabelled: a zip or tar of images with no class folders (all at the top, or all in one
+  folder), or an .npz without ``y``; stored with ``labelled: false`` and no classes (only
+  vcagan trains on it). Labels naming a single class are refused (single_class).
 
 Every image becomes S x S x C uint8. S is ``image_size``, else the most common longest side
 when it lies in [min_size, max_size], else ``default_size``. Non-square images lose the ends
@@ -74,7 +77,8 @@ def ingest(
         source = read_npz(upload, filename, limits)
     else:
         source = read_archive(upload, filename, source_format, limits)
-    _check_class_count(source.classes)
+    if source.labels is not None:
+        _check_class_count(source.classes)
     size = image_size or _native_size(source.longest_sides, limits)
     channels = channels or (1 if source.gray else 3)
     with StoredDataset.writing(
@@ -83,6 +87,7 @@ def ingest(
         classes=source.classes,
         image_shape=(size, size, channels),
         source_format=source_format,
+        num_images=source.num_images,
     ) as x:
         for rows, images in source.images(size, channels):
             x[rows] = images
@@ -104,7 +109,10 @@ def _check_options(image_size: int | None, channels: int | None, limits: IngestL
 def _check_class_count(classes: list[str]) -> None:
     if len(classes) < 2:
         found = f"only class '{classes[0]}'" if classes else "no class"
-        help_ = "conditional training needs two or more classes, each with its own folder or label"
+        help_ = (
+            "conditional training needs two or more classes, each with its own folder or "
+            "label; leave the labels out (no y) to upload the images unlabelled for vcagan"
+        )
         raise IngestError(ErrorKind.SINGLE_CLASS, f"found {found}; {help_}")
 
 

@@ -21,7 +21,7 @@ _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 _READ_CHUNK = 1 << 20
 _LAYOUT_HELP = (
     "expected one folder per class, <class>/<image> or <top>/<class>/<image>, "
-    "e.g. cats/001.png and dogs/001.png"
+    "e.g. cats/001.png and dogs/001.png, or unlabelled images all in one folder"
 )
 _Members = Iterator[tuple[str, bytes]]  # (normalised path, content) of regular, non-junk files
 
@@ -148,18 +148,22 @@ def tar_members(upload: BinaryIO, filename: str, limits: IngestLimits) -> _Membe
             yield path, data
 
 
-def _class_of_each(paths: list[str], filename: str) -> dict[str, str]:
-    """Map each image path to its class folder, dropping one shared top folder if present."""
+def _class_of_each(paths: list[str], filename: str) -> dict[str, str] | None:
+    """Map each image path to its class folder, dropping one shared top folder if present;
+    None when there are no class folders: every image at the top, or in one folder."""
     if not paths:
         raise IngestError(ErrorKind.EMPTY_DATASET, f"'{filename}' holds no images; {_LAYOUT_HELP}")
     parts = {path: path.split("/") for path in paths}
+    if all(len(p) == 1 for p in parts.values()):
+        return None
     if len({p[0] for p in parts.values()}) == 1 and any(len(p) > 2 for p in parts.values()):
         parts = {path: p[1:] for path, p in parts.items()}
     for path, p in parts.items():
         if len(p) != 2:
             where = "is not inside a class folder" if len(p) < 2 else "is nested too deeply"
             raise IngestError(ErrorKind.BAD_LAYOUT, f"'{path}' {where}; {_LAYOUT_HELP}")
-    return {path: p[0] for path, p in parts.items()}
+    class_of = {path: p[0] for path, p in parts.items()}
+    return class_of if len(set(class_of.values())) > 1 else None
 
 
 def read_archive(
@@ -172,11 +176,16 @@ def read_archive(
             raise IngestError(ErrorKind.BAD_LAYOUT, f"'{path}' appears twice in the archive")
         probes[path] = probe(path, data, limits)
     class_of = _class_of_each(list(probes), filename)
-    classes = sorted(set(class_of.values()))
-    class_index = {name: i for i, name in enumerate(classes)}
-    order = sorted(probes, key=lambda path: (class_index[class_of[path]], path))
+    labels: np.ndarray | None = None
+    if class_of is None:  # unlabelled: one flat folder of images
+        classes: list[str] = []
+        order = sorted(probes)
+    else:
+        classes = sorted(set(class_of.values()))
+        class_index = {name: i for i, name in enumerate(classes)}
+        order = sorted(probes, key=lambda path: (class_index[class_of[path]], path))
+        labels = np.array([class_index[class_of[path]] for path in order], dtype=np.int64)
     row_of = {path: row for row, path in enumerate(order)}
-    labels = np.array([class_index[class_of[path]] for path in order], dtype=np.int64)
 
     def images(size: int, channels: int) -> Iterator[tuple[int, np.ndarray]]:
         # A second pass: holding every decoded image until the size is known could take GBs.
@@ -184,4 +193,5 @@ def read_archive(
             yield row_of[path], decode(path, data, size, channels, limits)
 
     sides = [side for side, _ in probes.values()]
-    return Source(labels, classes, sides, all(gray for _, gray in probes.values()), images)
+    gray = all(is_gray for _, is_gray in probes.values())
+    return Source(labels, classes, sides, gray, images, len(order))

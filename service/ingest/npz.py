@@ -60,13 +60,17 @@ def _npz_arrays(
         return [_npz_array(archive, key) for key in keys]
 
 
-def _load_npz(upload: BinaryIO, filename: str, limits: IngestLimits) -> tuple[np.ndarray, ...]:
+def _load_npz(
+    upload: BinaryIO, filename: str, limits: IngestLimits
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     x, y, names = _npz_arrays(upload, filename, limits, ("x", "y", "classes"))
-    if x is None or y is None:
+    if x is None:
         raise _npz_invalid(
-            f"'{filename}' needs arrays 'x' (images) and 'y' (labels); "
-            "save it with np.savez(path, x=images, y=labels[, classes=names])"
+            f"'{filename}' needs an array 'x' (images) and, for labelled data, 'y' (labels); "
+            "save it with np.savez(path, x=images[, y=labels[, classes=names]])"
         )
+    if y is None and names is not None:
+        raise _npz_invalid(f"'{filename}' names classes but has no labels 'y'; add y")
     return x, y, names
 
 
@@ -118,16 +122,24 @@ def _npz_labels(y: np.ndarray, names: np.ndarray | None) -> tuple[np.ndarray, li
 
 
 def read_npz(upload: BinaryIO, filename: str, limits: IngestLimits) -> Source:
+    """An npz with x and y (labelled), or x alone (unlabelled)."""
     x, y, names = _load_npz(upload, filename, limits)
-    _check_npz_arrays(x, y, limits)
-    labels, classes = _npz_labels(y, names)
+    labels: np.ndarray | None = None
+    classes: list[str] = []
+    if y is None:
+        _check_npz_images(x, limits)
+        if len(x) == 0:
+            raise IngestError(ErrorKind.EMPTY_DATASET, "x is empty; add images")
+    else:
+        _check_npz_arrays(x, y, limits)
+        labels, classes = _npz_labels(y, names)
     if x.ndim == 4 and x.shape[3] == 1:
         x = x[..., 0]  # (N, H, W): the shape Pillow takes for gray
 
     def images(size: int, channels: int) -> Iterator[tuple[int | slice, np.ndarray]]:
         return _npz_training_images(x, size, channels)
 
-    return Source(labels, classes, [max(x.shape[1:3])], x.ndim == 3, images)
+    return Source(labels, classes, [max(x.shape[1:3])], x.ndim == 3, images, len(x))
 
 
 def _npz_training_images(

@@ -30,11 +30,12 @@ _CENTRAL_HEADER, _CENTRAL_HEADER_SIZE = b"PK\x01\x02", 46
 class Source:
     """What a format reader found; ``images`` yields (rows, pixels) at a chosen size."""
 
-    labels: np.ndarray  # int64 (N,), indices into classes
-    classes: list[str]  # sorted
+    labels: np.ndarray | None  # int64 (N,), indices into classes; None: unlabelled
+    classes: list[str]  # sorted; empty when unlabelled
     longest_sides: list[int]
     gray: bool  # every image is grayscale
     images: Callable[[int, int], Iterator[tuple[int | slice, np.ndarray]]]
+    num_images: int
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,8 @@ def detect_format(upload: BinaryIO, filename: str, max_members: int) -> str:
     except _ARCHIVE_ERRORS:
         message = (
             f"'{filename}' is not a zip, tar, tar.gz or .npz file; upload a zip or tar(.gz) "
-            "of class folders, or an .npz with arrays x and y"
+            "of class folders (or of images alone, unlabelled), or an .npz with arrays x and y "
+            "(or x alone)"
         )
         raise IngestError(ErrorKind.UNSUPPORTED_FORMAT, message) from None
 

@@ -1,4 +1,4 @@
-"""/v1/datasets: upload (optionally start training), list, get, delete."""
+"""/v1/datasets: upload (optionally start training), list, get, rename classes, delete."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from service import catalog, quotas
 from service.deps import CeleryDep, PageLimit, PageOffset, SessionDep, SettingsDep, TenantDep
 from service.errors import ApiError
 from service.ratelimit import RateLimitedRoute, rate_limited
-from service.schemas import DatasetPublic, DatasetsPublic
+from service.schemas import DatasetPublic, DatasetsPublic, DatasetUpdate
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=RateLimitedRoute)
 
@@ -76,6 +76,19 @@ def list_datasets(
 @router.get("/{dataset_id}", response_model=DatasetPublic, response_model_exclude_none=True)
 def get_dataset(dataset_id: str, session: SessionDep, tenant: TenantDep) -> DatasetPublic:
     return DatasetPublic.from_row(catalog.get_dataset_or_404(session, tenant, dataset_id))
+
+
+@router.patch("/{dataset_id}", response_model=DatasetPublic, response_model_exclude_none=True)
+def update_dataset(
+    dataset_id: str,
+    body: DatasetUpdate,
+    settings: SettingsDep,
+    session: SessionDep,
+    tenant: TenantDep,
+) -> DatasetPublic:
+    """Rename classes, e.g. the clusters of a dataset labelled by a vcagan model."""
+    dataset = catalog.get_dataset_or_404(session, tenant, dataset_id)
+    return DatasetPublic.from_row(catalog.rename_classes(settings, session, dataset, body.classes))
 
 
 @router.delete("/{dataset_id}", status_code=204)

@@ -22,6 +22,8 @@ from service.ratelimit import RateLimitedRoute, rate_limited
 from service.schemas import (
     ClassificationsPublic,
     ClassifierHead,
+    DatasetPublic,
+    LabelDatasetCreate,
     ModelCreate,
     ModelPublic,
     ModelsPublic,
@@ -121,10 +123,15 @@ def _class_index(model: Model, value: str) -> int:
         return names.index(value)
     if value.isascii() and value.isdigit() and len(value) <= 9 and int(value) < len(names):
         return int(value)
+    found = (
+        f" (the clusters it discovered with P(C) >= {model.clusters['min_class_probability']})"
+        if model.clusters
+        else ""
+    )
     raise ApiError(
         422,
         "unknown_class",
-        f"Unknown class '{value}'; use a name or index of: {', '.join(names)}.",
+        f"Unknown class '{value}'; use a name or index of: {', '.join(names)}{found}.",
     )
 
 
@@ -192,7 +199,15 @@ def get_archive(
     tenant: TenantDep,
     draw_query: DrawQueryDep,
     per_class: Annotated[
-        int | None, Query(ge=0, description="synthetic images per class (100)")
+        str | None,
+        Query(
+            pattern=r"^(\d{1,9}|proportional)$",
+            description="synthetic images per class (100), or proportional: `total` images "
+            "shared by the model's class probabilities (vcagan's P(C); else the real counts)",
+        ),
+    ] = None,
+    total: Annotated[
+        int | None, Query(ge=0, description="per_class=proportional: all synthetic images")
     ] = None,
     recipe: Annotated[
         Literal["recommended"] | None,
@@ -205,7 +220,7 @@ def get_archive(
     model_dir = settings.models_dir / model.id
     sampler = generation.load_sampler(model_dir)
     if recipe is not None:
-        if per_class is not None or draw_query != draws.DrawQuery():
+        if per_class is not None or total is not None or draw_query != draws.DrawQuery():
             raise ApiError(
                 422,
                 "recipe_conflict",
@@ -215,8 +230,8 @@ def get_archive(
             sampler.manifest, [c["count"] for c in model.classes]
         )
     else:
-        per_class = 100 if per_class is None else per_class
-        counts, recipe_used = [per_class] * len(model.classes), None
+        counts = draws.per_class_counts(sampler.manifest, model.classes, per_class, total)
+        recipe_used = None
         draw = draws.make_draw(sampler.manifest, draw_query, settings.max_truncation)
     _check_image_count(
         "archive", counts, settings.max_archive_images, "GANAUG_MAX_ARCHIVE_IMAGES", "per_class"
@@ -273,6 +288,28 @@ def get_generator(
         media_type="application/octet-stream",
         filename=f"ganaug-{model.id}.onnx",
     )
+
+
+@router.post(
+    "/{model_id}/label-dataset",
+    status_code=201,
+    response_model=DatasetPublic,
+    response_model_exclude_none=True,
+)
+def label_dataset(
+    model_id: str,
+    response: Response,
+    settings: SettingsDep,
+    session: SessionDep,
+    tenant: TenantDep,
+    body: LabelDatasetCreate | None = None,
+) -> DatasetPublic:
+    """A new labelled dataset from a vcagan model: each image in the cluster it was assigned."""
+    model = _ready_model(session, tenant, model_id, "it can label its dataset")
+    name = body.name if body is not None else None
+    dataset = catalog.label_dataset(settings, session, tenant_id=tenant, model=model, name=name)
+    response.headers["Location"] = f"/v1/datasets/{dataset.id}"
+    return DatasetPublic.from_row(dataset)
 
 
 @router.post("/{model_id}/classify", response_model=ClassificationsPublic)

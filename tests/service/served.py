@@ -12,12 +12,22 @@ from core.db.session import session_scope
 from core.settings import Settings
 
 
-def end_training(settings: Settings, model_id: str, status: str, *, report: bool = False) -> None:
-    """Lease the model's training and end it as the worker records it."""
+def end_training(
+    settings: Settings,
+    model_id: str,
+    status: str,
+    *,
+    report: bool = False,
+    discovered: tuple[list[dict], dict] | None = None,
+) -> None:
+    """Lease the model's training and end it as the worker records it (`discovered`: a
+    vcagan model's classes and clusters)."""
     with session_scope(settings.sqlalchemy_url) as session:
         row = repo.claim_model(session, model_id, owner="test", lease_s=settings.lease_s)
         assert row is not None and row.lease_token is not None, "the training was not claimable"
-        assert repo.finish_model(session, model_id, row.lease_token, status=status, report=report)
+        assert repo.finish_model(
+            session, model_id, row.lease_token, status=status, report=report, discovered=discovered
+        )
 
 
 def lease_report(settings: Settings, model_id: str) -> str:
@@ -31,9 +41,13 @@ def lease_report(settings: Settings, model_id: str) -> str:
 def install_trained_model(
     settings: Settings, model_id: str, model_dir: Path, *, report: bool = False
 ) -> None:
-    """Copy model_dir in as model_id's files; training succeeded (and its report, if `report`)."""
+    """Copy model_dir in as model_id's files; training succeeded (and its report, if `report`),
+    recorded as the worker records it (a vcagan model's discovered classes too)."""
+    from workers.tasks import discovered_classes
+
     shutil.copytree(model_dir, settings.models_dir / model_id)
-    end_training(settings, model_id, "succeeded", report=report)
+    discovered = discovered_classes(settings.models_dir / model_id)
+    end_training(settings, model_id, "succeeded", report=report, discovered=discovered)
     if report:
         token = lease_report(settings, model_id)
         with session_scope(settings.sqlalchemy_url) as session:

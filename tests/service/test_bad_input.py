@@ -98,8 +98,9 @@ def test_zero_images(client, settings):
 
 
 def test_single_class(client, settings):
-    payload = zip_of({"only/1.png": png(), "only/2.png": png(value=3)})
-    assert "two or more" in assert_error(post(client, payload), 422, "single_class")["message"]
+    payload = npz_of(x=np.zeros((2, 8, 8), np.uint8), y=np.array([4, 4]))
+    message = assert_error(post(client, payload, "one.npz"), 422, "single_class")["message"]
+    assert "two or more" in message and "no y" in message
     assert_nothing_stored(client, settings)
 
 

@@ -117,6 +117,7 @@ def test_zip_of_class_folders_is_stored_sorted_with_decoded_pixels(tmp_path, des
         "image": {"height": 16, "width": 16, "channels": 3},
         "num_images": 9,
         "source_format": "zip",
+        "labelled": True,
     }
     assert [p.name for p in dest.parent.iterdir()] == ["ds-1"]
 
@@ -340,15 +341,54 @@ def test_archive_without_images_is_empty(tmp_path, dest):
     refused(src, dest, "empty_dataset", 422, "no images", "<class>/<image>")
 
 
-def test_single_class_is_refused(tmp_path, dest):
-    members = {f"top/circle/{i}.png": image_bytes() for i in range(3)}
-    src = write_zip(tmp_path / "one.zip", members)
-    refused(src, dest, "single_class", 422, "circle", "two or more classes")
+def assert_unlabelled(dest: Path, num_images: int) -> np.ndarray:
+    x, y, info = stored(dest)
+    assert y is None and not (dest / "y.npy").exists()
+    assert (info["labelled"], info["classes"], info["counts"]) == (False, [], [])
+    assert info["num_images"] == num_images == len(x)
+    return x
+
+
+@pytest.mark.parametrize("prefix", ["", "top/", "top/circle/"])
+def test_images_without_class_folders_are_an_unlabelled_dataset(tmp_path, dest, prefix):
+    """All images at the top, or all in one folder: no classes (a single folder is no
+    class: it used to be refused as single_class)."""
+    fills = [RED, GREEN, BLUE, RED]
+    members = {f"{prefix}{i}.png": image_bytes(fill=fill) for i, fill in enumerate(fills)}
+    src = write_zip(tmp_path / "flat.zip", members)
+    info = ingest_file(src, "flat.zip", dest)
+    assert not info.labelled and info.source_format == "zip"
+    x = assert_unlabelled(dest, 4)
+    assert [tuple(image[8, 8]) for image in x] == fills  # in path order
+
+
+def test_a_tar_of_images_alone_is_unlabelled(tmp_path, dest):
+    members = {f"imgs/{i}.png": image_bytes() for i in range(3)}
+    ingest_file(write_tar(tmp_path / "flat.tar", members), "flat.tar", dest)
+    assert_unlabelled(dest, 3)
+
+
+def test_images_beside_class_folders_are_a_bad_layout(tmp_path, dest):
+    members = {"loose.png": image_bytes(), "circle/1.png": image_bytes()}
+    src = write_zip(tmp_path / "mixed.zip", members)
+    refused(src, dest, "bad_layout", 422, "loose.png", "one folder")
+
+
+def test_npz_without_labels_is_an_unlabelled_dataset(tmp_path, dest):
+    x = np.arange(3 * 8 * 8, dtype=np.uint8).reshape(3, 8, 8)
+    ingest_file(write_npz(tmp_path / "x.npz", x=x), "x.npz", dest)
+    assert np.array_equal(assert_unlabelled(dest, 3)[..., 0], x)
+
+
+def test_npz_with_class_names_but_no_labels_is_invalid(tmp_path, dest):
+    x, names = np.zeros((3, 8, 8), np.uint8), np.array(["a", "b"])
+    src = write_npz(tmp_path / "x.npz", x=x, classes=names)
+    refused(src, dest, "npz_invalid", 422, "no labels 'y'")
 
 
 def test_npz_with_one_label_is_a_single_class(tmp_path, dest):
     src = write_npz(tmp_path / "one.npz", x=np.zeros((3, 8, 8), np.uint8), y=np.full(3, 4))
-    refused(src, dest, "single_class", 422, "'4'", "two or more classes")
+    refused(src, dest, "single_class", 422, "'4'", "two or more classes", "no y")
 
 
 def test_npz_without_images_is_empty(tmp_path, dest):
@@ -512,9 +552,9 @@ def test_npz_with_invalid_arrays(tmp_path, dest, arrays, words):
     refused(src, dest, "npz_invalid", 422, *words)
 
 
-def test_npz_without_labels_is_invalid(tmp_path, dest):
-    src = write_npz(tmp_path / "bad.npz", x=np.zeros((4, 8, 8), np.uint8))
-    refused(src, dest, "npz_invalid", 422, "'y'", "np.savez")
+def test_npz_without_images_is_invalid(tmp_path, dest):
+    src = write_npz(tmp_path / "bad.npz", y=np.zeros(4, np.int64))
+    refused(src, dest, "npz_invalid", 422, "'x'", "np.savez")
 
 
 def test_npz_length_mismatch(tmp_path, dest):

@@ -75,4 +75,37 @@ def test_dataset_json_keeps_its_format(tmp_path):
         "image": {"height": 8, "width": 8, "channels": 1},
         "num_images": 6,
         "source_format": "npz",
+        "labelled": True,
     }
+
+
+def test_a_dataset_json_from_before_unlabelled_datasets_is_labelled(tmp_path):
+    x, y = shapes_arrays(per_class=2, size=8)
+    directory = store_dataset(tmp_path / "ds", x, y)
+    info = json.loads((directory / INFO_FILE).read_text())
+    del info["labelled"]
+    (directory / INFO_FILE).write_text(json.dumps(info))
+    dataset = StoredDataset.load(directory)
+    assert dataset.labelled and dataset.y.tolist() == y.tolist()
+
+
+def test_an_unlabelled_dataset_has_images_and_no_labels(tmp_path):
+    x, _ = shapes_arrays(per_class=2, size=8)
+    dataset = StoredDataset.save(
+        tmp_path / "ds", x[..., None], None, classes=[], source_format="zip"
+    )
+    assert (dataset.labelled, dataset.y, dataset.classes, len(dataset)) == (False, None, [], 6)
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == [INFO_FILE, "x.npy"]
+    with pytest.raises(ValueError, match="no classes"):
+        StoredDataset.save(tmp_path / "bad", x[..., None], None, classes=["a"], source_format="zip")
+
+
+def test_renaming_classes_keeps_their_order_and_labels(tmp_path):
+    x, y = shapes_arrays(per_class=2, size=8)
+    directory = store_dataset(tmp_path / "ds", x, y)
+    renamed = StoredDataset.rename_classes(directory, ["zeta", "alpha", "mid"])
+    assert renamed.classes == ["zeta", "alpha", "mid"] and renamed.y.tolist() == y.tolist()
+    assert StoredDataset.load(directory).classes == ["zeta", "alpha", "mid"]
+    for names in (["a", "a", "b"], ["a", "", "b"], ["a", "b"]):
+        with pytest.raises(ValueError):
+            StoredDataset.rename_classes(directory, names)

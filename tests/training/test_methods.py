@@ -376,6 +376,12 @@ OLD_DEFAULT = {
     "report": "standard",
     "g_channels": 32,
     "d_channels": 32,
+    # vcagan's options (issue 10): every other method refuses values other than these
+    "max_classes": 16,
+    "lambda_creg": 5.0,
+    "lambda_cls": 1.0,
+    "prior_decay": 0.99,
+    "min_class_probability": 0.01,
 }
 # The options that differ between methods, as each method fills them when left out.
 NEW_DEFAULT_CGAN = {
