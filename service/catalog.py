@@ -217,8 +217,8 @@ def label_dataset(
     settings: Settings, session: Session, *, tenant_id: str, model: Model, name: str | None
 ) -> Dataset:
     """A new labelled dataset: the model's dataset with each image in the class its vcagan
-    classifier assigned it (clusters.npy; clusters without images are left out); 409 for
-    models without discovered classes."""
+    classifier assigned it (clusters.npy; clusters without images are left out), within the
+    tenant's dataset and storage quotas; 409 for models without discovered classes."""
     model_dir = settings.models_dir / model.id
     manifest = Manifest.load(model_dir)
     if manifest.clusters is None:
@@ -237,8 +237,11 @@ def label_dataset(
     classes = [manifest.classes[c] for c in used]
     dataset_id = repo.new_id()
     dest = settings.datasets_dir / dataset_id
+    tenants.lock_tenant(session, tenant_id)
+    quotas.check_datasets(settings, session, tenant_id)
     StoredDataset.save(dest, source.x, index[labels], classes=classes, source_format="model")
     try:
+        quotas.check_storage(settings, session, tenant_id, adding=quotas.folder_bytes(dest))
         row = repo.add_dataset(
             session,
             tenant_id=tenant_id,

@@ -62,13 +62,30 @@ MODEL_ROUTES = [
     ("GET", "/v1/models/{id}/report", {}, 200),
     ("GET", "/v1/models/{id}/report/embedding.png", {}, 200),
     ("POST", "/v1/models/{id}/cancel", {}, 409),  # it has finished: alice sees that
+    ("POST", "/v1/models/{id}/label-dataset", {}, 409),  # a cgan model: no clusters
     ("POST", "/v1/models/{id}/report", {}, 202),
     ("DELETE", "/v1/models/{id}", {}, None),  # alice's is not deleted: checked after
 ]
 DATASET_ROUTES = [
     ("GET", "/v1/datasets/{id}", {}, 200),
+    ("PATCH", "/v1/datasets/{id}", {"json": {"classes": {"zzz": "y"}}}, 422),  # no class zzz
     ("DELETE", "/v1/datasets/{id}", {}, None),
 ]
+
+
+def test_the_cross_tenant_table_names_every_route_that_takes_an_id():
+    paths = create_app(Settings()).openapi()["paths"]
+    routes = {
+        (method.upper(), path.replace("{model_id}", "{id}").replace("{dataset_id}", "{id}"))
+        for path, operations in paths.items()
+        if path.startswith("/v1/") and "{" in path
+        for method in operations
+    }
+    assert len(routes) >= 12, routes  # the table below is checked against something
+    tabled = {(method, path) for method, path, _, _ in MODEL_ROUTES + DATASET_ROUTES}
+    # report pictures: one route, {name} in the path; the table tries embedding.png
+    tabled |= {("GET", "/v1/models/{id}/report/{name}.png")}
+    assert routes <= tabled, routes - tabled
 
 
 def comparable(response, ident: str) -> tuple:
