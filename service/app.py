@@ -13,6 +13,7 @@ from core.settings import Settings, get_settings
 from core.startup import prepare
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimitMiddleware
+from service.openapi import install_openapi, operation_id
 from service.routes import datasets, health, models, reports
 
 
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Class-conditional GAN data augmentation: upload, train, sample.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     app.state.celery = make_celery(settings)
@@ -37,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes, path_prefix="/"
     )
     install_error_handlers(app)
+    install_openapi(app)
     for router in (health.router, datasets.router, models.router, reports.router):
         app.include_router(router)
     logging.getLogger("ganaug").setLevel(logging.INFO)
