@@ -12,7 +12,7 @@ from core.queue import make_celery
 from core.settings import Settings, get_settings
 from core.startup import prepare
 from service.errors import install_error_handlers
-from service.limits import BodySizeLimitMiddleware
+from service.limits import BodySizeLimitMiddleware, RefuseNulMiddleware
 from service.openapi import install_openapi, operation_id
 from service.routes import datasets, health, models, reports
 
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes, path_prefix="/"
     )
+    app.add_middleware(RefuseNulMiddleware)
     install_error_handlers(app)
     install_openapi(app)
     for router in (health.router, datasets.router, models.router, reports.router):

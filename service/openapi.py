@@ -41,6 +41,7 @@ class ErrorResponse(BaseModel):
 
 # What each status means, whichever route answers it.
 STATUS_MEANING = {
+    400: "The request body could not be parsed (not UTF-8 JSON, or a broken multipart form).",
     401: "No valid API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
     404: "No such resource (for the caller's tenant).",
     409: "The resource is not in a state that allows this yet; the message says what to wait "
@@ -61,6 +62,8 @@ MESSAGES = {
     "unavailable": "The job queue is unreachable; retry later.",
     "broker_unavailable": "The job queue is unreachable; retry later.",
     "not_ready": "Not ready: database unreachable: OperationalError",
+    "bad_request": "There was an error parsing the body: send the body this route documents "
+    "at /docs (UTF-8 JSON, or a multipart form).",
     "validation_error": "Invalid request: n: Input should be greater than or equal to 1",
     "dataset_not_found": "No dataset with id '0a1b2c3d'.",
     "model_not_found": "No model with id '0a1b2c3d'.",
@@ -77,6 +80,8 @@ MESSAGES = {
     "recipe was measured; pass per_class, truncation and filter yourself.",
     "no_classifier": "head=critic: this model has no critic classifier; use head=evaluator.",
     "invalid_config": "Invalid training options: steps: Input should be greater than 0",
+    "invalid_name": "name holds control characters (such as NUL or a newline): 'a\\x00b'; use "
+    "printable text.",
     "invalid_format": "format=png returns one image: pass class and n=1.",
     "invalid_truncation": "truncation must be a number in (0, 10.0] or 'auto'; got 'x'.",
     "out_of_range": "n must be at most 1024; got 5000.",
@@ -183,7 +188,7 @@ OPERATIONS: dict[str, Doc] = {
     ),
     "upload_dataset": Doc(
         "Upload a dataset (and optionally start training)",
-        errors={422: ("invalid_config",), 503: ("broker_unavailable",)},
+        errors={422: ("invalid_config", "invalid_name"), 503: ("broker_unavailable",)},
         upload=True,
         example=DATASET_EXAMPLE | {"model": MODEL_EXAMPLE | {"status": "queued"}},
     ),
@@ -316,6 +321,8 @@ def error_codes(path: str, operation: dict, doc: Doc) -> dict[int, tuple[str, ..
         codes |= GUARDED
     if operation.get("parameters") or operation.get("requestBody"):
         codes[422] = ("validation_error",)
+    if operation.get("requestBody"):
+        codes[400] = ("bad_request",)
     if doc.upload:
         for status, kinds in _ingest_codes().items():
             codes[status] = (*codes.get(status, ()), *kinds)
