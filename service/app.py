@@ -13,7 +13,8 @@ from core.settings import Settings, get_settings
 from core.startup import prepare
 from service.access import AccessMiddleware, auth_summary, startup_refusal, trusted_hosts
 from service.errors import install_error_handlers
-from service.limits import BodySizeLimitMiddleware
+from service.limits import BodySizeLimitMiddleware, RefuseNulMiddleware
+from service.openapi import install_openapi, operation_id
 from service.ratelimit import RateLimits
 from service.routes import datasets, health, models, reports
 
@@ -44,6 +45,7 @@ def create_app(
         version="0.1.0",
         description="Class-conditional GAN data augmentation: upload, train, sample.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     app.state.celery = make_celery(settings)
@@ -52,9 +54,11 @@ def create_app(
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes, path_prefix="/"
     )
+    app.add_middleware(RefuseNulMiddleware)
     # Added last, so it runs first: nothing is read from a request it refuses.
     app.add_middleware(AccessMiddleware, settings=settings)
     install_error_handlers(app)
+    install_openapi(app)
     for router in (health.router, datasets.router, models.router, reports.router):
         app.include_router(router)
     logging.getLogger("ganaug").setLevel(logging.INFO)

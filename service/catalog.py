@@ -9,6 +9,7 @@ import json
 import logging
 import random
 import shutil
+import unicodedata
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -82,6 +83,7 @@ def create_dataset(
     quotas.check_datasets(settings, session, tenant_id)
     quotas.check_storage(settings, session, tenant_id)
     dataset_id = repo.new_id()
+    name = dataset_name(name, filename, dataset_id)
     dest = settings.datasets_dir / dataset_id
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -103,7 +105,7 @@ def create_dataset(
             session,
             tenant_id=tenant_id,
             dataset_id=dataset_id,
-            name=name or Path(filename).stem or dataset_id,
+            name=name,
             info=info,
         )
         session.commit()
@@ -111,6 +113,23 @@ def create_dataset(
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
+
+
+def _without_controls(text: str) -> str:
+    return "".join(c for c in text if unicodedata.category(c) != "Cc")
+
+
+def dataset_name(name: str | None, filename: str, dataset_id: str) -> str:
+    """The name given, else the upload's file name without its extension; control characters
+    (NUL, newlines) are refused in a name given and dropped from a file name."""
+    if name and _without_controls(name) != name:
+        raise ApiError(
+            422,
+            "invalid_name",
+            f"name holds control characters (such as NUL or a newline): {name!r}; "
+            "use printable text.",
+        )
+    return name or _without_controls(Path(filename).stem) or dataset_id
 
 
 def delete_dataset(settings: Settings, session: Session, dataset: Dataset) -> None:

@@ -116,6 +116,11 @@ def install_error_handlers(app: FastAPI) -> None:
         message = str(exc.detail)
         if exc.status_code in (404, 405):  # routing errors: say which request, point at the docs
             message = f"{message}: {request.method} {request.url.path}; the API is listed at /docs."
+        elif exc.status_code == 400:  # FastAPI could not parse the body
+            message = (
+                f"{message.rstrip('.')}: send the body this route documents at /docs "
+                "(UTF-8 JSON, or a multipart form)."
+            )
         return error_response(exc.status_code, code, message, exc.headers)
 
     @app.exception_handler(RequestValidationError)

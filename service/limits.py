@@ -1,10 +1,11 @@
-"""Request body size limit, enforced while the body streams in (not only by Content-Length)."""
+"""Limits on requests, enforced before routing: the body size (while the body streams in, not
+only by Content-Length) and no NUL characters in the path or query."""
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import ApiError
+from service.errors import ApiError, error_response
 
 
 def _too_large(limit: int) -> ApiError:
@@ -44,3 +45,25 @@ class BodySizeLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class RefuseNulMiddleware:
+    """Refuse a path or query string holding a NUL character (%00) with 422: no id, name or
+    option has one, and PostgreSQL cannot compare text with one (it would be a 500)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")
+        ):
+            where = "path" if "\x00" in scope["path"] else "query string"
+            response = error_response(
+                422,
+                "validation_error",
+                f"Invalid request: the {where} holds a NUL character (%00); remove it.",
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +12,14 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from tests.servers import free_port, start_postgres, start_redis, stop_process, wait_for
+from tests.servers import (
+    free_port,
+    fresh_database,
+    start_postgres,
+    start_redis,
+    stop_process,
+    wait_for,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -69,15 +75,8 @@ def postgres_server() -> Iterator[str]:
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A fresh, empty database on the test server, dropped afterwards."""
-    import psycopg
-
-    name = f"ganaug_test_{uuid.uuid4().hex[:12]}"
-    admin = postgres_server.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield admin.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(postgres_server) as url:
+        yield url
 
 
 def service_env(data_dir: Path, **overrides: str) -> dict[str, str]:

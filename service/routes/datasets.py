@@ -30,6 +30,13 @@ def upload_dataset(
     image_size: Annotated[int | None, Form(description="square training size, 8-128")] = None,
     channels: Annotated[int | None, Form(description="1 or 3; default from the images")] = None,
 ) -> DatasetPublic:
+    """Upload a labelled image dataset: a zip or tar(.gz) with one folder per class, or an
+    .npz with uint8 images `x`, int labels `y` and optional `classes`. Images are resized to
+    `image_size` and converted to `channels`. Nothing is kept when the file is refused: the
+    error's code names the problem (413 over a limit, 415 a format the service cannot read,
+    422 anything else to fix). With `train=true` a model is queued too (`config` holds its
+    training options as JSON) and returned under `model`.
+    """
     train_config = catalog.parse_train_config(config)
     if config and not train:
         raise ApiError(
@@ -67,6 +74,7 @@ def list_datasets(
     limit: PageLimit = 50,
     offset: PageOffset = 0,
 ) -> DatasetsPublic:
+    """The caller's datasets, newest first, a page at a time."""
     rows, count = repo.list_datasets(session, tenant, limit=limit, offset=offset)
     return DatasetsPublic(
         data=[DatasetPublic.from_row(r) for r in rows], count=count, limit=limit, offset=offset
@@ -75,6 +83,7 @@ def list_datasets(
 
 @router.get("/{dataset_id}", response_model=DatasetPublic, response_model_exclude_none=True)
 def get_dataset(dataset_id: str, session: SessionDep, tenant: TenantDep) -> DatasetPublic:
+    """A dataset: its classes with their image counts, and the image size models train at."""
     return DatasetPublic.from_row(catalog.get_dataset_or_404(session, tenant, dataset_id))
 
 
@@ -95,6 +104,9 @@ def update_dataset(
 def delete_dataset(
     dataset_id: str, settings: SettingsDep, session: SessionDep, tenant: TenantDep
 ) -> Response:
+    """Delete a dataset, its files and its finished models. Refused (409) while one of its
+    models is queued or training, or one of their reports is being computed.
+    """
     dataset = catalog.get_dataset_or_404(session, tenant, dataset_id)
     catalog.delete_dataset(settings, session, dataset)
     return Response(status_code=204)

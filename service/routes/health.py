@@ -14,6 +14,7 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz")
 def healthz() -> dict[str, str]:
+    """The process is up and answers; says nothing of the database or the queue."""
     return {"status": "ok"}
 
 

@@ -52,6 +52,10 @@ def create_model(
     tenant: TenantDep,
     celery: CeleryDep,
 ) -> ModelPublic:
+    """Queue a model to train on a dataset with the given training options (all optional;
+    see docs/training.md). Answers at once with the queued model; follow it at the URL in
+    `Location` (`progress`, with an ETA while it runs).
+    """
     dataset = catalog.get_dataset_or_404(session, tenant, body.dataset_id)
     config = catalog.parse_train_config(body.model_dump(exclude={"dataset_id"}))
     model = catalog.queue_model(
@@ -70,6 +74,7 @@ def list_models(
     dataset_id: str | None = None,
     status: ModelStatus | None = None,
 ) -> ModelsPublic:
+    """The caller's models, newest first, a page at a time; filter by dataset or status."""
     rows, count = repo.list_models(
         session, tenant, limit=limit, offset=offset, dataset_id=dataset_id, status=status
     )
@@ -80,11 +85,17 @@ def list_models(
 
 @router.get("/{model_id}", response_model=ModelPublic)
 def get_model(model_id: str, session: SessionDep, tenant: TenantDep) -> ModelPublic:
+    """A model: its status, training progress and ETA, classes, options, and the status of
+    its quality report.
+    """
     return ModelPublic.from_row(catalog.get_model_or_404(session, tenant, model_id))
 
 
 @router.post("/{model_id}/cancel", status_code=202, response_model=ModelPublic)
 def cancel_model(model_id: str, session: SessionDep, tenant: TenantDep) -> ModelPublic:
+    """Ask a queued or running model to stop; it ends `cancelled` within a few seconds.
+    Refused (409) once the model has ended.
+    """
     model = catalog.get_model_or_404(session, tenant, model_id)
     if model.status in repo.FINISHED:
         raise ApiError(409, "model_finished", f"The model already ended ({model.status}).")
@@ -97,6 +108,7 @@ def cancel_model(model_id: str, session: SessionDep, tenant: TenantDep) -> Model
 def delete_model(
     model_id: str, settings: SettingsDep, session: SessionDep, tenant: TenantDep
 ) -> Response:
+    """Delete a model that has ended (succeeded, failed or cancelled) with its files."""
     model = catalog.get_model_or_404(session, tenant, model_id)
     catalog.delete_model(settings, session, model)
     return Response(status_code=204)
@@ -167,6 +179,13 @@ def get_samples(
     seed: Seed = None,
     format: Literal["grid", "png", "zip", "npz"] = "grid",
 ) -> Response:
+    """Synthetic images of one class (`class`) or of every class, `n` each, from a
+    succeeded model. `format`: `grid` (one PNG, a row per class), `png` (one image: needs
+    `class` and `n=1`), `zip` (PNGs in class folders) or `npz` (`x`, `y`, `classes` and soft
+    labels `p`). The same `seed` gives the same images; `truncation`, `filter` and their
+    options change how latents are drawn and which images are kept (`auto` and the filters
+    need the quality report: 409 before it).
+    """
     model = _ready_model(session, tenant, model_id)
     if format == "png" and (n != 1 or class_ is None):
         raise ApiError(422, "invalid_format", "format=png returns one image: pass class and n=1.")
@@ -216,6 +235,12 @@ def get_archive(
     seed: Seed = None,
     include_real: bool = True,
 ) -> StreamingResponse:
+    """A zip to train a classifier on: each class folder holds its real images (unless
+    `include_real=false`) and `per_class` synthetic ones, with labels.csv (soft labels of
+    synthetic images) and manifest.json (what was drawn, and whether the archive is
+    complete). `recipe=recommended` takes the counts, truncation and filter the quality
+    report measured best. Streamed as it is generated.
+    """
     model = _ready_model(session, tenant, model_id)
     model_dir = settings.models_dir / model.id
     sampler = generation.load_sampler(model_dir)
@@ -282,6 +307,9 @@ def _scorer_for(draw: DrawSpec, model_dir: Path) -> EvaluatorScorer | None:
 def get_generator(
     model_id: str, settings: SettingsDep, session: SessionDep, tenant: TenantDep
 ) -> FileResponse:
+    """The model's generator as an ONNX file, for sampling without the service: inputs
+    `latent` float32 (B, z_dim) and `class` int64 (B,), output `image` float32 (B, C, H, W).
+    """
     model = _ready_model(session, tenant, model_id)
     return FileResponse(
         settings.models_dir / model.id / GENERATOR_FILE,
@@ -330,6 +358,10 @@ def classify_images(
         ),
     ] = None,
 ) -> ClassificationsPublic:
+    """Class probabilities of uploaded images (one image, a zip or tar of images, or an
+    .npz with `x`), resized to the model's image size, under the critic's class head or the
+    quality report's evaluator.
+    """
     model = _ready_model(session, tenant, model_id, "it can classify")
     # Starlette has spooled the body to a temporary file already: read it there, not a copy.
     return classify.classify_upload(settings, model, file.file, file.filename or "upload", head)

@@ -49,6 +49,10 @@ def _model_with_report(session: SessionDep, tenant: str, model_id: str):
 def get_report(
     model_id: str, settings: SettingsDep, session: SessionDep, tenant: TenantDep
 ) -> dict:
+    """The quality report of a succeeded model: fidelity and diversity metrics, the chosen
+    truncation t*, the recommended augmentation recipe, and `picture_urls` of its pictures.
+    409 until the report has been computed.
+    """
     model = _model_with_report(session, tenant, model_id)
     report = json.loads((settings.models_dir / model.id / REPORT_FILE).read_text())
     pictures = sorted(
@@ -62,6 +66,7 @@ def get_report(
 def get_report_picture(
     model_id: str, name: str, settings: SettingsDep, session: SessionDep, tenant: TenantDep
 ) -> FileResponse:
+    """One of the report's pictures (listed in the report's `picture_urls`), as PNG."""
     model = _model_with_report(session, tenant, model_id)
     path = settings.models_dir / model.id / REPORT_PICTURES_DIR / f"{name}.png"
     if not re.fullmatch(r"[a-z0-9_]+", name) or not path.is_file():

@@ -1,0 +1,173 @@
+"""The OpenAPI schema says what a client needs: the one error shape, each status a route
+answers, the binary media types, summaries, descriptions and examples. Plus regressions of
+what the schema fuzz test (test_schema_fuzz.py) found, on PostgreSQL where it found them."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from core.settings import Settings
+from service.app import create_app
+from service.errors import INGEST_STATUS
+from service.openapi import ErrorResponse
+from service.schemas import ClassificationsPublic, DatasetPublic, ModelPublic
+from tests.factories import SHAPES, shapes_arrays
+
+ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+
+
+@pytest.fixture(scope="module")
+def schema(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    app = create_app(Settings(data_dir=tmp_path_factory.mktemp("schema") / "data"))
+    with TestClient(app) as client:
+        served = client.get("/openapi.json")
+    assert served.status_code == 200
+    return served.json()
+
+
+def operations(schema: dict) -> Iterator[tuple[str, str, dict]]:
+    for path, ops in schema["paths"].items():
+        for method, operation in ops.items():
+            yield method.upper(), path, operation
+
+
+def media(schema: dict, path: str, status: str, method: str = "get") -> set[str]:
+    return set(schema["paths"][path][method]["responses"][status]["content"])
+
+
+def test_file_routes_declare_their_binary_media_types(schema):
+    models = "/v1/models/{model_id}"
+    assert media(schema, f"{models}/archive", "200") == {"application/zip"}
+    assert media(schema, f"{models}/samples", "200") == {
+        "image/png",
+        "application/zip",
+        "application/octet-stream",
+    }
+    assert media(schema, f"{models}/generator.onnx", "200") == {"application/octet-stream"}
+    assert media(schema, f"{models}/report/{{name}}.png", "200") == {"image/png"}
+    archive = schema["paths"][f"{models}/archive"]["get"]["responses"]["200"]
+    assert {"X-Seed", "X-Truncation", "Content-Disposition"} <= set(archive["headers"])
+
+
+def test_errors_are_documented_with_the_one_error_shape(schema):
+    assert "HTTPValidationError" not in json.dumps(schema), "FastAPI's {detail: [...]} 422"
+    error = schema["components"]["schemas"]["ErrorResponse"]
+    assert error["required"] == ["error"]
+    assert set(schema["components"]["schemas"]["ErrorDetail"]["required"]) == {"code", "message"}
+    get_model = schema["paths"]["/v1/models/{model_id}"]["get"]["responses"]
+    assert get_model["404"]["content"]["application/json"]["schema"] == ERROR_REF
+    examples = get_model["404"]["content"]["application/json"]["examples"]
+    assert examples["model_not_found"]["value"]["error"]["code"] == "model_not_found"
+    for method, path, operation in operations(schema):
+        for status, response in operation["responses"].items():
+            if int(status) >= 400:
+                content = response["content"]["application/json"]
+                assert content["schema"] == ERROR_REF, (method, path, status)
+                for example in content["examples"].values():
+                    ErrorResponse.model_validate(example["value"])
+
+
+def test_every_api_route_documents_keys_rate_limits_and_outages(schema):
+    for method, path, operation in operations(schema):
+        statuses = set(operation["responses"])
+        if path.startswith("/v1/"):
+            assert {"401", "429", "503"} <= statuses, (method, path)
+            assert "Retry-After" in operation["responses"]["429"]["headers"]
+        if path.endswith("{model_id}") or path.endswith("{dataset_id}"):
+            assert "404" in statuses, (method, path)
+
+
+def test_uploads_document_every_refusal_of_ingestion(schema):
+    for path in ("/v1/datasets", "/v1/models/{model_id}/classify"):
+        responses = schema["paths"][path]["post"]["responses"]
+        for kind, status in INGEST_STATUS.items():
+            examples = responses[str(status)]["content"]["application/json"]["examples"]
+            assert kind.value in examples, (path, kind)
+        assert "upload_too_large" in responses["413"]["content"]["application/json"]["examples"]
+        assert "400" in responses, "a broken multipart body is a 400"
+
+
+def test_every_operation_has_a_summary_a_description_and_its_name(schema):
+    ids = []
+    for method, path, operation in operations(schema):
+        assert operation.get("summary") and len(operation["summary"]) > 8, (method, path)
+        assert operation.get("description") and len(operation["description"]) > 30, (method, path)
+        ids.append(operation["operationId"])
+    assert len(ids) == len(set(ids)) and "get_samples" in ids
+
+
+def test_examples_are_valid_bodies(schema):
+    def example(path: str, status: str, method: str = "get"):
+        responses = schema["paths"][path][method]["responses"]
+        return responses[status]["content"]["application/json"]["example"]
+
+    DatasetPublic.model_validate(example("/v1/datasets/{dataset_id}", "200"))
+    DatasetPublic.model_validate(example("/v1/datasets", "201", "post"))
+    ModelPublic.model_validate(example("/v1/models/{model_id}", "200"))
+    ClassificationsPublic.model_validate(example("/v1/models/{model_id}/classify", "200", "post"))
+    body = schema["paths"]["/v1/models"]["post"]["requestBody"]["content"]["application/json"]
+    assert "dataset_id" in body["example"]
+
+
+@pytest.fixture
+def pg_client(tmp_path: Path, postgres_url: str) -> Iterator[TestClient]:
+    settings = Settings(data_dir=tmp_path / "data", database_url=postgres_url)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def assert_error(response, status: int, code: str, *words: str) -> str:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code, error
+    assert all(word in error["message"] for word in words), error["message"]
+    return error["message"]
+
+
+def shapes_npz() -> bytes:
+    x, y = shapes_arrays(per_class=4, size=8)
+    buffer = io.BytesIO()
+    np.savez(buffer, x=x, y=y, classes=np.asarray(SHAPES))
+    return buffer.getvalue()
+
+
+def test_nul_in_an_id_or_filter_is_a_422_not_a_500(pg_client):
+    """Found by the fuzzer: PostgreSQL refuses text with NUL, which was a 500."""
+    listing = pg_client.get("/v1/models", params={"dataset_id": "a\x00b"})
+    assert_error(listing, 422, "validation_error", "NUL", "query")
+    model = pg_client.get("/v1/models/a%00b")
+    assert_error(model, 422, "validation_error", "NUL", "path")
+    assert pg_client.get("/v1/models", params={"dataset_id": "ab"}).json()["count"] == 0
+
+
+def test_a_dataset_name_with_control_characters_is_refused_and_nothing_kept(pg_client):
+    """Found by the fuzzer: a NUL in the form's name was a 500 after the whole ingestion."""
+    refused = pg_client.post(
+        "/v1/datasets", files={"file": ("shapes.npz", shapes_npz())}, data={"name": "a\x00b"}
+    )
+    assert_error(refused, 422, "invalid_name", "control characters", "printable")
+    assert pg_client.get("/v1/datasets").json()["count"] == 0
+    kept = pg_client.post("/v1/datasets", files={"file": ("my shapes.npz", shapes_npz())})
+    assert kept.status_code == 201, kept.text
+    assert kept.json()["name"] == "my shapes"
+
+
+def test_a_body_that_cannot_be_parsed_is_a_documented_400(pg_client):
+    """Found by the fuzzer: an undocumented 400 whose message did not say what to send."""
+    not_utf8 = pg_client.post(
+        "/v1/models", content=b"\xff\xfe{", headers={"content-type": "application/json"}
+    )
+    assert_error(not_utf8, 400, "bad_request", "UTF-8 JSON", "/docs")
+    broken_form = pg_client.post(
+        "/v1/datasets",
+        content=b"--b\r\n-1--b--\r\n",
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
+    assert_error(broken_form, 400, "bad_request", "multipart form")
