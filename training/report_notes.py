@@ -85,7 +85,7 @@ def mixing_note(mixing: MixingSearch | None, decision: Decision) -> list[str]:
         found = (
             f"{searched}: no setting beat the literature's defaults "
             f"({how_to_mix(chosen.mixing)}) beyond noise; the best, '{best.setting}', "
-            f"differed by {_points(best.over_defaults)}, within the "
+            f"scored {_points(best.over_defaults)} against them, not beyond the "
             f"{100 * mixing.required_lift:.1f} points ({mixing.z:.2f} standard errors) "
             f"that the best of {alternatives} alternatives needs, so the defaults stand."
         )
