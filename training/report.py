@@ -227,7 +227,12 @@ class ReportRun:
         return [ClassAccuracy(name, train[c], heldout[c]) for c, name in enumerate(classes)]
 
     def pictures(
-        self, t_star: Truncation, sweep: list[SweepRow], recipes: list[RecipeRow], z: float
+        self,
+        t_star: Truncation,
+        sweep: list[SweepRow],
+        recipes: list[RecipeRow],
+        mixing: MixingSearch | None,
+        z: float,
     ) -> dict[str, str]:
         """Draw report/<name>.png; returns {name: path relative to the model directory}."""
         self.stages.start("pictures", len(plots.PICTURES))
@@ -248,6 +253,7 @@ class ReportRun:
             t_star=t_star,
             sweep=sweep,
             recipes=recipes,
+            mixing=mixing,
             z=z,
             real=real,
             synthetic=(self.scorer.score(syn_x)[1], syn_y),
@@ -369,7 +375,9 @@ def ratio_study(run: ReportRun, found: Findings) -> RatioStudy:
 @register_part("pictures")
 def pictures(run: ReportRun, found: Findings) -> dict[str, str]:
     """The report's PNG pictures, by name."""
-    return run.pictures(found.t_star, found.truncation_sweep, found.recipes, found.decision.z)
+    return run.pictures(
+        found.t_star, found.truncation_sweep, found.recipes, found.mixing, found.decision.z
+    )
 
 
 @register_part("downstream_lift")
