@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.fashion_mnist import CLASSES, balanced_subset, load  # noqa: E402
 from benchmarks.low_data_service import Service, train_gan  # noqa: E402
 from benchmarks.low_data_table import write_table  # noqa: E402
-from ganaug.data import AugmentedArchive, RecipeBatchSampler, recipe_loss  # noqa: E402
-from models.artifact import CLASSIFIER_FILE, SOFT_LABELS_FILE, Recipe  # noqa: E402
+from ganaug.data import AugmentedArchive, HowToMix, RecipeBatchSampler, recipe_loss  # noqa: E402
+from models.artifact import CLASSIFIER_FILE, SOFT_LABELS_FILE  # noqa: E402
 from models.image_classifier import ImageClassifier  # noqa: E402
 from models.images import to_unit_nchw  # noqa: E402
 from models.networks import CriticClassifier, Discriminator  # noqa: E402
@@ -54,7 +54,7 @@ from training.classifier import (  # noqa: E402
     train_on_batches,
 )
 from training.config import TrainConfig  # noqa: E402
-from training.report_trials import default_mixing  # noqa: E402
+from training.report_mixing import default_mixing  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 WORK_DIR = Path(__file__).resolve().parent / "out" / "low_data"
@@ -197,9 +197,9 @@ class Unit:
             self.model_file("augment", SOFT_LABELS_FILE), providers=["CPUExecutionProvider"]
         )
         rows = TeacherRows(self.x, self.y, teacher.probs(self.x))
-        recipe = Recipe.model_construct(**default_mixing(1.0))  # only the mixing fields are read
-        score, steps = self.mixed(rows, recipe, rows.batch)
-        return score, {"mixing": default_mixing(1.0), "steps": steps}
+        mixing = default_mixing(1.0)  # the sampler and the loss read only the mixing fields
+        score, steps = self.mixed(rows, mixing, rows.batch)
+        return score, {"mixing": {**mixing.record(), "mixing_searched": False}, "steps": steps}
 
     def critic(self) -> tuple[float, dict]:
         head = ImageClassifier(
@@ -256,7 +256,7 @@ class Unit:
         )
         return accuracy(model, *self.ctx.test)
 
-    def mixed(self, data, recipe: Recipe | None, rows) -> tuple[float, int]:
+    def mixed(self, data, recipe: HowToMix | None, rows) -> tuple[float, int]:
         """A SmallCNN on `ganaug.data`'s batches (RecipeBatchSampler's rows, recipe_loss):
         its test accuracy and its step count."""
         per_epoch = len(RecipeBatchSampler(data, BATCH, recipe, self.seed))

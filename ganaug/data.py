@@ -18,7 +18,7 @@ import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 from PIL import Image
@@ -96,6 +96,29 @@ class AugmentedArchive(Dataset):
         return {**self.__dict__, "_zip": None}
 
 
+class HowToMix(Protocol):
+    """The fields of a Recipe that the sampler and the loss read (a Recipe, or the quality
+    report's trial settings: the report measures mixes with this code)."""
+
+    @property
+    def synthetic_batch_fraction(self) -> float | None: ...
+
+    @property
+    def synthetic_loss_weight(self) -> float: ...
+
+    @property
+    def real_only_final_steps(self) -> float: ...
+
+
+class MixedRows(Protocol):
+    """What RecipeBatchSampler reads of a dataset: its length and which rows are synthetic
+    (AugmentedArchive, or rows of the caller's own, as the quality report's trials)."""
+
+    is_synthetic: np.ndarray  # bool (N,)
+
+    def __len__(self) -> int: ...
+
+
 class RecipeBatchSampler(Sampler[list[int]]):
     """Batches of dataset indices with the recipe's synthetic share in each.
 
@@ -107,15 +130,22 @@ class RecipeBatchSampler(Sampler[list[int]]):
 
     def __init__(
         self,
-        dataset: AugmentedArchive,
+        dataset: MixedRows,
         batch_size: int,
-        recipe: Recipe | None,
+        recipe: HowToMix | None,
         seed: int,
         *,
         epochs: int = 1,
+        steps: int | None = None,
     ):
-        if batch_size < 1 or epochs < 1:
-            raise ValueError(f"need batch_size and epochs >= 1, got {batch_size}, {epochs}")
+        """Args:
+        epochs: passes over the real rows the sampler spans (its length).
+        steps: the number of batches instead, for a training budget counted in steps.
+        """
+        if batch_size < 1 or epochs < 1 or (steps is not None and steps < 1):
+            raise ValueError(
+                f"need batch_size, epochs and steps >= 1, got {batch_size}, {epochs}, {steps}"
+            )
         self.real = np.flatnonzero(~dataset.is_synthetic)
         self.synthetic = np.flatnonzero(dataset.is_synthetic)
         fraction = recipe.synthetic_batch_fraction if recipe else None
@@ -127,7 +157,7 @@ class RecipeBatchSampler(Sampler[list[int]]):
         self.batch_size, self.seed, self.epoch = batch_size, seed, 0
         real_per_batch = batch_size - self.per_batch
         pool = len(self.real) if real_per_batch else len(self.synthetic)
-        self.total = epochs * math.ceil(pool / (real_per_batch or batch_size))
+        self.total = steps or epochs * math.ceil(pool / (real_per_batch or batch_size))
         final = recipe.real_only_final_steps if recipe else 0.0
         self.real_only_from = self.total - (round(final * self.total) if len(self.real) else 0)
 
@@ -160,7 +190,7 @@ def recipe_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,
     is_synthetic: torch.Tensor,
-    recipe: Recipe | None,
+    recipe: HowToMix | None,
 ) -> torch.Tensor:
     """Mean over the batch of each row's cross-entropy against its target, synthetic rows
     weighted by recipe.synthetic_loss_weight (no recipe: every row at weight 1).

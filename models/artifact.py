@@ -113,8 +113,9 @@ class Recipe(BaseModel):
     )
     mixing_searched: bool = Field(
         False,
-        description="whether the four mixing fields were measured by the report (True) or "
-        "are defaults from the literature (False)",
+        description="whether the report searched how to mix (True: the four mixing fields "
+        "are the measured choice, and with ratio 0 no mixing beat real images alone) or "
+        "they are defaults from the literature (False)",
     )
 
 

@@ -200,6 +200,7 @@ def check_recommended_archive(client: httpx.Client, model_id: str, manifest_reci
         manifest = json.loads(archive.read("manifest.json"))
         names = archive.namelist()
     assert manifest["recipe"] == manifest_recipe
+    assert manifest["recipe"]["mixing_searched"] is True, "the report searched how to mix"
     assert manifest["complete"] is True and manifest["error"] is None, manifest
     assert (manifest["truncation"], manifest["filter"]) == (
         manifest_recipe["truncation"],

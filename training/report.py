@@ -7,8 +7,12 @@ metrics, the confidence that `filter=confident` uses and the real class manifold
 `filter=manifold` uses. Each recipe (how many synthetic images, which truncation, which
 filter) is scored by training the same small classifier, with classic augmentation, on
 real + synthetic images and comparing its held-out accuracy with real-only training under
-the same budget and seeds (`training.report_trials`). Synthetic data is recommended only
-when it beats real-only training by more than the noise of the held-out set.
+the same budget and seeds (`training.report_trials`). On the best recipe's images, a few
+mixing settings (batch share, loss weight, soft or hard labels, real-only end) are then
+trained through `ganaug.data` as a user would (`training.report_mixing`), and the
+literature's defaults stand unless one beats them beyond noise. Synthetic data is
+recommended only when the recipe, mixed that way, beats real-only training by more than
+the noise of the held-out set.
 
 The report is a list of parts (stylegan2-ada's metric registry in spirit): each is one
 function, registered with `@register_part(name)`, that returns one typed result
@@ -60,6 +64,7 @@ from training.report_results import (
     EvaluatorSummary,
     HeldoutAccuracy,
     MetricsBlock,
+    MixingSearch,
     RatioStudy,
     RecipeRow,
     SoftLabelSummary,
@@ -75,7 +80,13 @@ from training.report_setup import (
     load_real,
     per_class_accuracy,
 )
-from training.report_trials import SyntheticPool, Trials, distribution_metrics, recommend
+from training.report_trials import (
+    SyntheticPool,
+    Trials,
+    best_recipe,
+    distribution_metrics,
+    recommend,
+)
 
 __all__ = ["REPORT_BUDGETS", "REPORT_FILE", "ReportBudget", "build_report", "register_part"]
 
@@ -153,7 +164,8 @@ class ReportRun:
             members.append(self.evaluator_like(budget.seed + i))
         path = self.model_dir / SOFT_LABELS_FILE
         export_soft_labels_onnx(members, budget.soft_label_temperature, path)
-        probs = ImageClassifier(path).probs(self.data.x_test)
+        self.trials.labeller = ImageClassifier(path)  # the archive's labels.csv labeller
+        probs = self.trials.labeller.probs(self.data.x_test)
         correct = probs.argmax(axis=1) == self.data.y_test
         return SoftLabelSummary(
             file=SOFT_LABELS_FILE,
@@ -201,12 +213,13 @@ class ReportRun:
         """Images and held-out accuracy per class: evaluator, real only, the recommended mix."""
         y, k, classes = self.data.y_test, len(self.data.classes), self.data.classes
         heldout: list[HeldoutAccuracy | None] = [None] * k
+        mixing = decision.mixing.mixing if decision.mixing is not None else None
         if self.data.heldout and decision.recipe is not None:
             columns = zip(
                 np.bincount(y, minlength=k).tolist(),
                 per_class_accuracy(self.evaluator_correct[None], y, k),
                 per_class_accuracy(self.trials.correct(BASELINE), y, k),
-                per_class_accuracy(self.trials.correct(decision.mix), y, k),
+                per_class_accuracy(self.trials.correct(decision.mix, mixing=mixing), y, k),
                 strict=True,
             )
             heldout = [HeldoutAccuracy(*column) for column in columns]
@@ -214,7 +227,12 @@ class ReportRun:
         return [ClassAccuracy(name, train[c], heldout[c]) for c, name in enumerate(classes)]
 
     def pictures(
-        self, t_star: Truncation, sweep: list[SweepRow], recipes: list[RecipeRow], z: float
+        self,
+        t_star: Truncation,
+        sweep: list[SweepRow],
+        recipes: list[RecipeRow],
+        mixing: MixingSearch | None,
+        z: float,
     ) -> dict[str, str]:
         """Draw report/<name>.png; returns {name: path relative to the model directory}."""
         self.stages.start("pictures", len(plots.PICTURES))
@@ -235,6 +253,7 @@ class ReportRun:
             t_star=t_star,
             sweep=sweep,
             recipes=recipes,
+            mixing=mixing,
             z=z,
             real=real,
             synthetic=(self.scorer.score(syn_x)[1], syn_y),
@@ -262,6 +281,7 @@ class Findings:
     truncation_sweep: list[SweepRow]
     t_star: Truncation
     recipes: list[RecipeRow]
+    mixing: MixingSearch | None
     decision: Decision
     cas: Cas | None
     ratio_study: RatioStudy
@@ -324,10 +344,20 @@ def recipe_search(run: ReportRun, found: Findings) -> list[RecipeRow]:
     return run.trials.recipe_search(found.t_star)
 
 
+@register_part("mixing")
+def mixing_search(run: ReportRun, found: Findings) -> MixingSearch | None:
+    """How to mix the best recipe's images (None: no recipe tried, or no factors to vary)."""
+    best = best_recipe(found.recipes)
+    if best is None or not run.budget.mixing_factors:
+        return None
+    return run.trials.mixing_search(best.mix)
+
+
 @register_part("decision")
 def decision(run: ReportRun, found: Findings) -> Decision:
-    """Whether the best recipe beats real-only training beyond noise (and confirms)."""
-    return recommend(found.recipes, run.budget.alpha, run.trials.confirm)
+    """Whether the best recipe, mixed as searched, beats real-only training beyond noise
+    (and confirms)."""
+    return recommend(found.recipes, run.budget.alpha, run.trials.confirm, found.mixing)
 
 
 @register_part("cas")
@@ -345,7 +375,9 @@ def ratio_study(run: ReportRun, found: Findings) -> RatioStudy:
 @register_part("pictures")
 def pictures(run: ReportRun, found: Findings) -> dict[str, str]:
     """The report's PNG pictures, by name."""
-    return run.pictures(found.t_star, found.truncation_sweep, found.recipes, found.decision.z)
+    return run.pictures(
+        found.t_star, found.truncation_sweep, found.recipes, found.mixing, found.decision.z
+    )
 
 
 @register_part("downstream_lift")
@@ -364,7 +396,7 @@ def per_class(run: ReportRun, found: Findings) -> list[ClassAccuracy]:
 @register_part("notes")
 def report_notes(run: ReportRun, found: Findings) -> list[str]:
     """Plain sentences that say what the numbers mean."""
-    return notes(run.data, found.truncation_sweep, found.recipes, found.decision)
+    return notes(run.data, found.truncation_sweep, found.recipes, found.mixing, found.decision)
 
 
 def build_report(
@@ -379,8 +411,8 @@ def build_report(
     """Measure a trained model's samples and find whether, and how, to add them to real data.
 
     Writes report.json, report/<picture>.png, evaluator.onnx and soft_labels.onnx into
-    model_dir, and the findings (t*, the truncation sweep, the recommended recipe, the soft
-    labeller) into the manifest.
+    model_dir, and the findings (t*, the truncation sweep, the recommended recipe with how
+    to mix it, the soft labeller) into the manifest.
 
     Args:
         model_dir: written by `training.run`, with split.json (none: no held-out images).
@@ -424,6 +456,7 @@ def report_json(run: ReportRun, found: Findings) -> dict:
             "t_star": found.t_star,
             "truncation_sweep": record(found.truncation_sweep),
             "recipes": record(found.recipes),
+            "mixing": record(found.mixing),
             "downstream_lift": record(found.downstream_lift),
             "cas": record(found.cas),
             "ratio_study": record(found.ratio_study),

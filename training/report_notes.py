@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 
+from training.report_mixing import default_mixing
 from training.report_plots import recipe_label, truncation_text
-from training.report_results import Confirmation, Decision, RecipeRow, SweepRow
+from training.report_results import (
+    Comparison,
+    Confirmation,
+    Decision,
+    Mixing,
+    MixingSearch,
+    RecipeRow,
+    SweepRow,
+)
 from training.report_setup import RealData
 
 
 def notes(
-    data: RealData, sweep: list[SweepRow], rows: list[RecipeRow], decision: Decision
+    data: RealData,
+    sweep: list[SweepRow],
+    rows: list[RecipeRow],
+    mixing: MixingSearch | None,
+    decision: Decision,
 ) -> list[str]:
     """Plain sentences that say what the numbers mean for someone adding synthetic data."""
     if not data.heldout:
@@ -27,22 +40,56 @@ def notes(
         "images vs the held-out ones, which a perfect generator would match.",
         sweep_note(sweep),
     ]
-    return [*said, verdict(rows, decision), *mixing_note(decision)]
+    return [*said, verdict(decision), *mixing_note(mixing, decision)]
 
 
-def mixing_note(decision: Decision) -> list[str]:
-    """Where the recipe's mixing settings come from (nothing to say without synthetic rows)."""
+def how_to_mix(mixing: Mixing) -> str:
+    """A mixing in words."""
+    return (
+        f"{mixing.synthetic_batch_fraction:.0%} of each batch synthetic, loss weight "
+        f"{mixing.synthetic_loss_weight:g}, {mixing.labels} labels, the last "
+        f"{mixing.real_only_final_steps:.0%} of steps on real images only"
+    )
+
+
+def _points(comparison: Comparison, lift: float | None = None) -> str:
+    lift = comparison.lift if lift is None else lift
+    return f"{100 * lift:+.1f} ± {100 * comparison.lift_se:.1f} points"
+
+
+def mixing_note(mixing: MixingSearch | None, decision: Decision) -> list[str]:
+    """What the mixing search found, or where unsearched mixing settings come from."""
     recipe = decision.recipe
-    if recipe is None or recipe.ratio == 0 or recipe.mixing_searched:
-        return []
-    return [
-        f"How to mix was not searched: {recipe.synthetic_batch_fraction:.0%} of each batch "
-        f"synthetic, loss weight {recipe.synthetic_loss_weight:g}, {recipe.labels} labels and "
-        f"the last {recipe.real_only_final_steps:.0%} of steps on real images only are "
-        "defaults from the literature (arXiv 2312.02253; soft labels: arXiv 2104.03164). "
-        "The accuracies above were measured with every row shuffled together at full "
-        "weight with hard labels."
-    ]
+    if mixing is None:
+        if recipe is None or recipe.ratio == 0:
+            return []  # nothing searched, nothing to mix
+        return [
+            f"How to mix was not searched: {how_to_mix(default_mixing(recipe.ratio))} are "
+            "defaults from the literature (arXiv 2312.02253; soft labels: arXiv 2104.03164). "
+            "The accuracies above were measured with every row shuffled together at full "
+            "weight with hard labels."
+        ]
+    searched = f"How to mix, searched on {recipe_label(mixing.mix)}"
+    chosen, best = mixing.chosen, mixing.best_alternative
+    if best is None:
+        return [f"{searched}: only the literature's defaults ({how_to_mix(chosen.mixing)})."]
+    alternatives = len(mixing.rows) - 1
+    if mixing.beat_defaults:
+        found = (
+            f"{searched}: '{chosen.setting}' ({how_to_mix(chosen.mixing)}) beat the "
+            f"literature's defaults by {_points(chosen.over_defaults)}, more than the "
+            f"{100 * mixing.required_lift:.1f} points ({mixing.z:.2f} standard errors) "
+            f"that the best of {alternatives} alternatives needs."
+        )
+    else:
+        found = (
+            f"{searched}: no setting beat the literature's defaults "
+            f"({how_to_mix(chosen.mixing)}) beyond noise; the best, '{best.setting}', "
+            f"scored {_points(best.over_defaults)} against them, not beyond the "
+            f"{100 * mixing.required_lift:.1f} points ({mixing.z:.2f} standard errors) "
+            f"that the best of {alternatives} alternatives needs, so the defaults stand."
+        )
+    return [found, f"Mixed that way it scored {_points(chosen.comparison)} over real images only."]
 
 
 def sweep_note(sweep: list[SweepRow]) -> str:
@@ -59,31 +106,29 @@ def sweep_note(sweep: list[SweepRow]) -> str:
     )
 
 
-def verdict(rows: list[RecipeRow], decision: Decision) -> str:
+def verdict(decision: Decision) -> str:
     """Whether to add synthetic images, with the numbers that decided it."""
-    best, confirmation = decision.best, decision.confirmation
-    if best is None or best.comparison is None:
+    best, confirmation, screened = decision.best, decision.confirmation, decision.screened
+    if best is None or screened is None:
         return "No synthetic recipe could be tried: add no synthetic images."
-    screened, baseline = best.comparison, rows[0].comparison
+    mixed = f", mixed as '{decision.mixing.setting}'," if decision.mixing is not None else ""
     result = (
-        f"{recipe_label(best.mix)} scored {screened.accuracy:.1%} vs "
-        f"{baseline.accuracy:.1%} for real images only "
-        f"({100 * screened.lift:+.1f} ± {100 * screened.lift_se:.1f} points)"
+        f"{recipe_label(best.mix)}{mixed} scored {screened.accuracy:.1%} vs "
+        f"{screened.accuracy - screened.lift:.1%} for real images only ({_points(screened)})"
     )
     if confirmation is not None:
         return _confirmed_verdict(result, confirmation, decision.helped)
+    compared = f"{decision.recipes_compared} recipes and mixing settings"
     if decision.helped:
         return (
-            f"Synthetic data helped: {result}. It was the best of "
-            f"{decision.recipes_compared} recipes on these held-out images, so expect "
-            "a little less on new data."
+            f"Synthetic data helped: {result}. It was the best of {compared} on these "
+            "held-out images, so expect a little less on new data."
         )
     return (
         f"Synthetic data did not help: the best recipe, {result}, does not beat "
         f"real images only by the {100 * decision.required_lift:.1f} points "
-        f"({decision.z:.2f} standard errors) that the best of "
-        f"{decision.recipes_compared} recipes needs to be more than luck. Train on the "
-        "real images alone (recommended ratio 0)."
+        f"({decision.z:.2f} standard errors) that the best of {compared} needs to be more "
+        "than luck. Train on the real images alone (recommended ratio 0)."
     )
 
 

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from models.artifact import STATS_FILE, atomic_write_bytes
 from models.images import image_grid
-from training.report_results import Mix, RecipeRow, SweepRow
+from training.report_results import Comparison, Mix, MixingSearch, RecipeRow, SweepRow
 
 PAD = 2  # pixels between tiles of an image grid
 DPI = 100
@@ -150,15 +150,23 @@ def save_embedding(
     _save(fig, path)
 
 
-def save_recipes(path: Path, rows: list[RecipeRow], z: float) -> None:
+def save_recipes(
+    path: Path, rows: list[RecipeRow], z: float, mixing: MixingSearch | None = None
+) -> None:
     """Held-out lift of every synthetic recipe over real-only training, with its standard
-    error; green or red only where the lift is beyond z standard errors, else grey (noise)."""
+    error, then of every mixing setting tried on the best one (the chosen one starred);
+    green or red only where the lift is beyond z standard errors, else grey (noise)."""
     rows = rows[1:]  # row 0 is real-only training: the zero line
     if not rows:
         _message(path, "Recipe search", "no held-out set: no recipe was tried")
         return
     labels = [recipe_label(row.mix) + ("" if row.status == "ok" else " (skipped)") for row in rows]
-    compared = [row.comparison for row in rows]  # None where skipped: drawn as 0 ± 0
+    compared: list[Comparison | None] = [row.comparison for row in rows]  # None: skipped
+    if mixing is not None:
+        for setting in mixing.rows:
+            star = " *" if setting is mixing.chosen else ""
+            labels.append(f"mixed: {setting.setting}{star}")
+            compared.append(setting.comparison)
     lifts = np.array([100 * c.lift if c is not None else 0.0 for c in compared])
     errors = np.array([100 * c.lift_se if c is not None else 0.0 for c in compared])
     colours = np.where(lifts > z * errors, "tab:green", "tab:grey")
@@ -172,7 +180,10 @@ def save_recipes(path: Path, rows: list[RecipeRow], z: float) -> None:
         f"held-out accuracy vs real images only (points, ± 1 s.e.)\n"
         f"grey: within {z:.2f} s.e. of zero, which luck alone reaches"
     )
-    ax.set_title("Adding synthetic images: what helped and what hurt")
+    title = "Adding synthetic images: what helped and what hurt"
+    if mixing is not None:
+        title += f"\n(mixed: settings tried on {recipe_label(mixing.mix)}; * chosen)"
+    ax.set_title(title)
     _save(fig, path)
 
 
@@ -211,6 +222,7 @@ def draw_all(
     t_star: float | None,
     sweep: list[SweepRow],
     recipes: list[RecipeRow],
+    mixing: MixingSearch | None,
     z: float,
     real: tuple[np.ndarray, np.ndarray],
     synthetic: tuple[np.ndarray, np.ndarray],
@@ -254,7 +266,7 @@ def draw_all(
         "losses": lambda path: save_losses(path, stats),
         "lipschitz": lambda path: save_lipschitz(path, stats),
         "embedding": lambda path: save_embedding(path, real, synthetic, classes),
-        "recipes": lambda path: save_recipes(path, recipes, z),
+        "recipes": lambda path: save_recipes(path, recipes, z, mixing),
     }
     (model_dir / folder).mkdir(exist_ok=True)
     for name in PICTURES:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel
@@ -189,6 +189,86 @@ class RecipeRow(Record):
 
 
 @dataclass(frozen=True)
+class Mixing(Record):
+    """How synthetic rows enter a classifier's training, as `ganaug.data` applies them
+    (RecipeBatchSampler, recipe_loss): the Recipe's mixing fields, by their names."""
+
+    synthetic_batch_fraction: float  # synthetic share of every batch
+    synthetic_loss_weight: float  # factor on the loss of synthetic rows
+    labels: Literal["soft", "hard"]  # the soft labeller's probabilities, or the drawn class
+    real_only_final_steps: float  # fraction of the steps, at the end, on real rows only
+
+
+@dataclass(frozen=True)
+class MixingRow(Record):
+    """One mixing setting on the searched recipe's images."""
+
+    setting: str  # "defaults", "naive", or the one factor changed from the defaults
+    mixing: Mixing
+    comparison: Comparison  # against real-only training
+    over_defaults: Comparison  # against the defaults' classifiers, image by image
+
+    def record(self) -> dict:
+        return {
+            "setting": self.setting,
+            **self.mixing.record(),
+            **self.comparison.record(),
+            "lift_over_defaults": self.over_defaults.lift,
+            "lift_over_defaults_se": self.over_defaults.lift_se,
+        }
+
+
+@dataclass(frozen=True)
+class MixingSearch(Record):
+    """Mixing settings compared on one recipe's synthetic images; the defaults stand
+    unless another setting beats them beyond noise."""
+
+    mix: Mix  # the recipe searched: the most accurate of the recipe search
+    rows: list[MixingRow]  # the defaults first
+    alpha: float
+    z: float  # standard errors the best alternative must beat the defaults by (Bonferroni)
+    required_lift: float | None  # z x the best alternative's standard error; None: none tried
+    chosen: MixingRow
+
+    @classmethod
+    def judge(cls, mix: Mix, rows: list[MixingRow], alpha: float) -> MixingSearch:
+        """Choose among rows (defaults first): the most accurate alternative if its paired
+        lift over the defaults exceeds z standard errors, z the one-sided normal quantile
+        at alpha / (alternatives), else the defaults. The best of several noisy settings
+        beats the defaults by luck alone more often than one would."""
+        defaults, alternatives = rows[0], rows[1:]
+        best = _most_accurate(alternatives)
+        z = NormalDist().inv_cdf(1 - alpha / max(len(alternatives), 1))
+        required = z * best.over_defaults.lift_se if best is not None else None
+        wins = best is not None and best.over_defaults.lift > max(0.0, required or 0.0)
+        return cls(mix, rows, alpha, z, required, best if wins and best else defaults)
+
+    @property
+    def beat_defaults(self) -> bool:
+        return self.chosen is not self.rows[0]
+
+    @property
+    def best_alternative(self) -> MixingRow | None:
+        """The most accurate setting other than the defaults (first of equals)."""
+        return _most_accurate(self.rows[1:])
+
+    def record(self) -> dict:
+        return {
+            **self.mix.settings(),
+            "settings": record(self.rows),
+            "alpha": self.alpha,
+            "z": self.z,
+            "required_lift": self.required_lift,
+            "chosen": self.chosen.setting,
+            "beat_defaults": self.beat_defaults,
+        }
+
+
+def _most_accurate(rows: list[MixingRow]) -> MixingRow | None:
+    return max(rows, key=lambda row: row.comparison.accuracy, default=None)
+
+
+@dataclass(frozen=True)
 class Confirmation(Record):
     """The best recipe against real-only training, both at the downstream budget."""
 
@@ -221,9 +301,11 @@ class Decision(Record):
 
     helped: bool
     best: RecipeRow | None  # the most accurate synthetic recipe tried
-    recipes_compared: int
+    recipes_compared: int  # recipes and mixing settings: the comparisons z corrects for
     alpha: float
-    z: float  # standard errors the best lift must exceed (Bonferroni over the recipes)
+    z: float  # standard errors the screened lift must exceed (Bonferroni over the above)
+    screened: Comparison | None  # the best recipe as served: with the chosen mixing if searched
+    mixing: MixingRow | None  # the mixing search's choice (None: not searched)
     required_lift: float | None
     confirmation: Confirmation | None  # the best recipe at the downstream budget
     recipe: Recipe | None  # report.json's `recipe`, not part of its `decision`
@@ -241,6 +323,8 @@ class Decision(Record):
             "recipes_compared": self.recipes_compared,
             "alpha": self.alpha,
             "z": self.z,
+            "screened": self.screened.record() if self.screened is not None else None,
+            "mixing": self.mixing.setting if self.mixing is not None else None,
             "required_lift": self.required_lift,
             "confirmation": confirmation.record() if confirmation is not None else None,
         }

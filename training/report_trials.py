@@ -17,9 +17,11 @@ import numpy as np
 from models.artifact import Recipe
 from models.drawing import FILTERS, DrawSpec, FilterExhausted, draw_class_images
 from models.evaluator import EvaluatorScorer
+from models.image_classifier import ImageClassifier
 from models.sampler import GeneratorSampler
 from training import metrics
 from training.classifier import ClassifierBudget, predict_proba, train_classifier
+from training.report_mixing import default_mixing, mixing_grid, train_mixed
 from training.report_results import (
     BASELINE,
     Cas,
@@ -28,6 +30,9 @@ from training.report_results import (
     Decision,
     DistributionMetrics,
     Mix,
+    Mixing,
+    MixingRow,
+    MixingSearch,
     RatioPoint,
     RatioStudy,
     RecipeRow,
@@ -121,7 +126,12 @@ def classification_accuracy_score(
 
 class Trials:
     """Trains quick classifiers on mixes, remembers which held-out images each got right,
-    and runs the studies that compare mixes with real-only training."""
+    and runs the studies that compare mixes with real-only training.
+
+    A classifier trains on a mix either as the recipe search does (every row shuffled
+    together at weight 1 with hard labels: `mixing` None) or with a Mixing, through
+    ganaug.data as a user would (`training.report_mixing.train_mixed`).
+    """
 
     def __init__(
         self,
@@ -139,44 +149,70 @@ class Trials:
         self.real_order = [
             rng.permutation(np.flatnonzero(data.y_train == c)) for c in range(len(data.classes))
         ]
-        self._correct: dict[tuple[Mix, int, ClassifierBudget], np.ndarray] = {}
+        self._correct: dict[tuple, np.ndarray] = {}  # (mix, mixing, seed, budget) -> (N,)
+        self.labeller: ImageClassifier | None = None  # soft_labels.onnx, once it exists
 
-    def correct(self, mix: Mix, budget: ClassifierBudget | None = None) -> np.ndarray:
+    def correct(
+        self, mix: Mix, budget: ClassifierBudget | None = None, mixing: Mixing | None = None
+    ) -> np.ndarray:
         """bool (seeds, held-out images): right answers of the mix's classifier per seed,
-        trained with `budget` (by default the quick one)."""
-        if mix.ratio == 0:  # no synthetic rows: the draw does not matter
-            mix = Mix(real_fraction=mix.real_fraction)
+        trained with `budget` (by default the quick one) and `mixing` (None: shuffled)."""
+        if mix.ratio == 0:  # no synthetic rows: the draw and the mixing do not matter
+            mix, mixing = Mix(real_fraction=mix.real_fraction), None
         budget = budget or self.budget.quick
-        return np.stack([self._correct_one(mix, seed, budget) for seed in self.budget.seeds])
+        return np.stack(
+            [self._correct_one(mix, mixing, seed, budget) for seed in self.budget.seeds]
+        )
 
-    def _correct_one(self, mix: Mix, seed: int, budget: ClassifierBudget) -> np.ndarray:
-        key = (mix, seed, budget)
+    def _correct_one(
+        self, mix: Mix, mixing: Mixing | None, seed: int, budget: ClassifierBudget
+    ) -> np.ndarray:
+        key = (mix, mixing, seed, budget)
         if key not in self._correct:
             self.stages.tick()
-            self._correct[key] = heldout_correct(
-                self.rows(mix),
-                self.data.test,
-                num_classes=len(self.data.classes),
-                budget=budget,
-                seed=seed,
-                device=self.device,
-            )
+            kwargs = dict(num_classes=len(self.data.classes), budget=budget, seed=seed)
+            real, synthetic = self.rows(mix)
+            if mixing is None:
+                train = tuple(np.concatenate(pair) for pair in zip(real, synthetic, strict=True))
+                self._correct[key] = heldout_correct(
+                    train, self.data.test, device=self.device, **kwargs
+                )
+            else:
+                targets = self.synthetic_targets(synthetic, mixing)
+                model = train_mixed(
+                    real, (synthetic[0], targets), mixing, device=self.device, **kwargs
+                )
+                x_test, y_test = self.data.test
+                self._correct[key] = predict_proba(model, x_test).argmax(axis=1) == y_test
         return self._correct[key]
 
-    def compare(self, mix: Mix, budget: ClassifierBudget | None = None) -> Comparison:
-        """The mix against real-only training, both trained with `budget` (default: quick)."""
-        return Comparison.paired(self.correct(mix, budget), self.correct(BASELINE, budget))
+    def synthetic_targets(self, synthetic: tuple[np.ndarray, np.ndarray], mixing: Mixing):
+        """float32 (M, K) targets of synthetic rows as the archive's labels.csv gives them:
+        the soft labeller's probabilities, or the one-hot class each was drawn for."""
+        images, labels = synthetic
+        if mixing.labels == "hard":
+            return np.eye(len(self.data.classes), dtype=np.float32)[labels]
+        if self.labeller is None:
+            raise RuntimeError("soft-labelled trials need the soft labeller: build it first")
+        return self.labeller.probs(images)
 
-    def rows(self, mix: Mix) -> tuple[np.ndarray, np.ndarray]:
-        """The training images and labels of a mix (synthetic rows after the real ones)."""
-        keep = np.concatenate(
-            [order[: round(mix.real_fraction * len(order))] for order in self.real_order]
+    def compare(
+        self, mix: Mix, budget: ClassifierBudget | None = None, mixing: Mixing | None = None
+    ) -> Comparison:
+        """The mix against real-only training, both trained with `budget` (default: quick)."""
+        return Comparison.paired(self.correct(mix, budget, mixing), self.correct(BASELINE, budget))
+
+    def rows(self, mix: Mix) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """The real (images, labels) of a mix and its synthetic ones (none at ratio 0)."""
+        keep = np.sort(
+            np.concatenate(
+                [order[: round(mix.real_fraction * len(order))] for order in self.real_order]
+            )
         )
-        x, y = self.data.x_train[np.sort(keep)], self.data.y_train[np.sort(keep)]
+        real = self.data.x_train[keep], self.data.y_train[keep]
         if mix.ratio > 0:
-            xs, ys = self.pool.take(mix.draw, mix.ratio)
-            x, y = np.concatenate([x, xs]), np.concatenate([y, ys])
-        return x, y
+            return real, self.pool.take(mix.draw, mix.ratio)
+        return real, (real[0][:0], real[1][:0])
 
     def truncation_sweep(self) -> list[SweepRow]:
         """Held-out accuracy with real + synthetic images at each truncation."""
@@ -214,13 +250,32 @@ class Trials:
                 rows.append(RecipeRow(mix, None, reason=str(exc)))
         return rows
 
-    def confirm(self, mix: Mix) -> Confirmation:
-        """The mix against real-only training, both at the confirmation budget (the
-        downstream classifier's): quick classifiers favour synthetic data that a fully
-        trained one does not need."""
+    def mixing_search(self, mix: Mix) -> MixingSearch:
+        """The budget's mixing settings on the mix's synthetic images, each against real-only
+        training and against the literature's defaults; the defaults stand unless a setting
+        beats them beyond noise (MixingSearch.judge)."""
+        grid = mixing_grid(mix.ratio, self.budget.mixing_factors)
+        self.stages.start("mixing", len(grid) * len(self.budget.seeds))
+        defaults = self.correct(mix, mixing=grid[0][1])
+        rows = [
+            MixingRow(
+                setting,
+                mixing,
+                self.compare(mix, mixing=mixing),
+                Comparison.paired(self.correct(mix, mixing=mixing), defaults),
+            )
+            for setting, mixing in grid
+        ]
+        return MixingSearch.judge(mix, rows, self.budget.alpha)
+
+    def confirm(self, mix: Mix, mixing: Mixing | None = None) -> Confirmation:
+        """The mix (with `mixing`; None: shuffled) against real-only training, both at the
+        confirmation budget (the downstream classifier's): quick classifiers favour
+        synthetic data that a fully trained one does not need."""
         budget = self.budget.confirm
         self.stages.start("confirm", 2 * len(self.budget.seeds))
-        return Confirmation.judge(self.compare(mix, budget), budget, self.budget.alpha)
+        comparison = self.compare(mix, budget, mixing)
+        return Confirmation.judge(comparison, budget, self.budget.alpha)
 
     def cas(self) -> Cas | None:
         """Classification accuracy score of untruncated samples, next to real-only training."""
@@ -279,78 +334,83 @@ def distribution_metrics(
     )
 
 
-def recommend(
-    rows: list[RecipeRow], alpha: float, confirm: Callable[[Mix], Confirmation] | None = None
-) -> Decision:
-    """The most accurate synthetic recipe if it beats real-only training beyond noise,
-    else ratio 0 (add no synthetic images).
+def best_recipe(rows: list[RecipeRow]) -> RecipeRow | None:
+    """The most accurate synthetic recipe tried (first of equals), None when none was."""
+    tried = [row for row in rows[1:] if row.comparison is not None]
+    return max(tried, key=lambda row: row.comparison.accuracy, default=None)
 
-    The best of m noisy recipes beats the baseline by luck alone more often than one
-    recipe would, so its lift must exceed z standard errors with z the one-sided normal
-    quantile at alpha / m (Bonferroni). When it does and `confirm` is given, confirm(mix)
-    retrains that one recipe and real-only training at the downstream budget, and its lift
-    must also exceed the one-sided z at alpha: quick classifiers can gain from synthetic
-    images that a fully trained classifier does not need (measured: +5.6 points held out
-    with 200 steps, -0.4 on the test set with 3,000). The recipe then carries the
-    confirmation's accuracies.
+
+def recommend(
+    rows: list[RecipeRow],
+    alpha: float,
+    confirm: Callable[[Mix, Mixing | None], Confirmation] | None = None,
+    mixing: MixingSearch | None = None,
+) -> Decision:
+    """The most accurate synthetic recipe, mixed as the mixing search chose, if it beats
+    real-only training beyond noise, else ratio 0 (add no synthetic images).
+
+    The screen judges the recipe as it would be served: with the mixing search's choice
+    when there is one (so a soft-labelled, down-weighted mix can help where shuffling every
+    row alike did not, and a mix is never served on the strength of another mixing), else
+    as the recipe search trained it. The best of m noisy comparisons beats the baseline by
+    luck alone more often than one would, so the lift must exceed z standard errors with z
+    the one-sided normal quantile at alpha / m (Bonferroni), m counting the recipes and the
+    mixing settings. When it does and `confirm` is given, confirm(mix, mixing) retrains
+    that recipe and real-only training at the downstream budget, and its lift must also
+    exceed the one-sided z at alpha: quick classifiers can gain from synthetic images that
+    a fully trained classifier does not need (measured: +5.6 points held out with 200
+    steps, -0.4 on the test set with 3,000). The recipe then carries the confirmation's
+    accuracies.
 
     Args:
         rows: the recipe search, real-only training first.
+        mixing: the mixing search on `best_recipe(rows)`; None: not searched, and the
+            recipe carries the literature's mixing, marked unsearched.
 
     Returns:
         The decision; its recipe is None when no recipe was tried (no held-out images).
     """
     tried = [row for row in rows[1:] if row.comparison is not None]
-    best = max(tried, key=lambda row: row.comparison.accuracy, default=None)  # first of equals
-    z = NormalDist().inv_cdf(1 - alpha / max(len(tried), 1))
-    helped = best is not None and best.comparison.lift > max(0.0, z * best.comparison.lift_se)
+    best = best_recipe(rows)
+    if mixing is not None and (best is None or mixing.mix != best.mix):
+        raise ValueError("the mixing search must be run on the best recipe of the search")
+    compared = len(tried) + (len(mixing.rows) if mixing is not None else 0)
+    z = NormalDist().inv_cdf(1 - alpha / max(compared, 1))
+    served = mixing.chosen if mixing is not None else None
+    screened = served.comparison if served is not None else best.comparison if best else None
+    helped = screened is not None and screened.lift > max(0.0, z * screened.lift_se)
     confirmation = None
     if helped and confirm is not None:
-        confirmation = confirm(best.mix)
+        confirmation = confirm(best.mix, served.mixing if served else None)
         helped = confirmation.helped
-    recipe = None
+    recipe, searched = None, mixing is not None
     if helped:
-        recipe = _recipe(best.mix, confirmation.comparison if confirmation else best.comparison)
+        measured = confirmation.comparison if confirmation else screened
+        recipe = _recipe(best.mix, measured, served.mixing if served else None, searched)
     elif rows:
-        recipe = _recipe(rows[0].mix, rows[0].comparison)
+        recipe = _recipe(rows[0].mix, rows[0].comparison, None, searched)
     return Decision(
         helped=helped,
         best=best,
-        recipes_compared=len(tried),
+        recipes_compared=compared,
         alpha=alpha,
         z=z,
-        required_lift=z * best.comparison.lift_se if best else None,
+        screened=screened,
+        mixing=served,
+        required_lift=z * screened.lift_se if screened else None,
         confirmation=confirmation,
         recipe=recipe,
     )
 
 
-# How to mix synthetic rows into a user's training, from shared/RESEARCH.md's evidence (not
-# searched by the report): at most a quarter of each batch synthetic and a loss weight of
-# 0.2-0.3 (arXiv 2312.02253), the teacher's soft labels (cGAN-KD, arXiv 2104.03164) and the
-# last steps on real images only, whose length the sources leave open (our choice: 10 %).
-MAX_SYNTHETIC_BATCH_FRACTION = 0.25
-SYNTHETIC_LOSS_WEIGHT = 0.25
-REAL_ONLY_FINAL_STEPS = 0.1
-
-
-def default_mixing(ratio: float) -> dict:
-    """The Recipe's mixing fields for a ratio: the literature's defaults, marked unsearched."""
-    return {
-        "synthetic_batch_fraction": min(MAX_SYNTHETIC_BATCH_FRACTION, ratio / (1 + ratio)),
-        "synthetic_loss_weight": SYNTHETIC_LOSS_WEIGHT,
-        "labels": "soft",
-        "real_only_final_steps": REAL_ONLY_FINAL_STEPS if ratio > 0 else 0.0,
-        "mixing_searched": False,
-    }
-
-
-def _recipe(mix: Mix, measured: Comparison) -> Recipe:
-    """The manifest's record of the recommended mix, its measured accuracies and how to mix."""
+def _recipe(mix: Mix, measured: Comparison, mixing: Mixing | None, searched: bool) -> Recipe:
+    """The manifest's record of the recommended mix, its measured accuracies and how to mix
+    (the searched mixing, else the literature's defaults)."""
     return Recipe(
         **mix.settings(),
         heldout_accuracy=measured.accuracy,
         baseline_accuracy=measured.accuracy - measured.lift,
         lift=measured.lift,
-        **default_mixing(mix.ratio),
+        **(mixing or default_mixing(mix.ratio)).record(),
+        mixing_searched=searched,
     )

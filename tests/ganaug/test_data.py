@@ -135,3 +135,12 @@ def test_set_epoch_gives_each_epoch_its_own_order(archive):
     sampler.set_epoch(1)
     second = list(sampler)
     assert second != first and sorted(map(sorted, second)) != sorted(map(sorted, first))
+
+
+def test_a_step_budget_sets_the_length_and_the_real_only_end(archive):
+    data = AugmentedArchive(archive)
+    batches = list(RecipeBatchSampler(data, 16, data.recipe, seed=0, steps=25))
+    shares = [int(data.is_synthetic[batch].sum()) for batch in batches]
+    assert shares == [4] * 20 + [0] * 5  # the last 20 % of 25 steps are real only
+    with pytest.raises(ValueError, match="steps"):
+        RecipeBatchSampler(data, 16, data.recipe, seed=0, steps=0)

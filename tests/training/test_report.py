@@ -23,11 +23,7 @@ from training.report import REPORT_BUDGETS, REPORT_FILE, ReportBudget, ReportRun
 from training.report_notes import verdict
 from training.report_results import Comparison, Confirmation, Mix, RecipeRow
 from training.report_setup import Stages
-from training.report_trials import (
-    MAX_SYNTHETIC_BATCH_FRACTION,
-    classification_accuracy_score,
-    recommend,
-)
+from training.report_trials import classification_accuracy_score, recommend
 from training.split import Split
 
 PICTURES = ("samples", "truncation_sweep", "losses", "lipschitz", "embedding", "recipes")
@@ -81,6 +77,7 @@ def test_report_json_holds_every_section_with_finite_numbers(trained, report):
         "t_star",
         "truncation_sweep",
         "recipes",
+        "mixing",
         "downstream_lift",
         "cas",
         "ratio_study",
@@ -169,16 +166,6 @@ def test_soft_labels_are_the_evaluator_ensemble_at_the_budget_temperature(traine
         assert probs.max(axis=1).mean() < evaluator.score(images)[0].max(axis=1).mean()
 
 
-def test_recipe_says_how_to_mix_and_that_it_was_not_searched(report):
-    recipe = report.result["recipe"]
-    assert recipe["synthetic_loss_weight"] == 0.25 and recipe["mixing_searched"] is False
-    assert recipe["labels"] == "soft"
-    fraction = min(MAX_SYNTHETIC_BATCH_FRACTION, recipe["ratio"] / (1 + recipe["ratio"]))
-    assert recipe["synthetic_batch_fraction"] == pytest.approx(fraction)
-    said = [note for note in report.result["notes"] if note.startswith("How to mix")]
-    assert len(said) == (recipe["ratio"] > 0)
-
-
 def test_progress_rises_to_one(report):
     fractions = [f for _, f in report.stages]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
@@ -220,6 +207,7 @@ def test_same_seed_same_report(trained, report, tmp_path):
     for key in (
         "truncation_sweep",
         "recipes",
+        "mixing",
         "metrics",
         "cas",
         "ratio_study",
@@ -259,12 +247,12 @@ def recipe_rows(best_lift: float, best_se: float) -> list[RecipeRow]:
 def confirmed(accuracy: float, lift: float, lift_se: float, steps: int = 3000):
     """A confirm callback that measured these numbers at a `steps`-step budget."""
     comparison = Comparison(accuracy, 0.0, lift, lift_se)
-    return lambda mix: Confirmation.judge(comparison, ClassifierBudget(steps=steps), 0.05)
+    return lambda mix, mixing: Confirmation.judge(comparison, ClassifierBudget(steps=steps), 0.05)
 
 
 def test_recipe_within_noise_is_not_confirmed_or_recommended():
     calls = []
-    decision = recommend(recipe_rows(0.03, 0.02), 0.05, calls.append)
+    decision = recommend(recipe_rows(0.03, 0.02), 0.05, lambda mix, mixing: calls.append(mix))
     recipe = decision.recipe
     assert recipe.ratio == 0 and recipe.lift == 0 and not decision.helped
     assert calls == [] and decision.confirmation is None  # nothing worth confirming
@@ -286,7 +274,7 @@ def test_screened_recipe_that_the_full_budget_classifier_does_not_need_is_refuse
     decision = recommend(rows, 0.05, confirmed(0.86, -0.004, 0.01, steps=3000))
     assert decision.recipe.ratio == 0 and not decision.helped
     assert decision.best.mix.ratio == 1.0 and decision.confirmation.comparison.lift == -0.004
-    said = verdict(rows, decision)
+    said = verdict(decision)
     assert said.startswith("Synthetic data did not help") and "3000 steps" in said
 
 
@@ -304,7 +292,7 @@ def test_confirm_retrains_the_recipe_and_real_only_at_the_confirmation_budget(tr
     confirmation = run.trials.confirm(Mix(1.0, budget.draw(None)))
     assert confirmation.budget.steps == budget.confirm.steps != budget.quick.steps
     assert 0 <= confirmation.comparison.accuracy <= 1 and confirmation.comparison.lift_se >= 0
-    keys = {(mix.ratio, b.steps) for mix, _, b in run.trials._correct}
+    keys = {(mix.ratio, b.steps) for mix, _, _, b in run.trials._correct}
     assert keys == {(1.0, budget.confirm.steps), (0.0, budget.confirm.steps)}
     stages.start("write")  # closes the stage, so its time is recorded
     assert "confirm" in stages.timings_s
