@@ -266,3 +266,18 @@ def test_a_body_that_cannot_be_parsed_is_a_documented_400(pg_client):
         headers={"content-type": "multipart/form-data; boundary=b"},
     )
     assert_error(broken_form, 400, "bad_request", "multipart form")
+
+
+def test_the_model_queued_by_an_upload_is_shown_whole(pg_client):
+    """Found by the fuzzer: the dataset routes leave out None fields, which dropped the
+    queued model's required `error`, `started_at` and `finished_at` (schema violation)."""
+    upload = pg_client.post(
+        "/v1/datasets",
+        files={"file": ("shapes.npz", shapes_npz())},
+        data={"train": "true", "config": json.dumps({"steps": 5})},
+    )
+    assert upload.status_code == 201, upload.text
+    model = upload.json()["model"]
+    assert (model["status"], model["error"], model["finished_at"]) == ("queued", None, None)
+    assert model == pg_client.get(f"/v1/models/{model['id']}").json()
+    assert "model" not in pg_client.get(f"/v1/datasets/{upload.json()['id']}").json()
