@@ -84,7 +84,7 @@ STATUS_MEANING = {
 
 # An example message for each code, shown in the schema's examples.
 MESSAGES = {
-    "untrusted_host": "Host 'evil.example' is not one this service answers to (127.0.0.1, "
+    "untrusted_host": "Host 'evil.example' is not one this service answers to (127.0.0.1, ::1, "
     "localhost); use one of them, or add the name to GANAUG_TRUSTED_HOSTS.",
     "missing_api_key": "This API needs an API key: send 'Authorization: Bearer <key>' or "
     "'X-API-Key: <key>'. An operator creates keys with `ganaug keys create --tenant NAME`.",

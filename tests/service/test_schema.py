@@ -281,3 +281,31 @@ def test_the_model_queued_by_an_upload_is_shown_whole(pg_client):
     assert (model["status"], model["error"], model["finished_at"]) == ("queued", None, None)
     assert model == pg_client.get(f"/v1/models/{model['id']}").json()
     assert "model" not in pg_client.get(f"/v1/datasets/{upload.json()['id']}").json()
+
+
+def documented_example(schema: dict, path: str, method: str, status: int, code: str) -> dict:
+    content = schema["paths"][path][method]["responses"][str(status)]["content"]
+    return content["application/json"]["examples"][code]["value"]["error"]
+
+
+def test_rate_limit_and_quota_refusals_carry_the_documented_fields(schema, tmp_path):
+    settings = Settings(data_dir=tmp_path / "data", rate_limit_archive="1/minute", quota_datasets=1)
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
+        archive = "/v1/models/0a1b2c3d/archive"
+        assert client.get(archive).status_code == 404  # counted before the handler looks
+        limited = client.get(archive)
+        assert limited.status_code == 429, limited.text
+        assert int(limited.headers["Retry-After"]) >= 1
+        uploads = [client.post("/v1/datasets", files={"file": ("s.npz", shapes_npz())})]
+        uploads.append(client.post("/v1/datasets", files={"file": ("s.npz", shapes_npz())}))
+    assert uploads[0].status_code == 201, uploads[0].text
+    assert uploads[1].status_code == 403, uploads[1].text
+    answers = [
+        (limited, "/v1/models/{model_id}/archive", "get", 429, "rate_limited"),
+        (uploads[1], "/v1/datasets", "post", 403, "quota_exceeded"),
+    ]
+    fields = set(schema["components"]["schemas"]["ErrorDetail"]["properties"])
+    for response, path, method, status, code in answers:
+        error = response.json()["error"]
+        example = documented_example(schema, path, method, status, code)
+        assert error["code"] == code and set(error) == set(example) <= fields, error
