@@ -27,6 +27,7 @@ from service.errors import ApiError
 
 LIMITED_ROUTES = ("datasets", "training", "samples", "archive", "classify", "reports")
 _ATTRIBUTE = "ganaug_rate_limit"
+RATE_LIMIT_EXTENSION = "x-rate-limit"  # the operation's limit, in the OpenAPI document
 
 Endpoint = TypeVar("Endpoint", bound=Callable)
 
@@ -49,7 +50,13 @@ def limit_of(endpoint: Callable | None) -> str | None:
 
 
 class RateLimitedRoute(APIRoute):
-    """A route that counts requests against its endpoint's rate limit before reading them."""
+    """A route that counts requests against its endpoint's rate limit before reading them;
+    its OpenAPI operation names the limit (`x-rate-limit`, which service.openapi reads)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        if (name := limit_of(endpoint)) is not None:
+            self.openapi_extra = {**(self.openapi_extra or {}), RATE_LIMIT_EXTENSION: name}
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_serializer
 
 from training.config import TrainConfig
 
@@ -130,6 +130,13 @@ class DatasetPublic(BaseModel):
     image: ImagePublic
     created_at: datetime
     model: ModelPublic | None = Field(None, description="the queued model when train=true")
+
+    @field_serializer("model")
+    def _whole_model(self, model: ModelPublic | None):  # unannotated: the schema keeps ModelPublic
+        """The model as GET /v1/models/{id} shows it, its nulls too: the dataset routes leave
+        out None fields (response_model_exclude_none), which would drop the model's required
+        `error`, `started_at` and `finished_at`."""
+        return None if model is None else model.model_dump(mode="json")
 
     @classmethod
     def from_row(cls, row: Any, model: Any = None) -> DatasetPublic:

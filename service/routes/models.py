@@ -226,7 +226,9 @@ def get_archive(
         ),
     ] = None,
     total: Annotated[
-        int | None, Query(ge=0, description="per_class=proportional: all synthetic images")
+        # bounded like the other counts: numpy shares it out in int64
+        int | None,
+        Query(ge=0, le=2**31 - 1, description="per_class=proportional: all synthetic images"),
     ] = None,
     recipe: Annotated[
         Literal["recommended"] | None,
