@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from core.db import tenants
 from core.db.session import session_scope
 from core.settings import LOOPBACK_NAMES, Settings
-from service.errors import ApiError
+from service.errors import DATABASE_DOWN, ApiError, database_unavailable
 
 log = logging.getLogger("ganaug.api")
 
@@ -199,9 +199,12 @@ class AccessMiddleware:
                 "'X-API-Key: <key>'. An operator creates keys with `ganaug keys create "
                 "--tenant NAME`.",
             )
-        with session_scope(self.settings.sqlalchemy_url) as session:
-            key = tenants.find_active_key(session, secret)
-            caller = Caller(key.tenant_id, key.id) if key is not None else None
+        try:
+            with session_scope(self.settings.sqlalchemy_url) as session:
+                key = tenants.find_active_key(session, secret)
+                caller = Caller(key.tenant_id, key.id) if key is not None else None
+        except DATABASE_DOWN as exc:
+            raise database_unavailable() from exc
         if caller is None:
             raise _unauthorized(
                 "invalid_api_key", "The API key is unknown or revoked; ask for a new one."

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.ingest import ErrorKind, IngestError
@@ -91,6 +92,18 @@ def upload_refused(exc: IngestError) -> ApiError:
     return ApiError(INGEST_STATUS[exc.kind], exc.kind.value, exc.message)
 
 
+# What SQLAlchemy raises when the database cannot be reached or a pooled connection broke.
+DATABASE_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+
+
+def database_unavailable() -> ApiError:
+    return ApiError(
+        503,
+        "database_unavailable",
+        "The database is unreachable; nothing was changed. Retry in a minute.",
+    )
+
+
 def not_found(kind: str, ident: str) -> ApiError:
     return ApiError(404, f"{kind}_not_found", f"No {kind} with id '{ident}'.")
 
@@ -126,6 +139,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(422, "validation_error", _describe_validation(exc))
+
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unreachable on %s: %s", request.url.path, type(exc).__name__)
+        return database_unavailable().response()
+
+    for kind in DATABASE_DOWN:
+        app.add_exception_handler(kind, _database_down)
 
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -297,12 +297,13 @@ SECURITY_SCHEMES = {
 }
 
 # Answered on every /v1 route, whatever the handler: by service.access before routing
-# (Host, cross-site, key) and by the internal-error handler.
+# (Host, cross-site, key), by the database-outage handler and by the internal-error handler.
 GUARDED: dict[int, tuple[str, ...]] = {
     400: ("untrusted_host",),
     401: ("missing_api_key", "invalid_api_key"),
     403: ("cross_site_request",),
     500: ("internal_error",),
+    503: ("database_unavailable",),
 }
 
 # Headers sent with every error of a status.

@@ -23,6 +23,7 @@ MESSAGES = {
     "(GANAUG_RATE_LIMIT_ARCHIVE); this key has used all 10. Retry in 12 s.",
     "internal_error": "Internal error; quote request id 5f0c2e9a to support.",
     "broker_unavailable": "The job queue is unreachable; retry in a minute.",
+    "database_unavailable": "The database is unreachable; nothing was changed. Retry in a minute.",
     "not_ready": "Not ready: database unreachable: OperationalError",
     "bad_request": "There was an error parsing the body: send the body this route documents "
     "at /docs (UTF-8 JSON, or a multipart form).",
