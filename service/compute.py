@@ -1,0 +1,122 @@
+"""The gateway's blocking work (ONNX Runtime, PNG, zip): a pool sized to the cores, and
+dynamic batching of concurrent small sample requests (as Triton's dynamic batcher).
+
+Handlers stay `async`; what blocks runs here, not on Starlette's 40-thread pool, so a busy
+gateway has at most `compute_threads` generations at once instead of 40 threads contending
+for 2 cores. Batching gathers the (labels, latents) of concurrent requests for one model
+for at most `batch_wait_ms` and runs them in one ORT call: each request's latents still come
+from its own seed, and the generator computes each row on its own, so every request gets
+the bytes it would get alone (tests/service/test_serving.py checks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+
+from models.sampler import GeneratorSampler
+
+T = TypeVar("T")
+
+
+def pool_size(threads: int) -> int:
+    """The pool's threads: `threads`, or the machine's cores when 0."""
+    return threads or os.cpu_count() or 1
+
+
+@dataclass
+class _Gathering:
+    """Requests for one sampler waiting to run together."""
+
+    labels: list[np.ndarray] = field(default_factory=list)
+    latents: list[np.ndarray] = field(default_factory=list)
+    waiters: list[asyncio.Future] = field(default_factory=list)
+    rows: int = 0
+
+
+class Compute:
+    """A bounded pool for blocking calls, with dynamic batching of generator calls."""
+
+    def __init__(self, threads: int = 0, batch_wait_ms: float = 0.0, batch_max_images: int = 256):
+        self.threads = pool_size(threads)
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="ganaug-compute")
+        self._wait_s = batch_wait_ms / 1000
+        self._max_rows = batch_max_images
+        self._open: dict[GeneratorSampler, _Gathering] = {}
+        self.gathered_calls = 0  # ORT calls that batching made, and the requests they served
+        self.gathered_requests = 0
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """fn(*args, **kwargs) on the pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def iterate(self, chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+        """A blocking byte stream (an archive being generated) pulled a part at a time on the
+        pool, for a StreamingResponse."""
+        while (chunk := await self.run(next, chunks, None)) is not None:
+            yield chunk
+
+    async def generate(
+        self, sampler: GeneratorSampler, labels: np.ndarray, latents: np.ndarray
+    ) -> np.ndarray:
+        """`sampler.generate(labels, latents)`, gathered with concurrent calls when batching
+        is on and the request is small."""
+        rows = len(labels)
+        if self._wait_s <= 0 or rows == 0 or rows > self._max_rows:
+            return await self.run(sampler.generate, labels, latents)
+        loop = asyncio.get_running_loop()
+        gathering = self._open.get(sampler)
+        if gathering is not None and gathering.rows + rows > self._max_rows:
+            self._flush(sampler, gathering)
+            gathering = None
+        if gathering is None:
+            gathering = self._open[sampler] = _Gathering()
+            loop.call_later(self._wait_s, self._flush, sampler, gathering)
+        waiter = loop.create_future()
+        gathering.labels.append(labels)
+        gathering.latents.append(latents)
+        gathering.waiters.append(waiter)
+        gathering.rows += rows
+        if gathering.rows == self._max_rows:
+            self._flush(sampler, gathering)
+        return await waiter
+
+    def _flush(self, sampler: GeneratorSampler, gathering: _Gathering) -> None:
+        if self._open.get(sampler) is not gathering:
+            return  # already sent (full), and this is its timer
+        del self._open[sampler]
+        self.gathered_calls += 1
+        self.gathered_requests += len(gathering.waiters)
+        loop = asyncio.get_running_loop()
+        done = loop.run_in_executor(
+            self._pool,
+            sampler.generate,
+            np.concatenate(gathering.labels),
+            np.concatenate(gathering.latents),
+        )
+        done.add_done_callback(functools.partial(_hand_out, gathering))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _hand_out(gathering: _Gathering, done: asyncio.Future) -> None:
+    """Give each waiting request its rows of the gathered call (or the call's error)."""
+    error = done.exception() if not done.cancelled() else asyncio.CancelledError()
+    start = 0
+    for labels, waiter in zip(gathering.labels, gathering.waiters, strict=True):
+        end = start + len(labels)
+        if not waiter.done():  # a request whose client left is cancelled
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(done.result()[start:end])
+        start = end

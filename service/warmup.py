@@ -1,0 +1,47 @@
+"""Open the generator sessions of the newest succeeded models at start-up, before the
+server accepts requests, so the first sample request is not the one that pays for loading
+and ORT's first-run allocations (issue 12: the first grid after start took 3-4x a warm
+one). Bounded by settings.warm_models."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from sqlalchemy import select
+
+from core.db.session import session_scope
+from core.db.tables import Model
+from core.settings import Settings
+from models.images import encode_png
+from service import generation
+
+log = logging.getLogger("ganaug.api")
+
+
+def newest_model_ids(settings: Settings, limit: int) -> list[str]:
+    """The ids of the `limit` most recently finished succeeded models, all tenants."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        query = (
+            select(Model.id)
+            .where(Model.status == "succeeded")
+            .order_by(Model.finished_at.desc())
+            .limit(limit)
+        )
+        return list(session.scalars(query))
+
+
+def warm_models(settings: Settings) -> None:
+    """Load each newest model's sampler, run it once (ORT allocates on the first run) and
+    encode its image (the PNG encoder's first use imports and sets up)."""
+    if settings.warm_models == 0:
+        return
+    for model_id in newest_model_ids(settings, settings.warm_models):
+        try:
+            sampler = generation.load_sampler(
+                settings.models_dir / model_id, settings.ort_threads, settings.ort_spinning
+            )
+            z = np.zeros((1, sampler.manifest.z_dim), np.float32)
+            encode_png(sampler.generate(np.zeros(1, np.int64), z)[0], settings.png_compress_level)
+        except Exception:  # a model that cannot load fails its own requests, not start-up
+            log.exception("warm-up of model %s failed", model_id)
