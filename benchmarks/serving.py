@@ -54,7 +54,7 @@ def build_model(data_dir: Path, num_classes: int = 10) -> str:
         rng = np.random.default_rng(0)
         y = np.repeat(np.arange(num_classes), 20)
         x = rng.integers(0, 256, (len(y), 28, 28), np.uint8)
-        config = {"steps": 2, "report": "none", "image_size": 28}
+        config = {"steps": 2, "report": "none"}
         model = train_gan(service, x, y, CLASSES[:num_classes], config)
     finally:
         service.stop()
@@ -74,7 +74,8 @@ class Variant:
     def start(self, data_dir: Path) -> float:
         """Start the server; returns seconds until /healthz answered."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("GANAUG_")}
-        env.update({"GANAUG_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1", **self.env})
+        env.update({"GANAUG_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"})
+        env.update({"GANAUG_RATE_LIMIT_SAMPLES": "", "GANAUG_RATE_LIMIT_ARCHIVE": "", **self.env})
         env["PYTHONPATH"] = str(self.code_dir)
         log = (OUT / f"{self.name}.log").open("ab")
         started = time.perf_counter()
@@ -261,6 +262,14 @@ def main() -> None:
         "logged": Variant("logged", 8806, {}, args=[]),
     }
     variants = [all_variants[name] for name in args.variants.split(",")]
+    try:
+        measure(variants, work, model_id, data_dir, args)
+    finally:
+        for variant in variants:
+            variant.stop()
+
+
+def measure(variants: list[Variant], work: InProcess, model_id: str, data_dir: Path, args) -> None:
     cold = {}
     for variant in variants:
         variant.start(data_dir)

@@ -4,9 +4,9 @@ dynamic batching of concurrent small sample requests (as Triton's dynamic batche
 Handlers stay `async`; what blocks runs here, not on Starlette's 40-thread pool, so a busy
 gateway has at most `compute_threads` generations at once instead of 40 threads contending
 for 2 cores. Batching gathers the (labels, latents) of concurrent requests for one model
-for at most `batch_wait_ms` and runs them in one ORT call: each request's latents still come
-from its own seed, and the generator computes each row on its own, so every request gets
-the bytes it would get alone (tests/service/test_serving.py checks).
+while the pool is busy (at most `batch_wait_ms`) and runs them in one ORT call: each
+request's latents still come from its own seed, and the generator computes each row on its
+own, so every request gets the bytes it would get alone (tests/service/test_serving.py).
 """
 
 from __future__ import annotations
@@ -42,7 +42,13 @@ class _Gathering:
 
 
 class Compute:
-    """A bounded pool for blocking calls, with dynamic batching of generator calls."""
+    """A bounded pool for blocking calls, with dynamic batching of generator calls.
+
+    Batching is adaptive: a small generator call runs at once while a pool thread is free,
+    so a lone request waits for nothing; once every thread is busy, calls for the same model
+    gather until a thread frees up or `batch_wait_ms` passes, whichever comes first, and
+    then run as one.
+    """
 
     def __init__(self, threads: int = 0, batch_wait_ms: float = 0.0, batch_max_images: int = 256):
         self.threads = pool_size(threads)
@@ -50,13 +56,25 @@ class Compute:
         self._wait_s = batch_wait_ms / 1000
         self._max_rows = batch_max_images
         self._open: dict[GeneratorSampler, _Gathering] = {}
+        self._busy = 0  # calls on the pool, queued or running
         self.gathered_calls = 0  # ORT calls that batching made, and the requests they served
         self.gathered_requests = 0
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """fn(*args, **kwargs) on the pool."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        return await self._submit(functools.partial(fn, *args, **kwargs))
+
+    def _submit(self, call: Callable[[], T]) -> asyncio.Future[T]:
+        self._busy += 1
+        done = asyncio.get_running_loop().run_in_executor(self._pool, call)
+        done.add_done_callback(self._freed)
+        return done
+
+    def _freed(self, _done: asyncio.Future) -> None:
+        self._busy -= 1
+        if self._open and self._busy < self.threads:  # the oldest gathering runs now
+            sampler, gathering = next(iter(self._open.items()))
+            self._flush(sampler, gathering)
 
     async def iterate(self, chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
         """A blocking byte stream (an archive being generated) pulled a part at a time on the
@@ -68,12 +86,13 @@ class Compute:
         self, sampler: GeneratorSampler, labels: np.ndarray, latents: np.ndarray
     ) -> np.ndarray:
         """`sampler.generate(labels, latents)`, gathered with concurrent calls when batching
-        is on and the request is small."""
+        is on, the request is small and the pool is busy."""
         rows = len(labels)
-        if self._wait_s <= 0 or rows == 0 or rows > self._max_rows:
+        gathering = self._open.get(sampler)
+        alone = self._wait_s <= 0 or rows == 0 or rows > self._max_rows
+        if alone or (gathering is None and self._busy < self.threads):
             return await self.run(sampler.generate, labels, latents)
         loop = asyncio.get_running_loop()
-        gathering = self._open.get(sampler)
         if gathering is not None and gathering.rows + rows > self._max_rows:
             self._flush(sampler, gathering)
             gathering = None
@@ -91,17 +110,12 @@ class Compute:
 
     def _flush(self, sampler: GeneratorSampler, gathering: _Gathering) -> None:
         if self._open.get(sampler) is not gathering:
-            return  # already sent (full), and this is its timer
+            return  # already sent (full, or a thread freed up), and this is its timer
         del self._open[sampler]
         self.gathered_calls += 1
         self.gathered_requests += len(gathering.waiters)
-        loop = asyncio.get_running_loop()
-        done = loop.run_in_executor(
-            self._pool,
-            sampler.generate,
-            np.concatenate(gathering.labels),
-            np.concatenate(gathering.latents),
-        )
+        labels, latents = np.concatenate(gathering.labels), np.concatenate(gathering.latents)
+        done = self._submit(functools.partial(sampler.generate, labels, latents))
         done.add_done_callback(functools.partial(_hand_out, gathering))
 
     def close(self) -> None:

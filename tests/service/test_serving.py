@@ -4,10 +4,13 @@ benchmarks/serving.py measures)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import shutil
 import subprocess
+import threading
+import time
 import tracemalloc
 import zipfile
 from collections.abc import Iterator
@@ -24,6 +27,7 @@ from models.images import encode_png
 from models.sampler import GeneratorSampler
 from models.truncation import sample_latents
 from service.app import create_app
+from service.compute import Compute
 from service.zipstream import ZipStream
 from tests.factories import SHAPES
 from tests.service.served import install_trained_model
@@ -64,8 +68,7 @@ def _serve(tiny_model, root, **settings) -> tuple[TestClient, str, Settings]:
 
 @pytest.fixture(scope="module")
 def servers(tiny_model, tmp_path_factory) -> Iterator[SimpleNamespace]:
-    """One gateway that gathers for 200 ms (so concurrent requests surely meet) and one
-    that never batches."""
+    """One gateway that batches (gathering for up to 200 ms) and one that never does."""
     root = tmp_path_factory.mktemp("serving")
     batched, model_id, _ = _serve(tiny_model, root / "batched", batch_wait_ms=200)
     plain, plain_id, _ = _serve(tiny_model, root / "plain", batch_wait_ms=0)
@@ -95,14 +98,46 @@ def _content(client: TestClient, model_id: str, params: dict) -> bytes:
     return response.content
 
 
+def test_calls_gather_while_the_pool_is_busy_and_get_their_own_rows(tiny_model):
+    sampler = GeneratorSampler(tiny_model.model_dir, CPU)
+    calls = [
+        (np.full(n, n % 3, np.int64), sample_latents(np.random.default_rng(n), n, 16))
+        for n in (1, 3, 2, 5)
+    ]
+
+    async def gathered() -> list[np.ndarray]:
+        compute = Compute(threads=1, batch_wait_ms=10_000, batch_max_images=64)
+        release = threading.Event()
+        blocker = asyncio.ensure_future(compute.run(release.wait))  # the only thread is busy
+        await asyncio.sleep(0)
+        waiting = [asyncio.ensure_future(compute.generate(sampler, *call)) for call in calls]
+        await asyncio.sleep(0.05)
+        assert not any(w.done() for w in waiting)
+        release.set()  # the thread frees: the gathering runs at once, not after 10 s
+        await blocker
+        images = await asyncio.wait_for(asyncio.gather(*waiting), timeout=30)
+        assert (compute.gathered_calls, compute.gathered_requests) == (1, len(calls))
+        alone = await compute.generate(sampler, *calls[0])  # a free thread: no gathering
+        assert compute.gathered_calls == 1 and alone.tobytes() == images[0].tobytes()
+        compute.close()
+        return images
+
+    for (labels, latents), images in zip(calls, asyncio.run(gathered()), strict=True):
+        assert images.tobytes() == sampler.generate(labels, latents).tobytes()
+
+
 def test_concurrent_requests_are_batched_and_get_their_unbatched_bytes(servers):
-    compute = servers.batched.app.state.compute
+    client = servers.batched
+    compute = client.app.state.compute
+    release = threading.Event()
+    for _ in range(compute.threads):  # a busy pool, so the requests gather
+        client.portal.start_task_soon(compute.run, release.wait)
     with ThreadPoolExecutor(len(REQUESTS)) as pool:
-        together = list(
-            pool.map(lambda p: _content(servers.batched, servers.model_id, p), REQUESTS)
-        )
-    assert compute.gathered_requests == len(REQUESTS)
-    assert compute.gathered_calls < len(REQUESTS), "concurrent requests ran one ORT call each"
+        responses = [pool.submit(_content, client, servers.model_id, params) for params in REQUESTS]
+        time.sleep(0.5)
+        release.set()
+        together = [response.result() for response in responses]
+    assert compute.gathered_requests > compute.gathered_calls, "no requests were gathered"
     alone = [_content(servers.plain, servers.plain_id, p) for p in REQUESTS]
     for params, got, expected in zip(REQUESTS, together, alone, strict=True):
         if params["format"] == "npz":  # a zip: compare what np.load gives
