@@ -152,7 +152,7 @@ def load_test(port: int, path: str, clients: int, seconds: float) -> dict[str, f
     }
 
 
-def archive_rate(url: str, model_id: str, per_class: int) -> float:
+def archive_rate(url: str, model_id: str, per_class: int, classes: int = len(CLASSES)) -> float:
     """Synthetic images per second of a streamed archive (include_real=false)."""
     params = {"per_class": per_class, "include_real": "false", "seed": 1}
     started = time.perf_counter()
@@ -163,7 +163,7 @@ def archive_rate(url: str, model_id: str, per_class: int) -> float:
         r.raise_for_status()
         for chunk in r.iter_bytes():
             size += len(chunk)
-    return per_class * len(CLASSES) / (time.perf_counter() - started)
+    return per_class * classes / (time.perf_counter() - started)
 
 
 class InProcess:
@@ -294,15 +294,19 @@ def measure(variants: list[Variant], work: InProcess, model_id: str, data_dir: P
                 "load": os.getloadavg()[0],
             }
         )
+        tests = {  # each test runs on every variant in turn: neighbours share the load
+            "healthz": lambda v: load_test(v.port, "/healthz", 8, args.seconds)["rps"],
+            "one8": lambda v: load_test(v.port, one, 8, args.seconds),
+            "one1": lambda v: load_test(v.port, one, 1, args.seconds)["rps"],
+            "grid": lambda v: load_test(v.port, grid, 1, args.seconds)["p50_ms"],
+            "archive_ips": lambda v: archive_rate(v.url, model_id, 100),
+        }
+        row_of = {v.name: {"load": os.getloadavg()[0]} for v in variants}
+        for key, test in tests.items():
+            for variant in variants:
+                row_of[variant.name][key] = test(variant)
         for variant in variants:
-            row = {
-                "healthz": load_test(variant.port, "/healthz", 8, args.seconds)["rps"],
-                "one8": load_test(variant.port, one, 8, args.seconds),
-                "one1": load_test(variant.port, one, 1, args.seconds)["rps"],
-                "grid": load_test(variant.port, grid, 1, args.seconds)["p50_ms"],
-                "archive_ips": archive_rate(variant.url, model_id, 100),
-                "load": os.getloadavg()[0],
-            }
+            row = row_of[variant.name]
             rows[variant.name].append(row)
             print(
                 f"round {round_} {variant.name:8s} healthz {row['healthz']:6.0f}/s  n=1 x8 "
@@ -315,7 +319,7 @@ def measure(variants: list[Variant], work: InProcess, model_id: str, data_dir: P
     for variant in variants:
         variant.stop()
     if args.rss:
-        rss(data_dir, model_id)
+        rss(data_dir, args.main_dir)
 
 
 def median(rows: list[dict], key, sub: str | None = None) -> float:
@@ -357,21 +361,25 @@ def report(rows: dict[str, list[dict]], reference: list[dict], cold: dict[str, f
     del names
 
 
-def rss(data_dir: Path, model_id: str) -> None:
-    """Peak RSS of a fresh server after one archive of per_class 1000, then 20000."""
-    for per_class in (1000, 20000):
-        variant = Variant(
-            f"rss{per_class}", 8810, {"GANAUG_MAX_ARCHIVE_IMAGES": str(per_class * len(CLASSES))}
-        )
-        variant.start(data_dir)
-        before = variant.peak_rss_mb()
-        rate = archive_rate(variant.url, model_id, per_class)
-        print(
-            f"per_class {per_class}: peak RSS {variant.peak_rss_mb():.0f} MB "
-            f"(after start {before:.0f} MB), {rate:.0f} img/s, {load()}",
-            flush=True,
-        )
-        variant.stop()
+def rss(data_dir: Path, main_dir: Path) -> None:
+    """Peak RSS of a fresh server after one archive of per_class 1000, then 20000, of a
+    2-class model (40,000 synthetic images), for this code and main's."""
+    model_id = build_model(data_dir, num_classes=2)
+    for code_dir in (ROOT, main_dir):
+        for per_class in (1000, 20000):
+            limits = {"GANAUG_MAX_ARCHIVE_IMAGES": str(per_class * 2)}
+            variant = Variant(f"rss{per_class}", 8810, limits, code_dir=code_dir)
+            variant.start(data_dir)
+            before = variant.peak_rss_mb()
+            try:
+                rate = archive_rate(variant.url, model_id, per_class, classes=2)
+                print(
+                    f"{code_dir}: per_class {per_class}: peak RSS {variant.peak_rss_mb():.0f} MB "
+                    f"(after start {before:.0f} MB), {rate:.0f} img/s, {load()}",
+                    flush=True,
+                )
+            finally:
+                variant.stop()
 
 
 if __name__ == "__main__":

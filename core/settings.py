@@ -100,7 +100,7 @@ class Settings(BaseSettings):
         256, ge=1, description="dynamic batching: images per gathered call (larger ones run alone)"
     )
     png_compress_level: int = Field(
-        6, ge=0, le=9, description="zlib level of served PNGs (1: faster, larger; 9: smallest)"
+        1, ge=0, le=9, description="zlib level of served PNGs (1: fast; 6: zlib's default)"
     )
     access_log: bool = Field(True, description="uvicorn's access log line per request")
     warm_models: int = Field(

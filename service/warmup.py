@@ -13,7 +13,8 @@ from sqlalchemy import select
 from core.db.session import session_scope
 from core.db.tables import Model
 from core.settings import Settings
-from models.images import encode_png
+from models.drawing import CHUNK
+from models.images import encode_png, image_grid
 from service import generation
 
 log = logging.getLogger("ganaug.api")
@@ -33,7 +34,7 @@ def newest_model_ids(settings: Settings, limit: int) -> list[str]:
 
 def warm_models(settings: Settings) -> None:
     """Load each newest model's sampler, run it once (ORT allocates on the first run) and
-    encode its image (the PNG encoder's first use imports and sets up)."""
+    encode a grid (the PNG encoder's first use imports and sets up)."""
     if settings.warm_models == 0:
         return
     for model_id in newest_model_ids(settings, settings.warm_models):
@@ -41,7 +42,9 @@ def warm_models(settings: Settings) -> None:
             sampler = generation.load_sampler(
                 settings.models_dir / model_id, settings.ort_threads, settings.ort_spinning
             )
-            z = np.zeros((1, sampler.manifest.z_dim), np.float32)
-            encode_png(sampler.generate(np.zeros(1, np.int64), z)[0], settings.png_compress_level)
+            # a block of CHUNK rows, the largest one call gets: ORT sizes its buffers now
+            z = np.zeros((CHUNK, sampler.manifest.z_dim), np.float32)
+            images = sampler.generate(np.zeros(CHUNK, np.int64), z)
+            encode_png(image_grid(images[:64], ncols=16), settings.png_compress_level)
         except Exception:  # a model that cannot load fails its own requests, not start-up
             log.exception("warm-up of model %s failed", model_id)

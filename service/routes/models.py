@@ -3,9 +3,11 @@ classification of uploaded images."""
 
 from __future__ import annotations
 
+import functools
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
@@ -43,6 +45,7 @@ from service.schemas import (
     ModelStatus,
 )
 
+T = TypeVar("T")
 router = APIRouter(prefix="/v1/models", tags=["models"], route_class=RateLimitedRoute)
 
 DrawQueryDep = Annotated[draws.DrawQuery, Depends(draws.draw_query)]
@@ -199,15 +202,8 @@ async def get_samples(
     options change how latents are drawn and which images are kept (`auto` and the filters
     need the quality report: 409 before it).
     """
-    model, sampler = await compute.run(_ready_sampler, settings, tenant, model_id)
-    if format == "png" and (n != 1 or class_ is None):
-        raise ApiError(422, "invalid_format", "format=png returns one image: pass class and n=1.")
-    indices = (
-        [_class_index(model, class_)] if class_ is not None else list(range(len(model.classes)))
-    )
-    _check_image_count(
-        "samples", [n] * len(indices), settings.max_samples, "GANAUG_MAX_SAMPLES", "n"
-    )
+    check = functools.partial(_sample_classes, settings, class_, n, format)
+    model, sampler, indices = await compute.run(_ready_sampler, settings, tenant, model_id, check)
     model_dir = settings.models_dir / model.id
     draw = draws.make_draw(sampler.manifest, draw_query, settings.max_truncation)
     seed = seed if seed is not None else random.randrange(2**31)
@@ -229,17 +225,37 @@ async def get_samples(
     return Response(body, media_type=MEDIA[format], headers=headers)
 
 
+def _sample_classes(
+    settings: Settings, class_: str | None, n: int, format: str, model: Model
+) -> list[int]:
+    """The class indices a samples request asks for, once its options are checked (422)."""
+    if format == "png" and (n != 1 or class_ is None):
+        raise ApiError(422, "invalid_format", "format=png returns one image: pass class and n=1.")
+    indices = (
+        [_class_index(model, class_)] if class_ is not None else list(range(len(model.classes)))
+    )
+    _check_image_count(
+        "samples", [n] * len(indices), settings.max_samples, "GANAUG_MAX_SAMPLES", "n"
+    )
+    return indices
+
+
 def _ready_sampler(
-    settings: Settings, tenant: str, model_id: str
-) -> tuple[Model, GeneratorSampler]:
-    """The succeeded model's row and its generator's session (blocking: the database, and
-    opening the session the first time)."""
+    settings: Settings,
+    tenant: str,
+    model_id: str,
+    check: Callable[[Model], T] = lambda model: None,
+) -> tuple[Model, GeneratorSampler, T]:
+    """The succeeded model's row, its generator's session and what `check` (the request's
+    options against the row) returns, checked before the session is opened. Blocking: the
+    database, and opening the session the first time."""
     with session_scope(settings.sqlalchemy_url) as session:
         model = _ready_model(session, tenant, model_id)
+    checked = check(model)
     sampler = generation.load_sampler(
         settings.models_dir / model.id, settings.ort_threads, settings.ort_spinning
     )
-    return model, sampler
+    return model, sampler, checked
 
 
 def _filtered(
@@ -289,7 +305,7 @@ async def get_archive(
     complete). `recipe=recommended` takes the counts, truncation and filter the quality
     report measured best. Streamed as it is generated.
     """
-    model, sampler = await compute.run(_ready_sampler, settings, tenant, model_id)
+    model, sampler, _ = await compute.run(_ready_sampler, settings, tenant, model_id)
     model_dir = settings.models_dir / model.id
     if recipe is not None:
         if per_class is not None or total is not None or draw_query != draws.DrawQuery():

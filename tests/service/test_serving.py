@@ -166,7 +166,8 @@ def test_sample_zip_and_npz_are_streamed_valid_archives(servers):
 
 def test_archive_members_hold_the_encoded_images_and_pass_unzip(servers, tiny_model, tmp_path):
     """The flat-memory writer stores what the zipfile writer stored: each real image's and
-    each drawn image's PNG bytes, under the same names."""
+    each drawn image's PNG bytes (at the PNG level of the settings), under the same names."""
+    level = Settings().png_compress_level
     response = servers.plain.get(
         f"/v1/models/{servers.plain_id}/archive", params={"per_class": 3, "seed": 8}
     )
@@ -182,10 +183,11 @@ def test_archive_members_hold_the_encoded_images_and_pass_unzip(servers, tiny_mo
         for index, shape in enumerate(SHAPES):
             drawn = draw_class_images(sampler, index, 3, 8, DrawSpec())
             for i, image in enumerate(drawn):
-                assert archive.read(f"{shape}/synthetic_{i:05d}.png") == encode_png(image)
+                assert archive.read(f"{shape}/synthetic_{i:05d}.png") == encode_png(image, level)
             real = tiny_model.x[tiny_model.y == index]
             for j, image in enumerate(real):
-                assert archive.read(f"{shape}/real_{j:05d}.png") == encode_png(image[..., None])
+                png = encode_png(image[..., None], level)
+                assert archive.read(f"{shape}/real_{j:05d}.png") == png
         manifest = json.loads(archive.read("manifest.json"))
     assert manifest["complete"] and manifest["counts"]["circle"] == {
         "real": int((tiny_model.y == SHAPES.index("circle")).sum()),
