@@ -11,6 +11,8 @@ round after round, so a change of load hits them all alike:
     batched   this code, dynamic batching on (the default 2 ms)
     h11       `batched` on asyncio + h11 instead of uvloop + httptools
     logged    `batched` with the access log on (the others run without it)
+    ort1      `batched` with one intra-op ORT thread per session (GANAUG_ORT_THREADS=1)
+    pool1     `batched` with a pool of one thread (GANAUG_COMPUTE_THREADS=1)
 
     .venv/bin/python -m benchmarks.serving [--rounds 3] [--seconds 3] [--rss]
 
@@ -260,6 +262,8 @@ def main() -> None:
             "h11", 8805, {}, args=["--no-access-log", "--loop", "asyncio", "--http", "h11"]
         ),  # fmt: skip
         "logged": Variant("logged", 8806, {}, args=[]),
+        "ort1": Variant("ort1", 8807, {"GANAUG_ORT_THREADS": "1"}),
+        "pool1": Variant("pool1", 8808, {"GANAUG_COMPUTE_THREADS": "1"}),
     }
     variants = [all_variants[name] for name in args.variants.split(",")]
     try:
@@ -345,7 +349,8 @@ def report(rows: dict[str, list[dict]], reference: list[dict], cold: dict[str, f
         )
     names = list(rows)
     for a, b in [("lean", "spin"), ("batched", "lean"), ("batched", "main"), ("h11", "batched"),
-                 ("logged", "batched"), ("lean", "main")]:  # fmt: skip
+                 ("logged", "batched"), ("lean", "main"), ("ort1", "batched"),
+                 ("pool1", "batched")]:  # fmt: skip
         if a in rows and b in rows:
             ratios = [
                 x["one8"]["rps"] / y["one8"]["rps"] for x, y in zip(rows[a], rows[b], strict=True)
