@@ -234,6 +234,18 @@ def png_levels(work: InProcess) -> list[str]:
     return lines
 
 
+def import_seconds(code_dir: Path) -> float:
+    """Seconds to import the app (service.app) in a fresh interpreter."""
+    code = (
+        "import time; t = time.perf_counter(); import service.app; print(time.perf_counter() - t)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(code_dir)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=code_dir, capture_output=True, text=True
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -247,6 +259,13 @@ def main() -> None:
     model_id = build_model(data_dir)
     model_dir = data_dir / "models" / model_id
     print(f"model {model_id}; {load()}; cores {os.cpu_count()}", flush=True)
+
+    imports = {"this": [], "main": []}
+    for _ in range(3):
+        imports["this"].append(import_seconds(ROOT))
+        imports["main"].append(import_seconds(args.main_dir))
+    this, before = statistics.median(imports["this"]), statistics.median(imports["main"])
+    print(f"import service.app: {this:.2f} s, main {before:.2f} s ({before / this:.2f}x); {load()}")
 
     work = InProcess(model_dir, png_level=6)
     print("PNG levels (in-process, same images):")
