@@ -29,7 +29,10 @@ def newest_model_ids(settings: Settings, limit: int) -> list[str]:
             .order_by(Model.finished_at.desc())
             .limit(limit)
         )
-        return list(session.scalars(query))
+        ids = list(session.scalars(query))
+        for model_id in ids:  # the query each request makes (SQLAlchemy compiles it once)
+            session.get(Model, model_id)
+        return ids
 
 
 def warm_models(settings: Settings) -> None:

@@ -26,6 +26,7 @@ from models.drawing import DrawSpec, draw_class_images
 from models.images import encode_png
 from models.sampler import GeneratorSampler
 from models.truncation import sample_latents
+from service import generation
 from service.app import create_app
 from service.compute import Compute
 from service.zipstream import ZipStream
@@ -71,9 +72,15 @@ def servers(tiny_model, tmp_path_factory) -> Iterator[SimpleNamespace]:
     """One gateway that batches (gathering for up to 200 ms) and one that never does."""
     root = tmp_path_factory.mktemp("serving")
     batched, model_id, _ = _serve(tiny_model, root / "batched", batch_wait_ms=200)
-    plain, plain_id, _ = _serve(tiny_model, root / "plain", batch_wait_ms=0)
+    plain, plain_id, plain_settings = _serve(tiny_model, root / "plain", batch_wait_ms=0)
     try:
-        yield SimpleNamespace(batched=batched, model_id=model_id, plain=plain, plain_id=plain_id)
+        yield SimpleNamespace(
+            batched=batched,
+            model_id=model_id,
+            plain=plain,
+            plain_id=plain_id,
+            plain_settings=plain_settings,
+        )
     finally:
         batched.__exit__(None, None, None)
         plain.__exit__(None, None, None)
@@ -193,6 +200,22 @@ def test_archive_members_hold_the_encoded_images_and_pass_unzip(servers, tiny_mo
         "real": int((tiny_model.y == SHAPES.index("circle")).sum()),
         "synthetic": 3,
     }
+
+
+def test_start_up_opens_the_newest_models_sessions(servers):
+    """A gateway starting over a data directory with a succeeded model has its ORT session
+    open before the first request: that request finds it loaded."""
+    settings = servers.plain_settings
+    model_dir = settings.models_dir / servers.plain_id
+    generation._sampler.cache_clear()
+    with TestClient(create_app(settings), base_url="http://localhost"):
+        assert generation._sampler.cache_info().currsize == 1
+        generation.load_sampler(model_dir, settings.ort_threads, settings.ort_spinning)
+        assert generation._sampler.cache_info().hits == 1
+    generation._sampler.cache_clear()
+    cold = settings.model_copy(update={"warm_models": 0})
+    with TestClient(create_app(cold), base_url="http://localhost"):
+        assert generation._sampler.cache_info().currsize == 0
 
 
 def test_png_level_changes_size_not_pixels(tiny_model, tmp_path):
