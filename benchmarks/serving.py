@@ -7,12 +7,12 @@ round after round, so a change of load hits them all alike:
 
     main      the code of --main-dir (default /work/main), before this work
     spin      this code with ORT spinning on (GANAUG_ORT_SPINNING=true), batching off
-    lean      this code, batching off (GANAUG_BATCH_WAIT_MS=0)
-    batched   this code, dynamic batching on (the default 2 ms)
-    h11       `batched` on asyncio + h11 instead of uvloop + httptools
-    logged    `batched` with the access log on (the others run without it)
-    ort1      `batched` with one intra-op ORT thread per session (GANAUG_ORT_THREADS=1)
-    pool1     `batched` with a pool of one thread (GANAUG_COMPUTE_THREADS=1)
+    lean      this code with its defaults (on CPU: no batching)
+    batched   this code with dynamic batching on CPU (GANAUG_BATCH_WAIT_MS=2)
+    h11       `lean` on asyncio + h11 instead of uvloop + httptools
+    logged    `lean` with the access log on (the others run without it)
+    ort1      `lean` with one intra-op ORT thread per session (GANAUG_ORT_THREADS=1)
+    pool1     `lean` with a pool of one thread (GANAUG_COMPUTE_THREADS=1)
 
     .venv/bin/python -m benchmarks.serving [--rounds 3] [--seconds 3] [--rss]
 
@@ -271,12 +271,11 @@ def main() -> None:
     print("PNG levels (in-process, same images):")
     print("\n".join(png_levels(work)), flush=True)
 
-    lean = {"GANAUG_BATCH_WAIT_MS": "0"}
     all_variants = {
         "main": Variant("main", 8801, {}, code_dir=args.main_dir),
-        "spin": Variant("spin", 8802, {**lean, "GANAUG_ORT_SPINNING": "true"}),
-        "lean": Variant("lean", 8803, lean),
-        "batched": Variant("batched", 8804, {}),
+        "spin": Variant("spin", 8802, {"GANAUG_ORT_SPINNING": "true"}),
+        "lean": Variant("lean", 8803, {}),
+        "batched": Variant("batched", 8804, {"GANAUG_BATCH_WAIT_MS": "2"}),
         "h11": Variant(
             "h11", 8805, {}, args=["--no-access-log", "--loop", "asyncio", "--http", "h11"]
         ),  # fmt: skip
@@ -367,9 +366,8 @@ def report(rows: dict[str, list[dict]], reference: list[dict], cold: dict[str, f
             f"cold/warm {cold[name]:.2f}"
         )
     names = list(rows)
-    for a, b in [("lean", "spin"), ("batched", "lean"), ("batched", "main"), ("h11", "batched"),
-                 ("logged", "batched"), ("lean", "main"), ("ort1", "batched"),
-                 ("pool1", "batched")]:  # fmt: skip
+    for a, b in [("lean", "spin"), ("batched", "lean"), ("lean", "main"), ("h11", "lean"),
+                 ("logged", "lean"), ("ort1", "lean"), ("pool1", "lean")]:  # fmt: skip
         if a in rows and b in rows:
             ratios = [
                 x["one8"]["rps"] / y["one8"]["rps"] for x, y in zip(rows[a], rows[b], strict=True)

@@ -90,11 +90,12 @@ class Settings(BaseSettings):
     compute_threads: int = Field(
         0, ge=0, description="the gateway's pool for generation and encoding; 0: the cores"
     )
-    batch_wait_ms: float = Field(
-        2.0,
+    batch_wait_ms: float | None = Field(
+        None,
         ge=0,
         description="dynamic batching: gather concurrent small sample requests of one model "
-        "this long into one ORT call; 0: off",
+        "at most this long into one ORT call; 0: off; None: 2 ms for generators on CUDA, off "
+        "on CPU (where it did not pay: benchmarks/results/serving.md)",
     )
     batch_max_images: int = Field(
         256, ge=1, description="dynamic batching: images per gathered call (larger ones run alone)"

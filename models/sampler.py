@@ -110,6 +110,11 @@ class GeneratorSampler:
         self._on_cuda = CUDA in self._session.get_providers()
 
     @property
+    def on_cuda(self) -> bool:
+        """Whether the session runs on CUDA."""
+        return self._on_cuda
+
+    @property
     def providers(self) -> list[str]:
         """The providers the session actually runs on."""
         return self._session.get_providers()

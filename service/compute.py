@@ -24,6 +24,7 @@ import numpy as np
 from models.sampler import GeneratorSampler
 
 T = TypeVar("T")
+CUDA_BATCH_WAIT_MS = 2.0  # batch_wait_ms None: the wait on CUDA
 
 
 def pool_size(threads: int) -> int:
@@ -50,10 +51,18 @@ class Compute:
     then run as one.
     """
 
-    def __init__(self, threads: int = 0, batch_wait_ms: float = 0.0, batch_max_images: int = 256):
+    def __init__(
+        self, threads: int = 0, batch_wait_ms: float | None = 0.0, batch_max_images: int = 256
+    ):
+        """Args:
+        threads: the pool's threads (0: the cores).
+        batch_wait_ms: the longest a call waits to be gathered; 0: no batching; None:
+            CUDA_BATCH_WAIT_MS for generators on CUDA, none on CPU.
+        batch_max_images: rows of one gathered call; larger calls run alone.
+        """
         self.threads = pool_size(threads)
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="ganaug-compute")
-        self._wait_s = batch_wait_ms / 1000
+        self._wait_s = None if batch_wait_ms is None else batch_wait_ms / 1000
         self._max_rows = batch_max_images
         self._open: dict[GeneratorSampler, _Gathering] = {}
         self._busy = 0  # calls on the pool, queued or running
@@ -87,9 +96,9 @@ class Compute:
     ) -> np.ndarray:
         """`sampler.generate(labels, latents)`, gathered with concurrent calls when batching
         is on, the request is small and the pool is busy."""
-        rows = len(labels)
+        rows, wait_s = len(labels), self._wait_for(sampler)
         gathering = self._open.get(sampler)
-        alone = self._wait_s <= 0 or rows == 0 or rows > self._max_rows
+        alone = wait_s <= 0 or rows == 0 or rows > self._max_rows
         if alone or (gathering is None and self._busy < self.threads):
             return await self.run(sampler.generate, labels, latents)
         loop = asyncio.get_running_loop()
@@ -98,7 +107,7 @@ class Compute:
             gathering = None
         if gathering is None:
             gathering = self._open[sampler] = _Gathering()
-            loop.call_later(self._wait_s, self._flush, sampler, gathering)
+            loop.call_later(wait_s, self._flush, sampler, gathering)
         waiter = loop.create_future()
         gathering.labels.append(labels)
         gathering.latents.append(latents)
@@ -107,6 +116,13 @@ class Compute:
         if gathering.rows == self._max_rows:
             self._flush(sampler, gathering)
         return await waiter
+
+    def _wait_for(self, sampler: GeneratorSampler) -> float:
+        if self._wait_s is not None:
+            return self._wait_s
+        # On CPU a generator's cost grows with its rows, so gathering saved nothing there
+        # (benchmarks/results/serving.md); on a GPU one call of many rows costs about one.
+        return CUDA_BATCH_WAIT_MS / 1000 if sampler.on_cuda else 0.0
 
     def _flush(self, sampler: GeneratorSampler, gathering: _Gathering) -> None:
         if self._open.get(sampler) is not gathering:

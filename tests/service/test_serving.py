@@ -133,6 +133,26 @@ def test_calls_gather_while_the_pool_is_busy_and_get_their_own_rows(tiny_model):
         assert images.tobytes() == sampler.generate(labels, latents).tobytes()
 
 
+def test_unset_wait_batches_no_cpu_generator(tiny_model):
+    sampler = GeneratorSampler(tiny_model.model_dir, CPU)
+    labels, latents = np.zeros(2, np.int64), sample_latents(np.random.default_rng(0), 2, 16)
+
+    async def run() -> int:
+        compute = Compute(threads=1, batch_wait_ms=None)
+        release = threading.Event()
+        blocker = asyncio.ensure_future(compute.run(release.wait))
+        await asyncio.sleep(0)
+        waiting = [asyncio.ensure_future(compute.generate(sampler, labels, latents)) for _ in "ab"]
+        await asyncio.sleep(0.05)
+        release.set()
+        await blocker
+        await asyncio.gather(*waiting)
+        compute.close()
+        return compute.gathered_calls
+
+    assert asyncio.run(run()) == 0
+
+
 def test_concurrent_requests_are_batched_and_get_their_unbatched_bytes(servers):
     client = servers.batched
     compute = client.app.state.compute
