@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 from sqlalchemy import select
 
 from core.db.session import session_scope
 from core.db.tables import Model
 from core.settings import Settings
-from models.drawing import CHUNK
+from models.drawing import CHUNK, DrawSpec
 from models.images import encode_png, image_grid
 from service import generation
 
@@ -45,9 +44,10 @@ def warm_models(settings: Settings) -> None:
             sampler = generation.load_sampler(
                 settings.models_dir / model_id, settings.ort_threads, settings.ort_spinning
             )
-            # a block of CHUNK rows, the largest one call gets: ORT sizes its buffers now
-            z = np.zeros((CHUNK, sampler.manifest.z_dim), np.float32)
-            images = sampler.generate(np.zeros(CHUNK, np.int64), z)
+            # latents as a request draws them (numpy's first draw sets up), then a block of
+            # CHUNK rows, the largest one call gets: ORT sizes its buffers now
+            labels, z = generation.sample_latents(sampler.manifest.z_dim, [0], CHUNK, 0, DrawSpec())
+            images = sampler.generate(labels, z)
             encode_png(image_grid(images[:64], ncols=16), settings.png_compress_level)
         except Exception:  # a model that cannot load fails its own requests, not start-up
             log.exception("warm-up of model %s failed", model_id)
