@@ -253,6 +253,7 @@ def main() -> None:
     parser.add_argument("--main-dir", type=Path, default=Path("/work/main"))
     parser.add_argument("--variants", default="main,spin,lean,batched,h11,logged")
     parser.add_argument("--rss", action="store_true", help="peak RSS at per_class 1000 vs 20000")
+    parser.add_argument("--cold", action="store_true", help="cold starts with/without warm-up")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     data_dir = OUT / "data"
@@ -283,7 +284,9 @@ def main() -> None:
         "ort1": Variant("ort1", 8807, {"GANAUG_ORT_THREADS": "1"}),
         "pool1": Variant("pool1", 8808, {"GANAUG_COMPUTE_THREADS": "1"}),
     }
-    variants = [all_variants[name] for name in args.variants.split(",")]
+    if args.cold:
+        cold_starts(data_dir, model_id)
+    variants = [all_variants[name] for name in args.variants.split(",") if name]
     try:
         measure(variants, work, model_id, data_dir, args)
     finally:
@@ -337,7 +340,8 @@ def measure(variants: list[Variant], work: InProcess, model_id: str, data_dir: P
                 f"{row['archive_ips']:6.0f} img/s  load {row['load']:.1f}",
                 flush=True,
             )
-    report(rows, reference, cold)
+    if reference:
+        report(rows, reference, cold)
     for variant in variants:
         variant.stop()
     if args.rss:
@@ -381,6 +385,27 @@ def report(rows: dict[str, list[dict]], reference: list[dict], cold: dict[str, f
                 f"{statistics.median(grid):.2f}x, archive {statistics.median(arch):.2f}x"
             )
     del names
+
+
+def cold_starts(data_dir: Path, model_id: str, attempts: int = 3) -> None:
+    """First grid request of a fresh server against the median of its next 5, with the
+    start-up warm-up and without (GANAUG_WARM_MODELS=0), alternating."""
+    grid = f"/v1/models/{model_id}/samples?n=64&class=0&seed=1"
+    for _ in range(attempts):
+        for name, env in (("warm-up", {}), ("no warm-up", {"GANAUG_WARM_MODELS": "0"})):
+            variant = Variant(name.replace(" ", "-"), 8820, env)
+            variant.start(data_dir)
+            try:
+                url = variant.url + grid
+                times = [timed(lambda url=url: httpx.get(url, timeout=60), 1) for _ in range(6)]
+            finally:
+                variant.stop()
+            rest = statistics.median(times[1:])
+            print(
+                f"{name:10s}: first {1000 * times[0]:.0f} ms, then {1000 * rest:.0f} ms: "
+                f"{times[0] / rest:.2f}x; {load()}",
+                flush=True,
+            )
 
 
 def rss(data_dir: Path, main_dir: Path) -> None:
