@@ -12,11 +12,13 @@ from core.queue import make_celery
 from core.settings import Settings, get_settings
 from core.startup import prepare
 from service.access import AccessMiddleware, auth_summary, startup_refusal, trusted_hosts
+from service.compute import Compute
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimitMiddleware, RefuseNulMiddleware
 from service.openapi import install_openapi, operation_id
 from service.ratelimit import RateLimits
 from service.routes import datasets, health, models, reports
+from service.warmup import warm_models
 
 log = logging.getLogger("ganaug.api")
 
@@ -38,7 +40,9 @@ def create_app(
             log.warning("anonymous mode: %s", auth["warning"])
         else:
             log.info("API keys required; trusted hosts: %s", ", ".join(trusted_hosts(settings)))
+        warm_models(settings)
         yield
+        app.state.compute.close()
 
     app = FastAPI(
         title="ganaug",
@@ -51,6 +55,9 @@ def create_app(
     app.state.celery = make_celery(settings)
     app.state.worker_status = worker_status
     app.state.rate_limits = RateLimits(settings)
+    app.state.compute = Compute(
+        settings.compute_threads, settings.batch_wait_ms, settings.batch_max_images
+    )
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes, path_prefix="/"
     )

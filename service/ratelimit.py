@@ -67,7 +67,10 @@ class RateLimitedRoute(APIRoute):
         async def limited(request: Request) -> Response:
             limits: RateLimits = request.app.state.rate_limits
             caller: Caller = request.scope[CALLER_SCOPE_KEY]
-            await anyio.to_thread.run_sync(limits.admit, name, caller.rate_identity)
+            if limits.in_memory:  # a dict and a lock: no I/O to move off the event loop
+                limits.admit(name, caller.rate_identity)
+            else:
+                await anyio.to_thread.run_sync(limits.admit, name, caller.rate_identity)
             return await handler(request)
 
         return limited
@@ -78,6 +81,7 @@ class RateLimits:
 
     def __init__(self, settings: Settings) -> None:
         storage = storage_from_string(settings.rate_limit_storage_url)
+        self.in_memory = settings.rate_limit_storage_url.startswith("memory://")
         self._limiter = MovingWindowRateLimiter(storage)
         self._items: dict[str, list[RateLimitItem]] = {
             name: parse_many(value) if (value := getattr(settings, f"rate_limit_{name}")) else []
