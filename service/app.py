@@ -12,6 +12,7 @@ from core.queue import make_celery
 from core.settings import Settings, get_settings
 from core.startup import prepare
 from service.access import AccessMiddleware, auth_summary, startup_refusal, trusted_hosts
+from service.docs import install_docs
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimitMiddleware, RefuseNulMiddleware
 from service.openapi import install_openapi, operation_id
@@ -46,6 +47,8 @@ def create_app(
         description="Class-conditional GAN data augmentation: upload, train, sample.",
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        docs_url=None,  # service.docs serves /docs and /redoc from local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.celery = make_celery(settings)
@@ -59,6 +62,7 @@ def create_app(
     app.add_middleware(AccessMiddleware, settings=settings)
     install_error_handlers(app)
     install_openapi(app)
+    install_docs(app)
     for router in (health.router, datasets.router, models.router, reports.router):
         app.include_router(router)
     logging.getLogger("ganaug").setLevel(logging.INFO)
