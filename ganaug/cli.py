@@ -1,5 +1,5 @@
 """The `ganaug` command: serve the API, run a training worker, migrate the database, manage
-API keys.
+API keys, build example datasets; `datasets` and `models` (ganaug.commands) use the API.
 
 It composes the gateway (`service`) and the workers (`workers`), which import only `core`.
 """
@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import signal
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from core.settings import get_settings
 from core.startup import prepare
+from ganaug.commands import datasets_app, models_app
 
 app = typer.Typer(
     help="ganaug: class-conditional GAN data augmentation service.", no_args_is_help=True
@@ -21,6 +23,8 @@ app = typer.Typer(
 log = logging.getLogger("ganaug.cli")
 keys_app = typer.Typer(help="API keys: each names its tenant; shown once, stored hashed.")
 app.add_typer(keys_app, name="keys")
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(models_app, name="models")
 
 
 @app.command()
@@ -117,6 +121,25 @@ def run_worker(
     if settings.embedded:  # the filesystem broker has no broadcast: no mingle/gossip/heartbeat
         argv += ["--without-mingle", "--without-gossip", "--without-heartbeat"]
     celery_app.worker_main(argv)
+
+
+@app.command()
+def example(
+    name: Annotated[str, typer.Argument(help="fashion-mnist or digits")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the zip to write")],
+    per_class: Annotated[int, typer.Option(help="images of each class")] = 50,
+    seed: Annotated[int, typer.Option(help="which images are drawn")] = 0,
+) -> None:
+    """Build an example dataset zip (class folders of PNGs) to upload, e.g. the README's
+    `ganaug example fashion-mnist --per-class 50 --out fashion500.zip`."""
+    from ganaug.examples import ExampleUnavailable, build_example
+
+    try:
+        counts = build_example(name, out, per_class=per_class, seed=seed)
+    except (ExampleUnavailable, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {out}: {sum(counts.values())} images, classes {', '.join(counts)}")
 
 
 @keys_app.command("create")
