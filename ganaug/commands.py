@@ -102,10 +102,14 @@ def upload(
     steps: Steps = None,
     method: Method = None,
     image_size: Annotated[int | None, typer.Option(help="square training size, 8-128")] = None,
+    ids: Annotated[
+        bool, typer.Option("--id", help="print only the dataset id (and the model id)")
+    ] = False,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
 ) -> None:
-    """Upload a dataset (class folders in a zip/tar, or an .npz); --train queues a model."""
+    """Upload a dataset (class folders in a zip/tar, or an .npz) and print it as JSON;
+    --train queues a model too."""
     options = _options(config, steps, method)
     if options and not train:
         raise typer.BadParameter("training options were given without --train")
@@ -113,7 +117,12 @@ def upload(
         dataset = api.upload_dataset(
             file, name=name, train=train, config=options or None, image_size=image_size
         )
-    _print(dataset)
+    if ids:
+        typer.echo(dataset["id"])
+        if dataset.get("model"):
+            typer.echo(dataset["model"]["id"])
+    else:
+        _print(dataset)
 
 
 @datasets_app.command("list")
