@@ -41,6 +41,7 @@ from training.augment import AdaptiveAugment
 from training.config import UNSUPERVISED_METHODS, Progress, TrainConfig, TrainResult
 from training.dataset import StoredDataset
 from training.errors import TrainingAborted, TrainingInterrupted
+from training.eta import estimate_report_seconds
 from training.export import export_classifier_onnx, export_generator_onnx
 from training.losses import GanLoss, Stats
 from training.selection import BestSoFar, RecallSelector
@@ -348,7 +349,14 @@ def run(
         trainer: Trainer = VirtualLabelTrainer(config, data, dev)
     else:
         trainer = Trainer(config, data, dev)
-    # the evaluator trains before the clock starts, so the ETA counts training steps only
+    # the evaluator trains before the clock starts, so the ETA counts training steps only;
+    # the report that follows is estimated once here, and each progress carries it
+    report_s = None
+    if config.report != "none":
+        _, channels, size, _ = data.images.shape
+        report_s = estimate_report_seconds(
+            config.report, channels=channels, size=size, num_classes=len(data.classes), device=dev
+        )
     selector = RecallSelector(dataset, split, config, dev) if config.select_by == "recall" else None
     if resume is not None:
         trainer.load_checkpoint(resume)
@@ -362,6 +370,7 @@ def run(
         trainer.measurements,
         resume_step=None if resume is None else trainer.steps_done,
         elapsed_s=0.0 if resume is None else resume["elapsed_s"],
+        report_s=report_s,
     )
 
     def checkpoint(**extra: object) -> None:
@@ -418,6 +427,7 @@ def run(
         elapsed_s=reporter.elapsed_s,
         device=str(dev),
         seed=seed,
+        report_s=report_s,
     )
 
 
