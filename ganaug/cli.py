@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from core.logs import configure_logging
 from core.settings import get_settings
 from core.startup import prepare
 from ganaug.commands import datasets_app, models_app
@@ -59,6 +61,7 @@ def serve(
     settings = settings.model_copy(
         update={"host": host or settings.host, "port": port or settings.port}
     )
+    configure_logging(settings)
     prepare(settings)
     if refusal := startup_refusal(settings):
         typer.echo(refusal, err=True)
@@ -79,7 +82,7 @@ def serve(
             create_app(settings, worker_status=embedded.status if embedded else None),
             host=settings.host,
             port=settings.port,
-            log_level="info",
+            log_config=None,  # uvicorn's lines go through core.logs like ours
         )
     finally:
         if embedded is not None:
@@ -95,7 +98,9 @@ def run_worker(
     concurrency: Annotated[
         int | None, typer.Option(help="parallel training jobs (GANAUG_WORKER_CONCURRENCY)")
     ] = None,
-    loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
+    loglevel: Annotated[
+        str | None, typer.Option(help="log level (GANAUG_LOG_LEVEL, default INFO)")
+    ] = None,
     parent_pid: Annotated[
         int | None,
         typer.Option(hidden=True, help="exit when this process ends (set by ganaug serve)"),
@@ -109,11 +114,16 @@ def run_worker(
 
         die_with_parent(parent_pid)
     settings = get_settings()
+    settings = settings.model_copy(update={"log_level": loglevel or settings.log_level})
+    configure_logging(settings)  # workers.celery_app keeps Celery from configuring its own
     prepare(settings)
-    logging.getLogger("ganaug").setLevel(loglevel.upper())  # our INFO lines next to Celery's
+    # Celery warns at every start when run as root (containers often are); the Dockerfile's
+    # user is not root. The warning is a line of noise per start, not something to act on.
+    warnings.filterwarnings("ignore", message="You're running the worker with superuser")
     argv = [
+        "--quiet",  # no banner: the lines below say what it is connected to
         "worker",
-        f"--loglevel={loglevel}",
+        f"--loglevel={settings.log_level.upper()}",
         f"--concurrency={concurrency or settings.worker_concurrency}",
         f"--queues={settings.queue}",
         "--hostname=ganaug@%h",

@@ -18,6 +18,8 @@ from service.limits import BodySizeLimitMiddleware, RefuseNulMiddleware
 from service.openapi import install_openapi, operation_id
 from service.ratelimit import RateLimits
 from service.routes import datasets, health, models, reports
+from service.telemetry import Metrics, MetricsMiddleware, RequestIdMiddleware
+from service.telemetry import router as metrics_router
 
 log = logging.getLogger("ganaug.api")
 
@@ -60,10 +62,14 @@ def create_app(
     app.add_middleware(RefuseNulMiddleware)
     # Added last, so it runs first: nothing is read from a request it refuses.
     app.add_middleware(AccessMiddleware, settings=settings)
+    # ... except for these two: every answer, refusals too, is counted and has a request id
+    app.state.metrics = Metrics(settings)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     install_openapi(app)
     install_docs(app)
-    for router in (health.router, datasets.router, models.router, reports.router):
+    for router in (health.router, metrics_router, datasets.router, models.router, reports.router):
         app.include_router(router)
     logging.getLogger("ganaug").setLevel(logging.INFO)
     return app

@@ -29,6 +29,7 @@ from service.schemas import (
     ModelsPublic,
     ModelStatus,
 )
+from service.telemetry import SAMPLES_SERVED
 
 router = APIRouter(prefix="/v1/models", tags=["models"], route_class=RateLimitedRoute)
 
@@ -204,6 +205,7 @@ def get_samples(
         images, labels = generation.generate(sampler, scorer, indices, n, seed, draw)
     except FilterExhausted as exc:
         raise ApiError(422, "filter_exhausted", str(exc)) from exc
+    SAMPLES_SERVED.labels("samples").inc(len(images))
     labeller = generation.load_soft_labeller(model_dir) if format == "npz" else None
     body = generation.render(images, labels, sampler.manifest.classes, format, n, labeller)
     return Response(body, media_type=MEDIA[format], headers=_draw_headers(seed, draw))
@@ -262,6 +264,7 @@ def get_archive(
         "archive", counts, settings.max_archive_images, "GANAUG_MAX_ARCHIVE_IMAGES", "per_class"
     )
     seed = seed if seed is not None else random.randrange(2**31)
+    SAMPLES_SERVED.labels("archive").inc(sum(counts))
     request = generation.ArchiveRequest(counts, draw, seed, include_real, recipe_used)
     chunks = generation.stream_archive(
         sampler,
