@@ -42,7 +42,7 @@ from training.config import UNSUPERVISED_METHODS, Progress, TrainConfig, TrainRe
 from training.dataset import StoredDataset
 from training.errors import TrainingAborted, TrainingInterrupted
 from training.eta import estimate_report_seconds
-from training.export import export_classifier_onnx, export_generator_onnx
+from training.export import describe_model_onnx, export_classifier_onnx, export_generator_onnx
 from training.losses import GanLoss, Stats
 from training.selection import BestSoFar, RecallSelector
 from training.split import stratified_split
@@ -487,7 +487,7 @@ def write_model(
     image = ImageShape(height=size, width=size, channels=channels)
     inputs, outputs = generator_io(config.z_dim, image)
     classifier = write_classifier(trainer, out_dir, image, class_map)
-    Manifest(
+    manifest = Manifest(
         model_id=model_id,
         method=config.method,
         classes=classes,
@@ -503,7 +503,9 @@ def write_model(
         classifier=classifier,
         selection=selection,
         clusters=clusters,
-    ).save(out_dir)
+    )
+    describe_model_onnx(out_dir, manifest)
+    manifest.save(out_dir)
     write_samples(out_dir, len(classes))
 
 
