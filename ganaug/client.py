@@ -275,8 +275,11 @@ class Client:
         min_confidence: float | None = None,
         seed: int | None = None,
         format: str = "grid",
+        scale: int | None = None,
+        labels: bool = False,
     ) -> Download:
-        """Synthetic images into `out`: a grid PNG (default), one png, a zip or an npz."""
+        """Synthetic images into `out`: a grid PNG (default; `scale` enlarges its tiles,
+        `labels` names each class's row), one png, a zip or an npz."""
         params = {
             "class": class_,
             "n": n,
@@ -286,6 +289,8 @@ class Client:
             "min_confidence": min_confidence,
             "seed": seed,
             "format": format,
+            "scale": scale,
+            "labels": "true" if labels else None,
         }
         return self._download(f"/v1/models/{model_id}/samples", out, params, "samples")
 

@@ -252,6 +252,8 @@ def samples(
     filter: Annotated[str | None, typer.Option(help="confident or manifold")] = None,
     seed: Seed = None,
     format: Annotated[str, typer.Option(help="grid, png, zip or npz")] = "grid",
+    scale: Annotated[int | None, typer.Option(help="grid: enlarge each tile (1-8)")] = None,
+    labels: Annotated[bool, typer.Option("--labels", help="grid: class names per row")] = False,
     quiet: Quiet = True,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
@@ -267,6 +269,8 @@ def samples(
             filter=filter,
             seed=seed,
             format=format,
+            scale=scale,
+            labels=labels,
         )
     _saved(download)
 

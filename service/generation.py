@@ -18,7 +18,7 @@ from models.artifact import ARCHIVE_LABELS_FILE, SOFT_LABELS_FILE, Manifest, Rec
 from models.drawing import CHUNK, DrawSpec, FilterExhausted, draw_class
 from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
 from models.image_classifier import ImageClassifier
-from models.images import encode_png, image_grid
+from models.images import class_grid, encode_png
 from models.manifold import ClassManifold
 from models.sampler import GeneratorSampler
 from training.dataset import StoredDataset
@@ -107,11 +107,16 @@ def render(
     fmt: str,
     n: int,
     labeller: ImageClassifier | None = None,
+    *,
+    scale: int = 1,
+    captions: bool = False,
 ) -> bytes:
-    """Encode generated images as one grid PNG, one PNG, a zip of PNGs or an npz (x, y,
-    classes, and p: the soft labels, one-hot without a labeller)."""
+    """Encode generated images as one grid PNG (each class from a new row; tiles enlarged
+    `scale` times, class names at the left with `captions`), one PNG, a zip of PNGs or an
+    npz (x, y, classes, and p: the soft labels, one-hot without a labeller)."""
     if fmt == "grid":
-        return encode_png(image_grid(images, ncols=min(n, 16)))
+        grid = class_grid(images, labels, names, min(n, 16), scale=scale, captions=captions)
+        return encode_png(grid)
     if fmt == "png":
         return encode_png(images[0])
     if fmt == "npz":

@@ -179,9 +179,16 @@ def get_samples(
     n: Annotated[int, Query(ge=1, description="images (per class when class is omitted)")] = 16,
     seed: Seed = None,
     format: Literal["grid", "png", "zip", "npz"] = "grid",
+    scale: Annotated[
+        int, Query(ge=1, le=8, description="format=grid: tiles enlarged this many times")
+    ] = 1,
+    labels: Annotated[
+        bool, Query(description="format=grid: each class's name left of its row")
+    ] = False,
 ) -> Response:
     """Synthetic images of one class (`class`) or of every class, `n` each, from a
-    succeeded model. `format`: `grid` (one PNG, a row per class), `png` (one image: needs
+    succeeded model. `format`: `grid` (one PNG, a row per class; `scale` enlarges its tiles,
+    `labels=true` writes the class names at the left), `png` (one image: needs
     `class` and `n=1`), `zip` (PNGs in class folders) or `npz` (`x`, `y`, `classes` and soft
     labels `p`). The same `seed` gives the same images; `truncation`, `filter` and their
     options change how latents are drawn and which images are kept (`auto` and the filters
@@ -190,6 +197,10 @@ def get_samples(
     model = _ready_model(session, tenant, model_id)
     if format == "png" and (n != 1 or class_ is None):
         raise ApiError(422, "invalid_format", "format=png returns one image: pass class and n=1.")
+    if format != "grid" and (scale != 1 or labels):
+        raise ApiError(
+            422, "invalid_format", f"scale and labels draw the grid; drop them for format={format}."
+        )
     indices = (
         [_class_index(model, class_)] if class_ is not None else list(range(len(model.classes)))
     )
@@ -202,12 +213,14 @@ def get_samples(
     seed = seed if seed is not None else random.randrange(2**31)
     scorer = _scorer_for(draw, model_dir)
     try:
-        images, labels = generation.generate(sampler, scorer, indices, n, seed, draw)
+        images, classes = generation.generate(sampler, scorer, indices, n, seed, draw)
     except FilterExhausted as exc:
         raise ApiError(422, "filter_exhausted", str(exc)) from exc
     SAMPLES_SERVED.labels("samples").inc(len(images))
     labeller = generation.load_soft_labeller(model_dir) if format == "npz" else None
-    body = generation.render(images, labels, sampler.manifest.classes, format, n, labeller)
+    body = generation.render(
+        images, classes, sampler.manifest.classes, format, n, labeller, scale=scale, captions=labels
+    )
     return Response(body, media_type=MEDIA[format], headers=_draw_headers(seed, draw))
 
 
