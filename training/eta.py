@@ -29,7 +29,16 @@ MIN_FRACTION_FOR_RATE = 0.05
 def classifier_step_seconds(
     *, channels: int, size: int, num_classes: int, batch_size: int, device: torch.device
 ) -> float:
-    """Seconds of one training step of the report's classifier on `device` (random data)."""
+    """Seconds of one training step of the report's classifier on `device` (random data).
+    The caller's random streams are left as they were: a training run draws the same."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        return _timed_steps(channels, size, num_classes, batch_size, device)
+
+
+def _timed_steps(
+    channels: int, size: int, num_classes: int, batch_size: int, device: torch.device
+) -> float:
     model = SmallCNN(max(num_classes, 2), channels, size).to(device)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     generator = torch.Generator().manual_seed(0)

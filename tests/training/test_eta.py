@@ -26,6 +26,14 @@ def test_the_report_estimate_is_near_the_report_it_estimates(tiny_model):
     assert measured / 3 < estimate < measured * 3, (estimate, measured)
 
 
+def test_timing_the_report_classifier_leaves_the_random_stream_alone():
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    estimate_report_seconds("fast", channels=1, size=16, num_classes=3, device=torch.device("cpu"))
+    assert torch.equal(torch.rand(4), expected)
+
+
 def test_training_progress_carries_the_report_estimate(tmp_path):
     x, y = shapes_arrays(per_class=8, size=16)
     dataset = store_dataset(tmp_path / "dataset", x, y)
