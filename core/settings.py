@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from limits import parse_many
 from pydantic import Field, field_validator, model_validator
@@ -110,6 +110,12 @@ class Settings(BaseSettings):
 
     # classification limits (the upload limits above apply too)
     max_classify_images: int = Field(1024, gt=0, description="images per classify request")
+
+    # logs (core/logs.py)
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text lines, or one JSON object per line"
+    )
+    log_level: str = Field("INFO", pattern=r"(?i)^(debug|info|warning|error)$")
 
     # workers
     visibility_timeout_s: int = Field(

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.logs import REQUEST_ID
 from service.ingest import ErrorKind, IngestError
 
 log = logging.getLogger("ganaug.api")
@@ -84,6 +85,8 @@ def error_response(
     details: dict[str, Any] | None = None,
 ) -> JSONResponse:
     error = {"code": code, "message": message, **(details or {})}
+    if (request_id := REQUEST_ID.get()) != "-":  # quote it to support; it is in the logs
+        error["request_id"] = request_id
     return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
@@ -149,8 +152,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-        request_id = request.headers.get("x-request-id", "-")
-        log.exception("unhandled error (request id %s) on %s", request_id, request.url.path)
+        # Starlette answers this outside the app's middleware: the id is still in the context
+        # (service.telemetry leaves it set for the request's task), the header is added here
+        request_id = REQUEST_ID.get()
+        log.exception("unhandled error on %s", request.url.path)
         return error_response(
-            500, "internal_error", f"Internal error; quote request id {request_id} to support."
+            500,
+            "internal_error",
+            f"Internal error; quote request id {request_id} to support.",
+            headers={"X-Request-ID": request_id},
         )

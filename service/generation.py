@@ -17,7 +17,7 @@ from models.artifact import ARCHIVE_LABELS_FILE, SOFT_LABELS_FILE, Manifest, Rec
 from models.drawing import CHUNK, DrawSpec, FilterExhausted, class_latents, draw_class
 from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
 from models.image_classifier import ImageClassifier
-from models.images import DEFAULT_PNG_LEVEL, encode_png, image_grid
+from models.images import DEFAULT_PNG_LEVEL, class_grid, encode_png
 from models.manifold import ClassManifold
 from models.sampler import GeneratorSampler
 from service.zipstream import ZipStream
@@ -126,12 +126,17 @@ def render(
     n: int,
     labeller: ImageClassifier | None = None,
     png_level: int = DEFAULT_PNG_LEVEL,
+    *,
+    scale: int = 1,
+    captions: bool = False,
 ) -> Iterator[bytes]:
-    """Encode generated images as one grid PNG, one PNG, a zip of PNGs or an npz (x, y,
-    classes, and p: the soft labels, one-hot without a labeller), a part at a time (an
-    image of the zip, an array of the npz)."""
+    """Encode generated images as one grid PNG (each class from a new row; tiles enlarged
+    `scale` times, class names at the left with `captions`), one PNG, a zip of PNGs or an
+    npz (x, y, classes, and p: the soft labels, one-hot without a labeller), a part at a
+    time (an image of the zip, an array of the npz)."""
     if fmt == "grid":
-        yield encode_png(image_grid(images, ncols=min(n, 16)), png_level)
+        grid = class_grid(images, labels, names, min(n, 16), scale=scale, captions=captions)
+        yield encode_png(grid, png_level)
         return
     if fmt == "png":
         yield encode_png(images[0], png_level)

@@ -26,6 +26,7 @@ from service.openapi_examples import (
     CLUSTERS,
     DATASET_EXAMPLE,
     DETAILS,
+    EXAMPLE_REQUEST_ID,
     IMAGE,
     LABELLED_EXAMPLE,
     MESSAGES,
@@ -60,6 +61,11 @@ class ErrorDetail(BaseModel):
     window: str | None = Field(None, description="rate_limited: the window, e.g. `1 minute`")
     retry_after_s: int | None = Field(
         None, description="rate_limited: seconds until a request is admitted (Retry-After)"
+    )
+    request_id: str | None = Field(
+        None,
+        description="the request's X-Request-ID (the caller's or a generated one): quote it to "
+        "support, it tags the request's log lines",
     )
 
 
@@ -352,7 +358,14 @@ def _error_response(status: int, codes: tuple[str, ...]) -> dict:
     listed = ", ".join(f"`{code}`" for code in codes)
     examples = {
         code: {
-            "value": {"error": {"code": code, "message": MESSAGES[code], **DETAILS.get(code, {})}}
+            "value": {
+                "error": {
+                    "code": code,
+                    "message": MESSAGES[code],
+                    **DETAILS.get(code, {}),
+                    "request_id": EXAMPLE_REQUEST_ID,
+                }
+            }
         }
         for code in codes
     }

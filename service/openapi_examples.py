@@ -7,6 +7,8 @@ from __future__ import annotations
 from service.ingest import ErrorKind
 
 # An example message for each code, shown in the schema's examples.
+EXAMPLE_REQUEST_ID = "5f0c2e9a4b1d4c7e9a0b3c5d7e9f1a2b"
+
 MESSAGES = {
     "untrusted_host": "Host 'evil.example' is not one this service answers to (127.0.0.1, ::1, "
     "localhost); use one of them, or add the name to GANAUG_TRUSTED_HOSTS.",

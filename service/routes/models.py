@@ -44,6 +44,7 @@ from service.schemas import (
     ModelsPublic,
     ModelStatus,
 )
+from service.telemetry import SAMPLES_SERVED
 
 T = TypeVar("T")
 router = APIRouter(prefix="/v1/models", tags=["models"], route_class=RateLimitedRoute)
@@ -194,29 +195,49 @@ async def get_samples(
     n: Annotated[int, Query(ge=1, description="images (per class when class is omitted)")] = 16,
     seed: Seed = None,
     format: Literal["grid", "png", "zip", "npz"] = "grid",
+    scale: Annotated[
+        int, Query(ge=1, le=8, description="format=grid: tiles enlarged this many times")
+    ] = 1,
+    labels: Annotated[
+        bool, Query(description="format=grid: each class's name left of its row")
+    ] = False,
 ) -> Response:
     """Synthetic images of one class (`class`) or of every class, `n` each, from a
-    succeeded model. `format`: `grid` (one PNG, a row per class), `png` (one image: needs
+    succeeded model. `format`: `grid` (one PNG, a row per class; `scale` enlarges its tiles,
+    `labels=true` writes the class names at the left), `png` (one image: needs
     `class` and `n=1`), `zip` (PNGs in class folders) or `npz` (`x`, `y`, `classes` and soft
     labels `p`). The same `seed` gives the same images; `truncation`, `filter` and their
     options change how latents are drawn and which images are kept (`auto` and the filters
     need the quality report: 409 before it).
     """
+    if format != "grid" and (scale != 1 or labels):
+        raise ApiError(
+            422, "invalid_format", f"scale and labels draw the grid; drop them for format={format}."
+        )
     check = functools.partial(_sample_classes, settings, class_, n, format)
     model, sampler, indices = await compute.run(_ready_sampler, settings, tenant, model_id, check)
     model_dir = settings.models_dir / model.id
     draw = draws.make_draw(sampler.manifest, draw_query, settings.max_truncation)
     seed = seed if seed is not None else random.randrange(2**31)
     if draw.needs_scorer:
-        images, labels = await compute.run(_filtered, sampler, model_dir, indices, n, seed, draw)
+        images, classes = await compute.run(_filtered, sampler, model_dir, indices, n, seed, draw)
     else:  # latents from the request's seed; the generator call may be shared (batching)
-        labels, latents = generation.sample_latents(sampler.manifest.z_dim, indices, n, seed, draw)
-        images = await compute.generate(sampler, labels, latents)
+        classes, latents = generation.sample_latents(sampler.manifest.z_dim, indices, n, seed, draw)
+        images = await compute.generate(sampler, classes, latents)
+    SAMPLES_SERVED.labels("samples").inc(len(images))
     labeller = (
         await compute.run(generation.load_soft_labeller, model_dir) if format == "npz" else None
     )
     parts = generation.render(
-        images, labels, sampler.manifest.classes, format, n, labeller, settings.png_compress_level
+        images,
+        classes,
+        sampler.manifest.classes,
+        format,
+        n,
+        labeller,
+        settings.png_compress_level,
+        scale=scale,
+        captions=labels,
     )
     headers = _draw_headers(seed, draw)
     if format in ("zip", "npz"):
@@ -327,6 +348,7 @@ async def get_archive(
         "archive", counts, settings.max_archive_images, "GANAUG_MAX_ARCHIVE_IMAGES", "per_class"
     )
     seed = seed if seed is not None else random.randrange(2**31)
+    SAMPLES_SERVED.labels("archive").inc(sum(counts))
     request = generation.ArchiveRequest(counts, draw, seed, include_real, recipe_used)
     scorer, labeller = await compute.run(_archive_graphs, draw, model_dir)
     chunks = generation.stream_archive(

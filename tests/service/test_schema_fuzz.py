@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,6 @@ import httpx
 import numpy as np
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -48,7 +46,7 @@ from models.images import encode_png
 from service.app import create_app
 from service.ratelimit import LIMITED_ROUTES
 from tests.factories import SHAPES
-from tests.servers import free_port, fresh_database, wait_for
+from tests.servers import LiveServer, fresh_database
 from tests.service.served import install_trained_model
 from tests.service.tenancy import bearer, create_keys
 
@@ -81,26 +79,6 @@ def _operations() -> list[tuple[str, str]]:
 
 
 OPERATIONS = _operations()
-
-
-class LiveServer:
-    """uvicorn serving `app` on a free loopback port from a thread; stopped on exit."""
-
-    def __init__(self, app) -> None:
-        port = free_port()
-        self.base_url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        wait_for(lambda: self.server.started, 30, "uvicorn")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 def _shapes_npz(tiny_model: SimpleNamespace) -> bytes:
