@@ -46,6 +46,7 @@ from training.dataset import StoredDataset  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 FASHION_IMAGES = 10_000
 GRID_PER_CLUSTER = 10
+EXPERIMENTS = "## Experiments"  # unlabelled.md keeps this section (and all after it) as it is
 # The paper's MNIST figures (cluster count and entropy of P(C) per lambda_creg) were not
 # available to this session: the table says so instead of inventing them.
 PAPER_MNIST: dict[float, tuple[int | None, float | None]] = {}
@@ -208,7 +209,10 @@ def write_table(rows: list[dict], path: Path) -> None:
             f"| {lam:g} | {'unknown' if count is None else count} "
             f"| {'unknown' if h is None else h} |"
         )
-    path.write_text("\n".join(lines) + "\n")
+    kept = ""  # the hand-written experiments section after the table survives a rewrite
+    if path.exists() and EXPERIMENTS in path.read_text():
+        kept = "\n" + EXPERIMENTS + path.read_text().split(EXPERIMENTS, 1)[1]
+    path.write_text("\n".join(lines) + "\n" + kept)
 
 
 def main() -> None:
