@@ -46,6 +46,7 @@ from training.dataset import StoredDataset  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 FASHION_IMAGES = 10_000
 GRID_PER_CLUSTER = 10
+EXPERIMENTS = "## Experiments"  # unlabelled.md keeps this section (and all after it) as it is
 # The paper's MNIST figures (cluster count and entropy of P(C) per lambda_creg) were not
 # available to this session: the table says so instead of inventing them.
 PAPER_MNIST: dict[float, tuple[int | None, float | None]] = {}
@@ -137,7 +138,20 @@ def done_units(jsonl: Path) -> list[dict]:
 
 
 def unit_key(row: dict) -> tuple:
-    return (row["dataset"], row["method"], row["lambda_creg"], row["seed"], row["steps"], row["n"])
+    return (
+        row["dataset"],
+        row["method"],
+        row["lambda_creg"],
+        row["seed"],
+        row["steps"],
+        row["n"],
+        prior_decay(row),
+    )
+
+
+def prior_decay(row: dict) -> float | None:
+    """The unit's P(C) decay; rows written before it was recorded ran at 0.99."""
+    return None if row["method"] == "kmeans" else row.get("prior_decay", 0.99)
 
 
 def write_table(rows: list[dict], path: Path) -> None:
@@ -153,9 +167,9 @@ def write_table(rows: list[dict], path: Path) -> None:
         "with P(C) >= min_class_probability (target at lambda_creg 5: true count +- 3); "
         "H: entropy of P(C) in nats. CPU time is process time of the whole unit.",
         "",
-        "| dataset | n | method | lambda_creg | steps | seed | clusters (non-empty) | H | NMI "
-        "| ARI | accuracy | NMI ratio | CPU min | targets |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | n | method | lambda_creg | prior_decay | steps | seed "
+        "| clusters (non-empty) | H | NMI | ARI | accuracy | NMI ratio | CPU min | targets |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda r: (r["dataset"], r["method"] != "kmeans", unit_key(r))):
         base = kmeans.get((r["dataset"], r["seed"], r["n"]))
@@ -170,7 +184,8 @@ def write_table(rows: list[dict], path: Path) -> None:
         entropy = "-" if r["entropy"] is None else f"{r['entropy']:.2f}"
         lines.append(
             f"| {r['dataset']} | {r['n']} | {r['method']} | {r['lambda_creg'] or '-'} "
-            f"| {r['steps'] or '-'} | {r['seed']} | {r['clusters']}{nonempty} "
+            f"| {prior_decay(r) or '-'} | {r['steps'] or '-'} | {r['seed']} "
+            f"| {r['clusters']}{nonempty} "
             f"| {entropy} | {r['nmi']:.3f} "
             f"| {r['ari']:.3f} | {r['accuracy']:.3f} "
             f"| {'-' if ratio is None else round(ratio, 2)} | {r['cpu_s'] / 60:.1f} "
@@ -194,7 +209,10 @@ def write_table(rows: list[dict], path: Path) -> None:
             f"| {lam:g} | {'unknown' if count is None else count} "
             f"| {'unknown' if h is None else h} |"
         )
-    path.write_text("\n".join(lines) + "\n")
+    kept = ""  # the hand-written experiments section after the table survives a rewrite
+    if path.exists() and EXPERIMENTS in path.read_text():
+        kept = "\n" + EXPERIMENTS + path.read_text().split(EXPERIMENTS, 1)[1]
+    path.write_text("\n".join(lines) + "\n" + kept)
 
 
 def main() -> None:
@@ -204,6 +222,12 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--steps", type=int, default=None, help="default: per dataset")
     parser.add_argument("--max-classes", type=int, default=16, help="d_c (the paper: 16)")
+    parser.add_argument(
+        "--prior-decay",
+        type=float,
+        default=training.TrainConfig.model_fields["prior_decay"].default,
+        help="P(C)'s decay (default: vcagan's)",
+    )
     parser.add_argument("--tiny", action="store_true", help="300 images, 20 steps: a smoke run")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the results")
     args = parser.parse_args()
@@ -222,6 +246,8 @@ def main() -> None:
                     "seed": seed,
                     "steps": None if method == "kmeans" else steps,
                 }
+                if method == "vcagan":
+                    row["prior_decay"] = args.prior_decay
                 if unit_key(row) in {unit_key(r) for r in done_units(jsonl)}:
                     continue
                 if method == "kmeans":
@@ -230,6 +256,7 @@ def main() -> None:
                     options = {
                         "method": "vcagan",
                         "lambda_creg": lam,
+                        "prior_decay": args.prior_decay,
                         "max_classes": args.max_classes,
                         "steps": steps,
                         "seed": seed,
@@ -237,7 +264,11 @@ def main() -> None:
                         "report": "none",
                         **NETWORKS[name],
                     }
-                    grid = args.results / "unlabelled" / f"{name}-creg{lam:g}-seed{seed}.png"
+                    grid = (
+                        args.results
+                        / "unlabelled"
+                        / (f"{name}-creg{lam:g}-decay{args.prior_decay:g}-seed{seed}.png")
+                    )
                     with tempfile.TemporaryDirectory() as work:
                         row |= {"options": options}
                         row |= run_vcagan(x, y, options, grid, Path(work))

@@ -296,12 +296,12 @@ class TrainConfig(BaseModel, extra="forbid"):
         description="vcagan: weight of the classifier's cross-entropy on fakes, CE(c, Q(G(z, c)))",
     )
     prior_decay: float = Field(
-        0.99,
+        0.999,
         ge=0,
         lt=1,
         description="vcagan: decay of P(C), the exponential moving average of the classifier's "
-        "probabilities on real images, from which fake classes are drawn (the paper's 0.999 "
-        "needs far more steps than a CPU run has; docs/training.md)",
+        "probabilities on real images, from which fake classes are drawn (the paper's 0.999; "
+        "a faster prior lets one class take most images on images, docs/training.md)",
     )
     min_class_probability: float = Field(
         0.01,

@@ -1,0 +1,31 @@
+"""benchmarks/unlabelled.py's bookkeeping: units differ by P(C)'s decay, and the results
+file keeps its hand-written experiments section when the table is rewritten."""
+
+from __future__ import annotations
+
+from benchmarks.unlabelled import EXPERIMENTS, unit_key, write_table
+
+
+def row(method: str, **extra) -> dict:
+    base = {"dataset": "digits", "n": 10, "true_classes": 10, "seed": 0, "entropy": None}
+    scores = {"clusters": 10, "nmi": 0.5, "ari": 0.4, "accuracy": 0.6, "cpu_s": 6.0}
+    if method == "kmeans":
+        return base | scores | {"method": method, "lambda_creg": None, "steps": None}
+    return base | scores | {"method": method, "lambda_creg": 5.0, "steps": 30, "entropy": 2.0}
+
+
+def test_units_at_another_prior_decay_are_new_units_and_old_rows_ran_at_0_99(tmp_path):
+    old = row("vcagan", nmi=0.01)  # written before prior_decay was recorded
+    new = row("vcagan") | {"prior_decay": 0.999, "nmi": 0.52}
+    assert unit_key(old) != unit_key(new)
+    assert unit_key(old) == unit_key(old | {"prior_decay": 0.99})
+    path = tmp_path / "unlabelled.md"
+    path.write_text("old table\n\n" + EXPERIMENTS + "\n\n| run | change |\n| A | decay |\n")
+    write_table([row("kmeans"), old, new], path)
+    text = path.read_text()
+    assert "old table" not in text
+    lines = [line for line in text.splitlines() if line.startswith("| digits | 10 | vcagan")]
+    assert [line.split(" | ")[4] for line in lines] == ["0.99", "0.999"]
+    assert text.endswith(EXPERIMENTS + "\n\n| run | change |\n| A | decay |\n")
+    write_table([row("kmeans"), old, new], path)  # a second rewrite keeps it once
+    assert text == path.read_text()
