@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from abc import ABC, abstractmethod
@@ -294,3 +295,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_stats(model_dir: Path) -> list[dict]:
+    """The lines of a training run's stats.jsonl, in step order (none when missing; a line
+    cut short by a kill is skipped)."""
+    path = Path(model_dir) / STATS_FILE
+    lines = []
+    for text in path.read_text().splitlines() if path.exists() else []:
+        try:
+            lines.append(json.loads(text))
+        except json.JSONDecodeError:
+            continue
+    return lines

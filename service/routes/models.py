@@ -1,5 +1,5 @@
-"""/v1/models: queue training, status, cancel, samples, archives, the ONNX generator,
-classification of uploaded images."""
+"""/v1/models: queue training, status, training stats, cancel, samples, archives, the ONNX
+generator, classification of uploaded images."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from core.db import repo
 from core.db.tables import Model
-from models.artifact import GENERATOR_FILE
+from models.artifact import GENERATOR_FILE, read_stats
 from models.drawing import DrawSpec, FilterExhausted
 from models.evaluator import EvaluatorScorer
 from service import catalog, classify, draws, generation
@@ -28,6 +28,7 @@ from service.schemas import (
     ModelPublic,
     ModelsPublic,
     ModelStatus,
+    TrainingStatsPublic,
 )
 
 router = APIRouter(prefix="/v1/models", tags=["models"], route_class=RateLimitedRoute)
@@ -89,6 +90,26 @@ def get_model(model_id: str, session: SessionDep, tenant: TenantDep) -> ModelPub
     its quality report.
     """
     return ModelPublic.from_row(catalog.get_model_or_404(session, tenant, model_id))
+
+
+@router.get("/{model_id}/stats", response_model=TrainingStatsPublic)
+def get_training_stats(
+    model_id: str,
+    settings: SettingsDep,
+    session: SessionDep,
+    tenant: TenantDep,
+    max_points: Annotated[
+        int, Query(ge=2, le=10_000, description="at most this many lines, evenly spaced")
+    ] = 500,
+) -> TrainingStatsPublic:
+    """The training run's averaged losses over time (its stats.jsonl), for loss curves:
+    at most `max_points` lines from first to last. Empty until training reports its first
+    steps; grows while it runs.
+    """
+    model = catalog.get_model_or_404(session, tenant, model_id)
+    return TrainingStatsPublic.from_lines(
+        model.id, read_stats(settings.models_dir / model.id), max_points
+    )
 
 
 @router.post("/{model_id}/cancel", status_code=202, response_model=ModelPublic)
