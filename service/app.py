@@ -17,6 +17,7 @@ from service.limits import BodySizeLimitMiddleware, RefuseNulMiddleware
 from service.openapi import install_openapi, operation_id
 from service.ratelimit import RateLimits
 from service.routes import datasets, health, models, reports
+from service.routes.dashboard import install_dashboard
 
 log = logging.getLogger("ganaug.api")
 
@@ -61,5 +62,6 @@ def create_app(
     install_openapi(app)
     for router in (health.router, datasets.router, models.router, reports.router):
         app.include_router(router)
+    install_dashboard(app)  # the web pages at / and /ui/, outside the schema
     logging.getLogger("ganaug").setLevel(logging.INFO)
     return app
