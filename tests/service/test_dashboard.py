@@ -30,7 +30,7 @@ from tests.conftest import TINY_TRAINING, Api, service_env
 from tests.factories import SHAPES, shapes_zip_bytes
 from tests.service.served import install_trained_model
 from tests.service.tenancy import create_keys
-from tests.tiny_model import PER_CLASS
+from tests.tiny_model import PER_CLASS, TINY_MODEL_CONFIG
 
 pw = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
 
@@ -103,7 +103,7 @@ def served(tiny_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory
         upload = client.post(
             "/v1/datasets",
             files={"file": ("shapes.npz", buffer.getvalue())},
-            data={"name": "shapes", "train": "true", "config": json.dumps({"steps": 5})},
+            data={"name": "shapes", "train": "true", "config": json.dumps(TINY_MODEL_CONFIG)},
         )
         assert upload.status_code == 201, upload.text
     body = upload.json()
@@ -159,7 +159,10 @@ def test_home_lists_datasets_with_examples_and_models_with_progress(served, page
     assert thumb == {"w": 4 * 18 + 2, "h": len(SHAPES) * 18 + 2}, "4 examples per class, a row each"
     model = page.locator(f"#models tr[data-model-id='{served.model_id}']")
     pw.expect(model.locator(".badge")).to_have_text("succeeded")
-    pw.expect(model.locator("td").nth(4)).to_contain_text("5 / 5")  # the row's config: 5 steps
+    steps = TINY_MODEL_CONFIG["steps"]
+    pw.expect(model.locator("td").nth(4)).to_contain_text(f"{steps} / {steps}")
+    pw.expect(model.locator("td").nth(2)).to_have_text(TINY_MODEL_CONFIG["method"])
+    pw.expect(model.locator("button.cancel")).to_have_count(0)
     pw.expect(model.locator("td").nth(6)).to_have_text("succeeded")
     pw.expect(page.locator("#auth-state")).to_have_text("anonymous (tenant default)")
     assert page.foreign_requests == [], "the dashboard loads nothing from other sites"
@@ -215,6 +218,9 @@ def test_model_page_shows_losses_report_and_download_links(served, page, tiny_mo
     assert onnx == (tiny_model.model_dir / "generator.onnx").read_bytes()
     assert download.value.suggested_filename == f"ganaug-{mid}.onnx"
 
+    pw.expect(page.locator("#model-status")).to_have_text("succeeded")
+    pw.expect(page.locator("#model-cancel")).to_be_hidden()
+    pw.expect(page.locator("#model-delete")).to_be_visible()
     curves = page.locator("#loss-chart polyline")
     pw.expect(curves.first).to_be_attached()
     stats = [json.loads(line) for line in (tiny_model.model_dir / "stats.jsonl").open()]
@@ -293,6 +299,7 @@ def test_cancel_then_delete_a_model_and_its_dataset(served, page, tmp_path):
     dataset = page.locator("#datasets tr", has_text="long")
     dataset_id = dataset.get_attribute("data-dataset-id")
     model = page.locator("#models tr", has=page.locator(f"a[href='/ui/datasets/{dataset_id}']"))
+    pw.expect(model.locator(".badge")).to_have_text(re.compile("queued|running"))
     model.locator("button.cancel").click()
     pw.expect(model.locator(".badge")).to_have_text("cancelled", timeout=60_000)
     model_id = model.get_attribute("data-model-id")
