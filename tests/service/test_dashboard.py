@@ -248,6 +248,21 @@ def test_dataset_page_shows_class_counts_and_example_rows(served, page):
     pw.expect(page.locator("#examples-labels div")).to_have_text(list(SHAPES))
     pw.expect(page.locator(f"#models tr[data-model-id='{served.model_id}']")).to_be_visible()
 
+    options = "#train-form"  # train another model here, then cancel it from this page
+    page.fill(f"{options} [data-option=steps]", "100000")
+    page.fill(f"{options} [data-option=batch_size]", "16")
+    page.fill(f"{options} [data-option-json]", json.dumps({"g_channels": 16, "d_channels": 16}))
+    page.click("#train-submit")
+    pw.expect(page.locator("#notice")).to_contain_text(re.compile("Model .* queued"))
+    queued = page.locator("#models tbody tr").filter(has_not=page.locator(".badge.succeeded"))
+    pw.expect(queued).to_have_count(1)
+    model_id = queued.get_attribute("data-model-id")
+    trained = httpx.get(f"{served.url}/v1/models/{model_id}").json()
+    assert trained["dataset_id"] == served.dataset_id and trained["method"] == "cgan"
+    assert trained["config"]["steps"] == 100_000 and trained["config"]["g_channels"] == 16
+    queued.locator("button.cancel").click()
+    pw.expect(queued.locator(".badge")).to_have_text("cancelled", timeout=60_000)
+
 
 def drop_file(page, selector: str, name: str, data: bytes) -> None:
     """Drop a file on an element as a user dragging it from their desktop does."""
