@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from playwright import sync_api as pw
 
 from core.settings import Settings
 from service.app import create_app
@@ -31,8 +32,6 @@ from tests.factories import SHAPES, shapes_zip_bytes
 from tests.service.served import install_trained_model
 from tests.service.tenancy import create_keys
 from tests.tiny_model import PER_CLASS, TINY_MODEL_CONFIG
-
-pw = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
 
 INSTALL = "apt-get install -y chromium"
 TIMEOUT_MS = 20_000

@@ -327,15 +327,44 @@ function homePage() {
     return models.data.some(isBusy);
   });
   setUpUpload(refresh);
-  setUpKey(refresh);
+  setUpKey(() => {
+    forgetThumbnails(); // they were another key's
+    shownDatasets = "";
+    refresh();
+  });
   refresh();
 }
 
+// Dataset thumbnails, fetched once per dataset and key: id -> Promise of a blob URL.
+const thumbnails = new Map();
+
+function thumbnail(id) {
+  if (!thumbnails.has(id)) {
+    const url = api
+      .request(`/v1/datasets/${id}/examples.png?per_class=4`)
+      .then((response) => response.blob())
+      .then((blob) => URL.createObjectURL(blob));
+    url.catch(() => thumbnails.delete(id));
+    thumbnails.set(id, url);
+  }
+  return thumbnails.get(id);
+}
+
+function forgetThumbnails() {
+  for (const url of thumbnails.values()) url.then(URL.revokeObjectURL, () => {});
+  thumbnails.clear();
+}
+
+let shownDatasets = "";
+
 function renderDatasets(datasets, refresh) {
+  const listed = JSON.stringify(datasets);
+  if (listed === shownDatasets) return; // unchanged: keep the rows (and their thumbnails)
+  shownDatasets = listed;
   const body = byId("datasets").tBodies[0];
   const rows = datasets.map((d) => {
     const img = el("img", { class: "thumb", alt: `examples of ${d.name}` });
-    loadImage(img, `/v1/datasets/${d.id}/examples.png?per_class=4`).catch(() => img.remove());
+    thumbnail(d.id).then((url) => (img.src = url), () => img.remove());
     const classes = d.labelled
       ? d.classes.map((c) => `${c.name} ${c.count}`).join(" · ")
       : "unlabelled";
