@@ -71,6 +71,13 @@ def page(browser, artifacts: Path, request: pytest.FixtureRequest) -> Iterator:
     context.set_default_timeout(TIMEOUT_MS)
     tab = context.new_page()
     tab.foreign_requests = []
+    tab.console_errors = []  # script errors and refusals by the Content-Security-Policy
+    tab.on("console", lambda m: m.type == "error" and tab.console_errors.append(m.text))
+    tab.on("pageerror", lambda error: tab.console_errors.append(str(error)))
+    tab.on("requestfailed", lambda r: tab.console_errors.append(f"{r.url}: {r.failure}"))
+    tab.on(
+        "response", lambda r: r.status >= 400 and tab.console_errors.append(f"{r.url}: {r.status}")
+    )
     tab.on("dialog", lambda dialog: dialog.accept())
     tab.on(
         "request",
@@ -165,6 +172,7 @@ def test_home_lists_datasets_with_examples_and_models_with_progress(served, page
     pw.expect(model.locator("td").nth(6)).to_have_text("succeeded")
     pw.expect(page.locator("#auth-state")).to_have_text("anonymous (tenant default)")
     assert page.foreign_requests == [], "the dashboard loads nothing from other sites"
+    assert page.console_errors == []
 
 
 def test_model_page_grid_follows_the_truncation_slider_and_seed(served, page):
@@ -199,7 +207,7 @@ def test_model_page_grid_follows_the_truncation_slider_and_seed(served, page):
     page.select_option("#samples-class", "square")
     pw.expect(page.locator("#samples-labels div")).to_have_text(["square"])
     assert wait_image(page, "#samples-img")["h"] == 18 + 2
-    assert page.foreign_requests == []
+    assert page.foreign_requests == [] and page.console_errors == []
 
 
 def test_model_page_shows_losses_report_and_download_links(served, page, tiny_model):
@@ -234,6 +242,7 @@ def test_model_page_shows_losses_report_and_download_links(served, page, tiny_mo
     pw.expect(page.locator("#report-pictures img")).to_have_count(len(pictures))
     for name in pictures:
         assert wait_image(page, f"#report-pictures img[data-picture='{name}']")["w"] > 0
+    assert page.console_errors == []
 
 
 def test_dataset_page_shows_class_counts_and_example_rows(served, page):
@@ -261,6 +270,7 @@ def test_dataset_page_shows_class_counts_and_example_rows(served, page):
     assert trained["config"]["steps"] == 100_000 and trained["config"]["g_channels"] == 16
     queued.locator("button.cancel").click()
     pw.expect(queued.locator(".badge")).to_have_text("cancelled", timeout=60_000)
+    assert page.console_errors == []
 
 
 def drop_file(page, selector: str, name: str, data: bytes) -> None:
@@ -300,6 +310,7 @@ def test_drop_a_dataset_and_watch_its_model_train(served, page):
     pw.expect(model.locator("td").nth(4)).to_contain_text("30 / 30")
     config = httpx.get(f"{served.url}/v1/models/{model_id}").json()["config"]
     assert config["steps"] == 30 and config["g_channels"] == 16 and config["report"] == "none"
+    assert page.console_errors == []
     print(f"dropped dataset trained and shown as succeeded in {time.monotonic() - started:.1f} s")
 
 
@@ -323,6 +334,7 @@ def test_cancel_then_delete_a_model_and_its_dataset(served, page, tmp_path):
     dataset.locator("button.delete").click()
     pw.expect(dataset).to_have_count(0)
     assert httpx.get(f"{served.url}/v1/datasets/{dataset_id}").status_code == 404
+    assert page.console_errors == []
 
 
 def test_with_keys_required_the_page_asks_for_a_key_and_then_works(page, tmp_path, processes):
