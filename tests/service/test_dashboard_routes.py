@@ -135,7 +135,7 @@ def test_the_dashboard_is_served_at_the_root_from_this_origin_only(served):
         assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
         assert page.headers["x-frame-options"] == "DENY"
         assert "/ui/static/dashboard.js" in page.text
-    script = served.client.get("/ui/static/dashboard.js")
+    script = served.client.get("/ui/static/common.js")
     assert script.status_code == 200 and "X-API-Key" in script.text
     escaped = served.client.get("/ui/models/%22%3E%3Cscript%3Ex")
     assert "<script>x" not in escaped.text and "&#34;&gt;&lt;script&gt;x" in escaped.text
