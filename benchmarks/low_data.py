@@ -55,6 +55,7 @@ from training.classifier import (  # noqa: E402
 )
 from training.config import TrainConfig  # noqa: E402
 from training.report_mixing import default_mixing  # noqa: E402
+from training.report_results import Mixing  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 WORK_DIR = Path(__file__).resolve().parent / "out" / "low_data"
@@ -67,7 +68,9 @@ COLUMNS = {  # name: what it trains (the table's legend)
     "RecipeBatchSampler, recipe_loss): the recipe's batch share, loss weight, labels and "
     "real-only end",
     "distil": "control, no GAN: classic + teacher rows (each real image again, labelled by the "
-    "same report's soft_labels.onnx), mixed as `ganaug.data` mixes a ratio-1 recipe",
+    "same report's soft_labels.onnx), mixed through `ganaug.data` as the recipe column mixes "
+    "its synthetic rows (batch share, loss weight, real-only end) with soft labels; the "
+    "literature's ratio-1 defaults when the recipe adds nothing",
     "fixed": "classic + `archive?per_class=RATIO x real` from the same GAN, hard labels "
     "(only with --fixed-recipe)",
     "critic": "the class head of a critic trained as a GAN (classifier.onnx; --critic-config)",
@@ -197,9 +200,25 @@ class Unit:
             self.model_file("augment", SOFT_LABELS_FILE), providers=["CPUExecutionProvider"]
         )
         rows = TeacherRows(self.x, self.y, teacher.probs(self.x))
-        mixing = default_mixing(1.0)  # the sampler and the loss read only the mixing fields
+        mixing, source = self.control_mixing()
         score, steps = self.mixed(rows, mixing, rows.batch)
-        return score, {"mixing": {**mixing.record(), "mixing_searched": False}, "steps": steps}
+        return score, {"mixing": {**mixing.record(), "from": source}, "steps": steps}
+
+    def control_mixing(self) -> tuple[Mixing, str]:
+        """The control mixes its teacher rows as the recipe column mixes synthetic ones (the
+        searched mixing of the augmenting GAN's recipe), with soft labels, which is what
+        distillation is; the literature's ratio-1 defaults when the recipe adds nothing."""
+        recipe = self.gan("augment").get("recipe") or {}
+        if not recipe.get("ratio") or not recipe.get("synthetic_batch_fraction"):
+            return default_mixing(1.0), "defaults (the recipe adds no synthetic rows)"
+        searched = "searched" if recipe.get("mixing_searched") else "unsearched"
+        mixing = Mixing(
+            synthetic_batch_fraction=recipe["synthetic_batch_fraction"],
+            synthetic_loss_weight=recipe["synthetic_loss_weight"],
+            labels="soft",
+            real_only_final_steps=recipe["real_only_final_steps"],
+        )
+        return mixing, f"the recipe's {searched} mixing, soft labels"
 
     def critic(self) -> tuple[float, dict]:
         head = ImageClassifier(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from limits import parse_many
 from pydantic import Field, field_validator, model_validator
@@ -80,8 +80,42 @@ class Settings(BaseSettings):
     )
     max_truncation: float = Field(10.0, gt=0)
 
+    # serving speed (docs/serving.md; benchmarks/serving.py measures each)
+    ort_threads: int = Field(
+        0, ge=0, description="ONNX Runtime intra-op threads per generator session; 0: min(4, cores)"
+    )
+    ort_spinning: bool = Field(
+        False, description="let idle ORT threads spin: faster only on an otherwise idle machine"
+    )
+    compute_threads: int = Field(
+        0, ge=0, description="the gateway's pool for generation and encoding; 0: the cores"
+    )
+    batch_wait_ms: float | None = Field(
+        None,
+        ge=0,
+        description="dynamic batching: gather concurrent small sample requests of one model "
+        "at most this long into one ORT call; 0: off; None: 2 ms for generators on CUDA, off "
+        "on CPU (where it did not pay: benchmarks/results/serving.md)",
+    )
+    batch_max_images: int = Field(
+        256, ge=1, description="dynamic batching: images per gathered call (larger ones run alone)"
+    )
+    png_compress_level: int = Field(
+        1, ge=0, le=9, description="zlib level of served PNGs (1: fast; 6: zlib's default)"
+    )
+    access_log: bool = Field(True, description="uvicorn's access log line per request")
+    warm_models: int = Field(
+        4, ge=0, description="ORT sessions of the newest succeeded models opened at start-up"
+    )
+
     # classification limits (the upload limits above apply too)
     max_classify_images: int = Field(1024, gt=0, description="images per classify request")
+
+    # logs (core/logs.py)
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text lines, or one JSON object per line"
+    )
+    log_level: str = Field("INFO", pattern=r"(?i)^(debug|info|warning|error)$")
 
     # workers
     visibility_timeout_s: int = Field(

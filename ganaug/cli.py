@@ -1,5 +1,5 @@
 """The `ganaug` command: serve the API, run a training worker, migrate the database, manage
-API keys.
+API keys, build example datasets; `datasets` and `models` (ganaug.commands) use the API.
 
 It composes the gateway (`service`) and the workers (`workers`), which import only `core`.
 """
@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import logging
 import signal
+import warnings
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from core.logs import configure_logging
 from core.settings import get_settings
 from core.startup import prepare
+from ganaug.commands import datasets_app, models_app
 
 app = typer.Typer(
     help="ganaug: class-conditional GAN data augmentation service.", no_args_is_help=True
@@ -21,6 +25,8 @@ app = typer.Typer(
 log = logging.getLogger("ganaug.cli")
 keys_app = typer.Typer(help="API keys: each names its tenant; shown once, stored hashed.")
 app.add_typer(keys_app, name="keys")
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(models_app, name="models")
 
 
 @app.command()
@@ -55,6 +61,7 @@ def serve(
     settings = settings.model_copy(
         update={"host": host or settings.host, "port": port or settings.port}
     )
+    configure_logging(settings)
     prepare(settings)
     if refusal := startup_refusal(settings):
         typer.echo(refusal, err=True)
@@ -76,6 +83,8 @@ def serve(
             host=settings.host,
             port=settings.port,
             log_level="info",
+            access_log=settings.access_log,
+            log_config=None,  # uvicorn's lines go through core.logs like ours
         )
     finally:
         if embedded is not None:
@@ -91,7 +100,9 @@ def run_worker(
     concurrency: Annotated[
         int | None, typer.Option(help="parallel training jobs (GANAUG_WORKER_CONCURRENCY)")
     ] = None,
-    loglevel: Annotated[str, typer.Option(help="Celery log level")] = "INFO",
+    loglevel: Annotated[
+        str | None, typer.Option(help="log level (GANAUG_LOG_LEVEL, default INFO)")
+    ] = None,
     parent_pid: Annotated[
         int | None,
         typer.Option(hidden=True, help="exit when this process ends (set by ganaug serve)"),
@@ -105,11 +116,16 @@ def run_worker(
 
         die_with_parent(parent_pid)
     settings = get_settings()
+    settings = settings.model_copy(update={"log_level": loglevel or settings.log_level})
+    configure_logging(settings)  # workers.celery_app keeps Celery from configuring its own
     prepare(settings)
-    logging.getLogger("ganaug").setLevel(loglevel.upper())  # our INFO lines next to Celery's
+    # Celery warns at every start when run as root (containers often are); the Dockerfile's
+    # user is not root. The warning is a line of noise per start, not something to act on.
+    warnings.filterwarnings("ignore", message="You're running the worker with superuser")
     argv = [
+        "--quiet",  # no banner: the lines below say what it is connected to
         "worker",
-        f"--loglevel={loglevel}",
+        f"--loglevel={settings.log_level.upper()}",
         f"--concurrency={concurrency or settings.worker_concurrency}",
         f"--queues={settings.queue}",
         "--hostname=ganaug@%h",
@@ -117,6 +133,25 @@ def run_worker(
     if settings.embedded:  # the filesystem broker has no broadcast: no mingle/gossip/heartbeat
         argv += ["--without-mingle", "--without-gossip", "--without-heartbeat"]
     celery_app.worker_main(argv)
+
+
+@app.command()
+def example(
+    name: Annotated[str, typer.Argument(help="fashion-mnist or digits")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the zip to write")],
+    per_class: Annotated[int, typer.Option(help="images of each class")] = 50,
+    seed: Annotated[int, typer.Option(help="which images are drawn")] = 0,
+) -> None:
+    """Build an example dataset zip (class folders of PNGs) to upload, e.g. the README's
+    `ganaug example fashion-mnist --per-class 50 --out fashion500.zip`."""
+    from ganaug.examples import ExampleUnavailable, build_example
+
+    try:
+        counts = build_example(name, out, per_class=per_class, seed=seed)
+    except (ExampleUnavailable, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {out}: {sum(counts.values())} images, classes {', '.join(counts)}")
 
 
 @keys_app.command("create")

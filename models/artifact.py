@@ -297,6 +297,35 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+# What the report's FID, KID and PRDC are computed on, said in report.json's `metrics`: they
+# are not the Inception-based figures of papers, and must not be compared with them.
+FEATURES_NOTE = (
+    "FID, KID, precision/recall/density/coverage and evaluator_sample_accuracy use the "
+    "report's own evaluator CNN (its 128-d penultimate features), trained on this dataset's "
+    "real train split; not Inception-v3, so the values compare models of this dataset only, "
+    "never published Inception-based numbers. KID divides both feature sets by the real "
+    "set's root-mean-square coordinate before its cubic kernel (non-standard)."
+)
+_RENAMED_REPORT_KEYS = {"inception_accuracy": "evaluator_sample_accuracy"}  # before report/2
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    """report.json as the current format names things, whichever format wrote it."""
+    report = json.loads(Path(path).read_text())
+
+    def renamed(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {_RENAMED_REPORT_KEYS.get(k, k): renamed(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [renamed(v) for v in value]
+        return value
+
+    report = renamed(report)
+    if isinstance(report.get("metrics"), dict):
+        report["metrics"].setdefault("features", FEATURES_NOTE)
+    return report
+
+
 def read_stats(model_dir: Path) -> list[dict]:
     """The lines of a training run's stats.jsonl, in step order (none when missing; a line
     cut short by a kill is skipped)."""

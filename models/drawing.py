@@ -148,6 +148,38 @@ def draw_class_images(
     return np.concatenate([empty, *batches])
 
 
+def class_latents(
+    z_dim: int, class_index: int, count: int, seed: int, spec: DrawSpec
+) -> np.ndarray:
+    """float32 (count, z_dim): the latents `draw_class` generates for a spec without a filter,
+    so a caller can generate them elsewhere (the gateway's dynamic batching) and get the
+    same images."""
+    return np.concatenate(
+        [np.zeros((0, z_dim), np.float32), *_latent_blocks(z_dim, class_index, count, seed, spec)]
+    )
+
+
+def _latent_blocks(
+    z_dim: int, class_index: int, count: int, seed: int, spec: DrawSpec
+) -> Iterator[np.ndarray]:
+    if spec.needs_scorer:
+        raise ValueError("a filter decides which latents are kept only once they are generated")
+    rng = class_rng(seed, class_index)
+    for start in range(0, count, CHUNK):
+        yield _draw_block(rng, min(CHUNK, count - start), z_dim, spec)
+
+
+def _draw_block(rng: np.random.Generator, wanted: int, z_dim: int, spec: DrawSpec) -> np.ndarray:
+    # Redraws (resample) consume the stream within a block, so those draw whole blocks and
+    # the stream does not depend on `count`; plain normal draws are sequential, so a shorter
+    # draw already is the prefix of a longer one.
+    size = CHUNK if spec.whole_blocks else wanted
+    latents = sample_latents(
+        rng, size, z_dim, truncation=spec.truncation, mode=spec.truncation_mode
+    )
+    return latents[:wanted]
+
+
 def _batches(
     sampler: GeneratorSampler,
     class_index: int,
@@ -157,27 +189,20 @@ def _batches(
     scorer: EvaluatorScorer | None,
     max_draws: int,
 ) -> Iterator[np.ndarray]:
+    if not spec.needs_scorer:
+        for block in _latent_blocks(sampler.manifest.z_dim, class_index, count, seed, spec):
+            yield sampler.generate(np.full(len(block), class_index, dtype=np.int64), block)
+        return
     rng, z_dim = class_rng(seed, class_index), sampler.manifest.z_dim
     drawn = kept = 0
     while kept < count:
         if spec.needs_scorer and drawn >= max_draws:
             raise FilterExhausted(spec.failure(kept, drawn, class_index))
-        # Redraws (resample) consume the stream within a block, so those draw whole blocks
-        # and the stream does not depend on `count`; plain normal draws are sequential, so a
-        # shorter draw already is the prefix of a longer one.
-        size = CHUNK if spec.whole_blocks else min(CHUNK, count - kept)
-        latents = sample_latents(
-            rng, size, z_dim, truncation=spec.truncation, mode=spec.truncation_mode
-        )
-        if not spec.needs_scorer:
-            latents = latents[: count - kept]
-        elif max_draws - drawn < CHUNK:
-            latents = latents[: max_draws - drawn]
+        latents = _draw_block(rng, min(CHUNK, max_draws - drawn), z_dim, spec)
         labels = np.full(len(latents), class_index, dtype=np.int64)
         images = sampler.generate(labels, latents)
         drawn += len(latents)
-        if spec.needs_scorer:
-            images = images[spec.keep(scorer, images, labels)][: count - kept]
+        images = images[spec.keep(scorer, images, labels)][: count - kept]
         kept += len(images)
         if len(images):
             yield images

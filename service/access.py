@@ -1,7 +1,7 @@
 """Who may call the API, from where, and how often. Checked before a request body is read:
 
 1. the Host header names this service (DNS rebinding sends the attacker's name): 400
-   `untrusted_host`; the probes (/healthz, /readyz) answer any Host;
+   `untrusted_host`; the probes (/healthz, /readyz) and /metrics answer any Host;
 2. under /v1, no browser page of another site: Sec-Fetch-Site `cross-site` is refused on
    every request, and a request that changes state (POST, DELETE, ...) must be same-origin
    (Sec-Fetch-Site, else an Origin matching the Host): 403 `cross_site_request`. Clients
@@ -27,12 +27,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from core.db import tenants
 from core.db.session import session_scope
 from core.settings import LOOPBACK_NAMES, Settings
-from service.errors import ApiError
+from service.errors import DATABASE_DOWN, ApiError, database_unavailable
 
 log = logging.getLogger("ganaug.api")
 
 API_PREFIX = "/v1"
-PROBES = frozenset({"/healthz", "/readyz"})
+# answered for any Host and without a key: the probes and the Prometheus scrape
+PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CALLER_SCOPE_KEY = "ganaug.caller"  # where the request's Caller is kept in its ASGI scope
 _WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::"})
@@ -199,9 +200,12 @@ class AccessMiddleware:
                 "'X-API-Key: <key>'. An operator creates keys with `ganaug keys create "
                 "--tenant NAME`.",
             )
-        with session_scope(self.settings.sqlalchemy_url) as session:
-            key = tenants.find_active_key(session, secret)
-            caller = Caller(key.tenant_id, key.id) if key is not None else None
+        try:
+            with session_scope(self.settings.sqlalchemy_url) as session:
+                key = tenants.find_active_key(session, secret)
+                caller = Caller(key.tenant_id, key.id) if key is not None else None
+        except DATABASE_DOWN as exc:
+            raise database_unavailable() from exc
         if caller is None:
             raise _unauthorized(
                 "invalid_api_key", "The API key is unknown or revoked; ask for a new one."

@@ -12,9 +12,13 @@ from sqlalchemy.orm import Session
 from core.db.session import session_scope
 from core.settings import Settings
 from service.access import CALLER_SCOPE_KEY, Caller
+from service.compute import Compute
+
+# The dependencies that do not block are coroutines: FastAPI runs a plain `def` dependency
+# on a worker thread, a hand-off per dependency per request.
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -23,11 +27,15 @@ def _session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def _celery(request: Request) -> Celery:
+async def _celery(request: Request) -> Celery:
     return request.app.state.celery
 
 
-def _tenant(request: Request) -> str:
+async def _compute(request: Request) -> Compute:
+    return request.app.state.compute
+
+
+async def _tenant(request: Request) -> str:
     """The caller's tenant, which service.access found from its API key (or anonymity)."""
     caller: Caller = request.scope[CALLER_SCOPE_KEY]
     return caller.tenant
@@ -37,6 +45,7 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionDep = Annotated[Session, Depends(_session)]
 CeleryDep = Annotated[Celery, Depends(_celery)]
 TenantDep = Annotated[str, Depends(_tenant)]
+ComputeDep = Annotated[Compute, Depends(_compute)]
 
 # List paging. The offset bound keeps it within every database's integer (SQLite and
 # PostgreSQL fail above 2**63 - 1) and far above any row count.

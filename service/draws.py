@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -42,6 +43,15 @@ class DrawQuery:
     min_confidence: Annotated[
         float, Query(gt=0, le=1, description="threshold of filter=confident")
     ] = 0.9
+
+
+async def draw_query(**params: Any) -> DrawQuery:
+    """The DrawQuery of a request, as a coroutine dependency: FastAPI would call the class
+    itself on a worker thread (a hand-off per request)."""
+    return DrawQuery(**params)
+
+
+draw_query.__signature__ = inspect.signature(DrawQuery)  # type: ignore[attr-defined]
 
 
 def _evaluation(manifest: Manifest, what: str) -> Any:

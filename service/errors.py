@@ -8,8 +8,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.logs import REQUEST_ID
 from service.ingest import ErrorKind, IngestError
 
 log = logging.getLogger("ganaug.api")
@@ -83,12 +85,26 @@ def error_response(
     details: dict[str, Any] | None = None,
 ) -> JSONResponse:
     error = {"code": code, "message": message, **(details or {})}
+    if (request_id := REQUEST_ID.get()) != "-":  # quote it to support; it is in the logs
+        error["request_id"] = request_id
     return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
 def upload_refused(exc: IngestError) -> ApiError:
     """The answer to an upload ingestion refused: its kind is the code."""
     return ApiError(INGEST_STATUS[exc.kind], exc.kind.value, exc.message)
+
+
+# What SQLAlchemy raises when the database cannot be reached or a pooled connection broke.
+DATABASE_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+
+
+def database_unavailable() -> ApiError:
+    return ApiError(
+        503,
+        "database_unavailable",
+        "The database is unreachable; nothing was changed. Retry in a minute.",
+    )
 
 
 def not_found(kind: str, ident: str) -> ApiError:
@@ -127,10 +143,22 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(422, "validation_error", _describe_validation(exc))
 
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unreachable on %s: %s", request.url.path, type(exc).__name__)
+        return database_unavailable().response()
+
+    for kind in DATABASE_DOWN:
+        app.add_exception_handler(kind, _database_down)
+
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-        request_id = request.headers.get("x-request-id", "-")
-        log.exception("unhandled error (request id %s) on %s", request_id, request.url.path)
+        # Starlette answers this outside the app's middleware: the id is still in the context
+        # (service.telemetry leaves it set for the request's task), the header is added here
+        request_id = REQUEST_ID.get()
+        log.exception("unhandled error on %s", request.url.path)
         return error_response(
-            500, "internal_error", f"Internal error; quote request id {request_id} to support."
+            500,
+            "internal_error",
+            f"Internal error; quote request id {request_id} to support.",
+            headers={"X-Request-ID": request_id},
         )

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import re
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,23 +14,32 @@ from pathlib import Path
 import numpy as np
 
 from models.artifact import ARCHIVE_LABELS_FILE, SOFT_LABELS_FILE, Manifest, Recipe
-from models.drawing import CHUNK, DrawSpec, FilterExhausted, draw_class
+from models.drawing import CHUNK, DrawSpec, FilterExhausted, class_latents, draw_class
 from models.evaluator import EVALUATOR_FILE, EvaluatorScorer
 from models.image_classifier import ImageClassifier
-from models.images import encode_png, image_grid
+from models.images import DEFAULT_PNG_LEVEL, class_grid, encode_png
 from models.manifold import ClassManifold
 from models.sampler import GeneratorSampler
+from service.zipstream import ZipStream
 from training.dataset import StoredDataset
 
 
 @lru_cache(maxsize=8)
-def _sampler(model_dir: str, _manifest_version: int) -> GeneratorSampler:
-    return GeneratorSampler(Path(model_dir))
+def _sampler(
+    model_dir: str, _manifest_version: int, threads: int, spinning: bool
+) -> GeneratorSampler:
+    return GeneratorSampler(Path(model_dir), threads=threads or None, spinning=spinning)
 
 
-def load_sampler(model_dir: Path) -> GeneratorSampler:
-    """One ONNX Runtime session per model, reloaded when its manifest changes (the report)."""
-    return _sampler(str(model_dir), Manifest.path(model_dir).stat().st_mtime_ns)
+def load_sampler(model_dir: Path, threads: int = 0, spinning: bool = False) -> GeneratorSampler:
+    """One ONNX Runtime session per model, reloaded when its manifest changes (the report).
+
+    Args:
+        threads, spinning: the session's intra-op threads (0: the sampler's default) and
+            spinning (settings ort_threads, ort_spinning).
+    """
+    version = Manifest.path(model_dir).stat().st_mtime_ns
+    return _sampler(str(model_dir), version, threads, spinning)
 
 
 @lru_cache(maxsize=8)
@@ -100,6 +108,16 @@ def generate(
     return np.concatenate(images), labels
 
 
+def sample_latents(
+    z_dim: int, class_indices: list[int], n: int, seed: int, draw: DrawSpec
+) -> tuple[np.ndarray, np.ndarray]:
+    """The labels int64 (N,) and latents float32 (N, z_dim) `generate` would generate for a
+    draw without a filter, to be generated elsewhere (dynamic batching) with equal bytes."""
+    latents = [class_latents(z_dim, index, n, seed, draw) for index in class_indices]
+    labels = np.repeat(np.asarray(class_indices, dtype=np.int64), n)
+    return labels, np.concatenate(latents)
+
+
 def render(
     images: np.ndarray,
     labels: np.ndarray,
@@ -107,24 +125,34 @@ def render(
     fmt: str,
     n: int,
     labeller: ImageClassifier | None = None,
-) -> bytes:
-    """Encode generated images as one grid PNG, one PNG, a zip of PNGs or an npz (x, y,
-    classes, and p: the soft labels, one-hot without a labeller)."""
+    png_level: int = DEFAULT_PNG_LEVEL,
+    *,
+    scale: int = 1,
+    captions: bool = False,
+) -> Iterator[bytes]:
+    """Encode generated images as one grid PNG (each class from a new row; tiles enlarged
+    `scale` times, class names at the left with `captions`), one PNG, a zip of PNGs or an
+    npz (x, y, classes, and p: the soft labels, one-hot without a labeller), a part at a
+    time (an image of the zip, an array of the npz)."""
     if fmt == "grid":
-        return encode_png(image_grid(images, ncols=min(n, 16)))
+        grid = class_grid(images, labels, names, min(n, 16), scale=scale, captions=captions)
+        yield encode_png(grid, png_level)
+        return
     if fmt == "png":
-        return encode_png(images[0])
+        yield encode_png(images[0], png_level)
+        return
+    archive = ZipStream()
     if fmt == "npz":
         p = soft_labels(labeller, images, labels, len(names))
-        buffer = io.BytesIO()
-        np.savez(buffer, x=images, y=labels, classes=np.asarray(names), p=p)
-        return buffer.getvalue()
-    buffer = io.BytesIO()
-    folders = folder_names(names)
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for key, array in (("x", images), ("y", labels), ("classes", np.asarray(names)), ("p", p)):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
+            yield archive.add(f"{key}.npy", buffer.getvalue())
+    else:
+        folders = folder_names(names)
         for i, (image, label) in enumerate(zip(images, labels, strict=True)):
-            archive.writestr(_entry(f"{folders[label]}/sample_{i:05d}.png"), encode_png(image))
-    return buffer.getvalue()
+            yield archive.add(f"{folders[label]}/sample_{i:05d}.png", encode_png(image, png_level))
+    yield from archive.finish()
 
 
 def folder_names(names: list[str]) -> list[str]:
@@ -143,31 +171,6 @@ class ArchiveRequest:
     seed: int
     include_real: bool
     recipe: Recipe | None = None  # the recommended recipe, when it chose the counts
-
-
-class _Spool(io.RawIOBase):
-    """A write-only byte sink the zip writer fills and the response drains."""
-
-    def __init__(self) -> None:
-        self._chunks: list[bytes] = []
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        self._chunks.append(bytes(data))
-        return len(data)
-
-    def drain(self) -> bytes:
-        data = b"".join(self._chunks)
-        self._chunks.clear()
-        return data
-
-
-def _entry(name: str) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))  # reproducible bytes
-    info.external_attr = 0o644 << 16
-    return info
 
 
 class _LabelRows:
@@ -194,10 +197,12 @@ def stream_archive(
     model_id: str,
     req: ArchiveRequest,
     labeller: ImageClassifier | None = None,
+    png_level: int = DEFAULT_PNG_LEVEL,
 ) -> Iterator[bytes]:
     """Yield an ImageFolder zip: <class>/real_*.png, <class>/synthetic_*.png, labels.csv
     (real rows one-hot, synthetic rows the labeller's probabilities, one-hot without one)
-    and manifest.json."""
+    and manifest.json, about CHUNK images at a time. Memory stays flat: ZipStream keeps ~50
+    bytes per member, labels.csv a row."""
     names = sampler.manifest.classes
     folders = folder_names(names)
     real_targets = one_hot(np.arange(len(names)), len(names))  # row c: class c's target
@@ -206,53 +211,52 @@ def stream_archive(
         x, y = stored.x, stored.labels_of_model(sampler.model_dir)
     else:
         x, y = np.empty((0, 1, 1, 1), np.uint8), np.empty(0, np.int64)
-    spool, rows = _Spool(), _LabelRows(names)
+    archive, rows = ZipStream(), _LabelRows(names)
     counts: dict[str, dict[str, int]] = {}
     error: str | None = None
-    with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_STORED) as archive:
-        for index, folder in enumerate(folders):
-            real = np.flatnonzero(y == index)
-            for j, row in enumerate(real):
+    for index, folder in enumerate(folders):
+        real = np.flatnonzero(y == index)
+        for start in range(0, real.size, CHUNK):
+            parts = []
+            for j, row in enumerate(real[start : start + CHUNK], start):
                 name = f"{folder}/real_{j:05d}.png"
-                archive.writestr(_entry(name), encode_png(np.asarray(x[row])))
+                parts.append(archive.add(name, encode_png(np.asarray(x[row]), png_level)))
                 rows.add(name, index, "real", real_targets[index])
-                if j % CHUNK == CHUNK - 1:
-                    yield spool.drain()
-            written = 0
-            chunks = draw_class(
-                sampler, index, req.synthetic_counts[index], req.seed, req.draw, scorer
-            )
-            try:
-                for images in chunks:
-                    labels = np.full(len(images), index)
-                    probs = soft_labels(labeller, images, labels, len(names))
-                    for image, p in zip(images, probs, strict=True):
-                        name = f"{folder}/synthetic_{written:05d}.png"
-                        archive.writestr(_entry(name), encode_png(image))
-                        rows.add(name, index, "synthetic", p)
-                        written += 1
-                    yield spool.drain()
-            except FilterExhausted as exc:  # headers are sent: say so in the manifest instead
-                error = f"class {names[index]}: {exc}"
-            counts[names[index]] = {"real": int(real.size), "synthetic": written}
-            if error:
-                break
-        manifest = {
-            "model_id": model_id,
-            "seed": req.seed,
-            "include_real": req.include_real,
-            **req.draw.describe(),
-            "recipe": req.recipe.model_dump(mode="json") if req.recipe else None,
-            "classes": [
-                {"index": i, "name": n, "folder": f}
-                for i, (n, f) in enumerate(zip(names, folders, strict=True))
-            ],
-            "counts": counts,
-            "labels_file": ARCHIVE_LABELS_FILE,
-            "soft_labels": labeller is not None,
-            "complete": error is None,
-            "error": error,
-        }
-        archive.writestr(_entry(ARCHIVE_LABELS_FILE), rows.encode())
-        archive.writestr(_entry("manifest.json"), json.dumps(manifest, indent=2))
-    yield spool.drain()
+            yield b"".join(parts)
+        written = 0
+        chunks = draw_class(sampler, index, req.synthetic_counts[index], req.seed, req.draw, scorer)
+        try:
+            for images in chunks:
+                labels = np.full(len(images), index)
+                probs = soft_labels(labeller, images, labels, len(names))
+                parts = []
+                for image, p in zip(images, probs, strict=True):
+                    name = f"{folder}/synthetic_{written:05d}.png"
+                    parts.append(archive.add(name, encode_png(image, png_level)))
+                    rows.add(name, index, "synthetic", p)
+                    written += 1
+                yield b"".join(parts)
+        except FilterExhausted as exc:  # headers are sent: say so in the manifest instead
+            error = f"class {names[index]}: {exc}"
+        counts[names[index]] = {"real": int(real.size), "synthetic": written}
+        if error:
+            break
+    manifest = {
+        "model_id": model_id,
+        "seed": req.seed,
+        "include_real": req.include_real,
+        **req.draw.describe(),
+        "recipe": req.recipe.model_dump(mode="json") if req.recipe else None,
+        "classes": [
+            {"index": i, "name": n, "folder": f}
+            for i, (n, f) in enumerate(zip(names, folders, strict=True))
+        ],
+        "counts": counts,
+        "labels_file": ARCHIVE_LABELS_FILE,
+        "soft_labels": labeller is not None,
+        "complete": error is None,
+        "error": error,
+    }
+    yield archive.add(ARCHIVE_LABELS_FILE, rows.encode())
+    yield archive.add("manifest.json", json.dumps(manifest, indent=2).encode())
+    yield from archive.finish()

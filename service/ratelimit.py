@@ -27,6 +27,7 @@ from service.errors import ApiError
 
 LIMITED_ROUTES = ("datasets", "training", "samples", "archive", "classify", "reports")
 _ATTRIBUTE = "ganaug_rate_limit"
+RATE_LIMIT_EXTENSION = "x-rate-limit"  # the operation's limit, in the OpenAPI document
 
 Endpoint = TypeVar("Endpoint", bound=Callable)
 
@@ -49,7 +50,13 @@ def limit_of(endpoint: Callable | None) -> str | None:
 
 
 class RateLimitedRoute(APIRoute):
-    """A route that counts requests against its endpoint's rate limit before reading them."""
+    """A route that counts requests against its endpoint's rate limit before reading them;
+    its OpenAPI operation names the limit (`x-rate-limit`, which service.openapi reads)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        if (name := limit_of(endpoint)) is not None:
+            self.openapi_extra = {**(self.openapi_extra or {}), RATE_LIMIT_EXTENSION: name}
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -60,7 +67,10 @@ class RateLimitedRoute(APIRoute):
         async def limited(request: Request) -> Response:
             limits: RateLimits = request.app.state.rate_limits
             caller: Caller = request.scope[CALLER_SCOPE_KEY]
-            await anyio.to_thread.run_sync(limits.admit, name, caller.rate_identity)
+            if limits.in_memory:  # a dict and a lock: no I/O to move off the event loop
+                limits.admit(name, caller.rate_identity)
+            else:
+                await anyio.to_thread.run_sync(limits.admit, name, caller.rate_identity)
             return await handler(request)
 
         return limited
@@ -71,6 +81,7 @@ class RateLimits:
 
     def __init__(self, settings: Settings) -> None:
         storage = storage_from_string(settings.rate_limit_storage_url)
+        self.in_memory = settings.rate_limit_storage_url.startswith("memory://")
         self._limiter = MovingWindowRateLimiter(storage)
         self._items: dict[str, list[RateLimitItem]] = {
             name: parse_many(value) if (value := getattr(settings, f"rate_limit_{name}")) else []

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import time
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_serializer
 
 from training.config import TrainConfig
 
@@ -36,11 +37,22 @@ class ImagePublic(BaseModel):
     channels: int
 
 
+def _aged(progress: dict[str, Any], key: str) -> float | None:
+    """An ETA the worker wrote at progress["time"], less the time since (never below 0)."""
+    eta = progress.get(key)
+    if eta is None:
+        return None
+    since = time.time() - progress["time"] if progress.get("time") else 0.0
+    return round(max(eta - max(since, 0.0), 0.0), 1)
+
+
 class ProgressPublic(BaseModel):
     step: int = 0
     total_steps: int
     fraction: float
-    eta_seconds: float | None = None
+    eta_seconds: float | None = Field(
+        None, description="seconds of training left while it runs (the report not counted)"
+    )
     elapsed_seconds: float | None = None
     losses: dict[str, float] = {}
 
@@ -54,7 +66,7 @@ class ProgressPublic(BaseModel):
             step=step,
             total_steps=total,
             fraction=round(step / total, 4) if total else 0.0,
-            eta_seconds=progress.get("eta_s") if status == "running" else None,
+            eta_seconds=_aged(progress, "eta_s") if status == "running" else None,
             elapsed_seconds=progress.get("elapsed_s"),
             losses=progress.get("losses") or {},
         )
@@ -102,15 +114,27 @@ class ReportStatusPublic(BaseModel):
     status: Literal["none", "pending", "queued", "running", "succeeded", "failed"]
     stage: str | None = None
     fraction: float = 0.0
+    eta_seconds: float | None = Field(
+        None,
+        description="seconds the report has left: estimated before it starts (from a timed "
+        "classifier step on the worker), then from its own progress",
+    )
     error: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> ReportStatusPublic:
         progress = row.report_progress or {}
+        estimate = (row.progress or {}).get("report_s")
+        eta = None
+        if row.report_status == "running" and progress.get("eta_s") is not None:
+            eta = _aged(progress, "eta_s")
+        elif row.report_status in ("pending", "queued", "running") and estimate is not None:
+            eta = round(estimate, 1)  # before the report's first progress
         return cls(
             status=row.report_status,
             stage=progress.get("stage"),
             fraction=progress.get("fraction", 0.0),
+            eta_seconds=eta,
             error=row.report_error,
         )
 
@@ -120,6 +144,11 @@ class ModelPublic(BaseModel):
     dataset_id: str
     method: str
     status: ModelStatus
+    eta_seconds: float | None = Field(
+        None,
+        description="seconds until the whole job is done: the training left, then the "
+        "quality report (estimated); None when nothing runs or the time is not known yet",
+    )
     progress: ProgressPublic
     error: str | None
     classes: list[ClassPublic]
@@ -135,17 +164,25 @@ class ModelPublic(BaseModel):
 
     @classmethod
     def from_row(cls, row: Any) -> ModelPublic:
+        progress = ProgressPublic.from_row(row.progress, row.status)
+        report = ReportStatusPublic.from_row(row)
+        eta = None
+        if row.status == "running" and progress.eta_seconds is not None:
+            eta = progress.eta_seconds + (report.eta_seconds or 0.0)
+        elif row.status == "succeeded":
+            eta = report.eta_seconds
         return cls(
             id=row.id,
             dataset_id=row.dataset_id,
             method=row.method,
             status=row.status,
-            progress=ProgressPublic.from_row(row.progress, row.status),
+            eta_seconds=None if eta is None else round(eta, 1),
+            progress=progress,
             error=row.error,
             classes=[ClassPublic(**c) for c in row.classes],  # with its dataset's counts
             image=ImagePublic(**row.image),
             config=row.config,
-            report=ReportStatusPublic.from_row(row),
+            report=report,
             created_at=row.created_at,
             started_at=row.started_at,
             finished_at=row.finished_at,
@@ -169,6 +206,13 @@ class DatasetPublic(BaseModel):
     image: ImagePublic
     created_at: datetime
     model: ModelPublic | None = Field(None, description="the queued model when train=true")
+
+    @field_serializer("model")
+    def _whole_model(self, model: ModelPublic | None):  # unannotated: the schema keeps ModelPublic
+        """The model as GET /v1/models/{id} shows it, its nulls too: the dataset routes leave
+        out None fields (response_model_exclude_none), which would drop the model's required
+        `error`, `started_at` and `finished_at`."""
+        return None if model is None else model.model_dump(mode="json")
 
     @classmethod
     def from_row(cls, row: Any, model: Any = None) -> DatasetPublic:

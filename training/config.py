@@ -493,7 +493,9 @@ class Progress:
     total_steps: int
     losses: dict[str, float]
     elapsed_s: float
-    eta_s: float
+    eta_s: float  # the training's remaining steps
+    report_s: float | None = None  # the report that follows, estimated (None: no report)
+    time: float = 0.0  # when this was measured (epoch s): readers age the ETAs from here
 
 
 @dataclass(frozen=True)
@@ -503,3 +505,4 @@ class TrainResult:
     elapsed_s: float
     device: str
     seed: int
+    report_s: float | None = None  # the report that follows, as estimated before training

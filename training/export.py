@@ -4,16 +4,19 @@ ONNX Runtime."""
 from __future__ import annotations
 
 import copy
+import importlib.metadata
 import io
+import json
 import warnings
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 from torch.nn.utils import parametrize
 
-from models.artifact import atomic_write_bytes
+from models.artifact import CLASSIFIER_FILE, GENERATOR_FILE, Manifest, atomic_write_bytes
 from models.networks import CriticClassifier, Discriminator, Generator
 
 OPSET = 17
@@ -168,4 +171,75 @@ def _check_close(actual: np.ndarray, expected: np.ndarray) -> None:
         raise RuntimeError(
             f"ONNX export mismatch: shape {actual.shape} vs {expected.shape}, "
             f"max abs diff {diff:.2e}"
+        )
+
+
+# ONNX dimension denotations (onnx/docs/DimensionDenotation.md) of an NCHW image tensor
+NCHW_DENOTATIONS = ("DATA_BATCH", "DATA_CHANNEL", "DATA_FEATURE", "DATA_FEATURE")
+
+
+def describe_onnx(
+    path: Path,
+    metadata: dict[str, str],
+    *,
+    doc: str,
+    image_shapes: dict[str, tuple[int, int, int]],
+) -> None:
+    """Make an exported graph describe itself: `metadata` as its metadata_props, `doc` as its
+    doc_string, and each NCHW image tensor named in `image_shapes` with its (C, H, W) sizes
+    fixed and its axes denoted batch, channel, feature, feature (the exporter leaves some
+    sizes as generated names such as `Sliceimage_dim_2`). The batch axis stays `B`."""
+    model = onnx.load(path)
+    model.producer_name = "ganaug"
+    model.doc_string = doc
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    for tensor in [*model.graph.input, *model.graph.output]:
+        if tensor.name not in image_shapes:
+            continue
+        dims = tensor.type.tensor_type.shape.dim
+        for dim, size, denotation in zip(
+            dims, (None, *image_shapes[tensor.name]), NCHW_DENOTATIONS, strict=True
+        ):
+            if size is not None:
+                dim.dim_value = size  # replaces a generated dim_param
+            dim.denotation = denotation
+    onnx.checker.check_model(model)
+    atomic_write_bytes(path, model.SerializeToString())
+
+
+def describe_model_onnx(out_dir: Path, manifest: Manifest) -> None:
+    """Put what a user of generator.onnx (and classifier.onnx) needs into the files
+    themselves: class names, z_dim, the image shape and pixel range, the method, the model
+    id and the ganaug version (as the manifest says them)."""
+    image = manifest.image
+    shape = (image.channels, image.height, image.width)
+    common = {
+        "class_names": json.dumps(manifest.classes),
+        "num_classes": str(len(manifest.classes)),
+        "image_height": str(image.height),
+        "image_width": str(image.width),
+        "image_channels": str(image.channels),
+        "image_layout": "NCHW (batch, channels, height, width)",
+        "pixel_range": "[-1, 1]; uint8 = round((x + 1) * 127.5)",
+        "method": manifest.method,
+        "model_id": manifest.model_id,
+        "ganaug_version": importlib.metadata.version("ganaug"),
+    }
+    describe_onnx(
+        out_dir / GENERATOR_FILE,
+        common | {"z_dim": str(manifest.z_dim), "truncation": "z = sign(z) * min(|z|, t)"},
+        doc="ganaug class-conditional generator. Inputs: latent float32 (B, z_dim), standard "
+        "normal (optionally truncated); class int64 (B,), an index into class_names. Output: "
+        "image float32 (B, C, H, W) in [-1, 1].",
+        image_shapes={"image": shape},
+    )
+    if manifest.classifier is not None:
+        describe_onnx(
+            out_dir / CLASSIFIER_FILE,
+            common,
+            doc="ganaug critic class head. Input: image float32 (B, C, H, W) in [-1, 1]. "
+            "Output: probs float32 (B, num_classes), softmax in class_names order.",
+            image_shapes={"image": shape},
         )

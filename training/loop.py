@@ -41,7 +41,8 @@ from training.augment import AdaptiveAugment
 from training.config import UNSUPERVISED_METHODS, Progress, TrainConfig, TrainResult
 from training.dataset import StoredDataset
 from training.errors import TrainingAborted, TrainingInterrupted
-from training.export import export_classifier_onnx, export_generator_onnx
+from training.eta import estimate_report_seconds
+from training.export import describe_model_onnx, export_classifier_onnx, export_generator_onnx
 from training.losses import GanLoss, Stats
 from training.selection import BestSoFar, RecallSelector
 from training.split import stratified_split
@@ -348,7 +349,14 @@ def run(
         trainer: Trainer = VirtualLabelTrainer(config, data, dev)
     else:
         trainer = Trainer(config, data, dev)
-    # the evaluator trains before the clock starts, so the ETA counts training steps only
+    # the evaluator trains before the clock starts, so the ETA counts training steps only;
+    # the report that follows is estimated once here, and each progress carries it
+    report_s = None
+    if config.report != "none":
+        _, channels, size, _ = data.images.shape
+        report_s = estimate_report_seconds(
+            config.report, channels=channels, size=size, num_classes=len(data.classes), device=dev
+        )
     selector = RecallSelector(dataset, split, config, dev) if config.select_by == "recall" else None
     if resume is not None:
         trainer.load_checkpoint(resume)
@@ -362,6 +370,7 @@ def run(
         trainer.measurements,
         resume_step=None if resume is None else trainer.steps_done,
         elapsed_s=0.0 if resume is None else resume["elapsed_s"],
+        report_s=report_s,
     )
 
     def checkpoint(**extra: object) -> None:
@@ -418,6 +427,7 @@ def run(
         elapsed_s=reporter.elapsed_s,
         device=str(dev),
         seed=seed,
+        report_s=report_s,
     )
 
 
@@ -477,7 +487,7 @@ def write_model(
     image = ImageShape(height=size, width=size, channels=channels)
     inputs, outputs = generator_io(config.z_dim, image)
     classifier = write_classifier(trainer, out_dir, image, class_map)
-    Manifest(
+    manifest = Manifest(
         model_id=model_id,
         method=config.method,
         classes=classes,
@@ -493,7 +503,9 @@ def write_model(
         classifier=classifier,
         selection=selection,
         clusters=clusters,
-    ).save(out_dir)
+    )
+    describe_model_onnx(out_dir, manifest)
+    manifest.save(out_dir)
     write_samples(out_dir, len(classes))
 
 

@@ -90,7 +90,8 @@ from training.report_trials import (
 
 __all__ = ["REPORT_BUDGETS", "REPORT_FILE", "ReportBudget", "build_report", "register_part"]
 
-REPORT_FORMAT = "ganaug.report/1"
+# /2: inception_accuracy is evaluator_sample_accuracy; metrics.features names the features
+REPORT_FORMAT = "ganaug.report/2"
 PICTURE_SAMPLES = 8  # images per class in the sample grid
 
 
@@ -175,7 +176,8 @@ class ReportRun:
         )
 
     def distribution(self) -> DistributionReport:
-        """FID, KID, PRDC and inception accuracy of untruncated samples, overall and per class.
+        """FID, KID, PRDC and evaluator sample accuracy of untruncated samples, overall and
+        per class (on the evaluator's features: models.artifact.FEATURES_NOTE).
 
         Synthetic and real-train sets get the same size per class, since FID's bias
         depends on it: the real_train numbers are then the floor to read the others against.
@@ -197,7 +199,7 @@ class ReportRun:
             return MetricsBlock(
                 reference_images=len(reference),
                 synthetic_images=len(syn_f[syn]),
-                inception_accuracy=float(np.mean(syn_probs[syn].argmax(1) == syn_y[syn])),
+                evaluator_sample_accuracy=float(np.mean(syn_probs[syn].argmax(1) == syn_y[syn])),
                 synthetic=distribution_metrics(reference, syn_f[syn], self.budget),
                 real_train=floor if self.data.heldout else None,
             )
@@ -321,7 +323,7 @@ def soft_labels(run: ReportRun, found: Findings) -> SoftLabelSummary:
 
 @register_part("metrics")
 def sample_distribution(run: ReportRun, found: Findings) -> DistributionReport:
-    """FID, KID, PRDC and inception accuracy of untruncated samples."""
+    """FID, KID, PRDC and evaluator sample accuracy of untruncated samples."""
     return run.distribution()
 
 

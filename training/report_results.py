@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel
 
-from models.artifact import Recipe
+from models.artifact import FEATURES_NOTE, Recipe
 from models.drawing import DrawSpec
 from training.classifier import ClassifierBudget
 from training.report_setup import Truncation
@@ -108,7 +108,7 @@ class MetricsBlock(Record):
 
     reference_images: int
     synthetic_images: int
-    inception_accuracy: float  # the evaluator gives the sample's class
+    evaluator_sample_accuracy: float  # share of samples the evaluator gives their own class
     synthetic: DistributionMetrics
     real_train: DistributionMetrics | None  # the floor: real train images (None: no held-out)
 
@@ -125,6 +125,7 @@ class DistributionReport(Record):
     def record(self) -> dict:
         per_class = [{"class": name, **block.record()} for name, block in self.per_class.items()]
         return {
+            "features": FEATURES_NOTE,
             "reference": self.reference,
             "truncation": self.truncation,
             "overall": self.overall.record(),
@@ -159,14 +160,14 @@ class SweepRow(Record):
 
     truncation: Truncation
     comparison: Comparison
-    inception_accuracy: float
+    evaluator_sample_accuracy: float
     fidelity: DistributionMetrics  # the samples vs the held-out images
 
     def record(self) -> dict:
         return {
             "truncation": self.truncation,
             **self.comparison.record(),
-            "inception_accuracy": self.inception_accuracy,
+            "evaluator_sample_accuracy": self.evaluator_sample_accuracy,
             **self.fidelity.record(),
         }
 

@@ -33,8 +33,10 @@ class Reporter:
         *,
         resume_step: int | None = None,
         elapsed_s: float = 0.0,
+        report_s: float | None = None,
     ):
         self.total_steps, self.progress_fn, self.measure_fn = total_steps, progress_fn, measure_fn
+        self.report_s = report_s  # the estimated report after training, passed on in Progress
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         if resume_step is None:
             flags |= os.O_TRUNC
@@ -87,7 +89,10 @@ class Reporter:
         while data:  # one write per line: O_APPEND puts it whole at the end
             data = data[os.write(self.stats_fd, data) :]
         if self.progress_fn is not None:
-            self.progress_fn(Progress(step, self.total_steps, self.last_losses, elapsed, eta))
+            progress = Progress(
+                step, self.total_steps, self.last_losses, elapsed, eta, self.report_s, line["time"]
+            )
+            self.progress_fn(progress)
 
     def sync(self) -> None:
         """Make the lines written so far durable (before a checkpoint that follows them)."""

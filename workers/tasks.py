@@ -186,6 +186,8 @@ def _train(settings: Settings, job: Model, lease: LeaseKeeper) -> str:
         "losses": result.final_losses,
         "elapsed_s": result.elapsed_s,
         "eta_s": 0.0,
+        "report_s": result.report_s if wants_report else None,
+        "time": time.time(),
     }
     if not _final_write(
         settings,
@@ -236,6 +238,7 @@ class _Stopping(Exception):
 
 
 def _report(settings: Settings, job: Model, lease: LeaseKeeper) -> str:
+    from training.eta import remaining_seconds
     from training.report import REPORT_BUDGETS
     from training.report import build_report as build
 
@@ -247,11 +250,17 @@ def _report(settings: Settings, job: Model, lease: LeaseKeeper) -> str:
         _Throttle(settings.cancel_poll_s),
     )
 
+    started, estimate_s = time.monotonic(), (job.progress or {}).get("report_s")
+
     def on_progress(stage: str, fraction: float) -> None:
         if progress_due.due():
+            elapsed = time.monotonic() - started
+            eta = remaining_seconds(elapsed, fraction, estimate_s)
             _try_write(
                 url,
-                lambda s: repo.record_report_progress(s, model_id, token, stage, fraction),
+                lambda s: repo.record_report_progress(
+                    s, model_id, token, stage, fraction, elapsed_s=elapsed, eta_s=eta
+                ),
                 "report progress",
             )
 

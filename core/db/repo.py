@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -456,9 +457,22 @@ def queue_report(session: Session, model: Model) -> None:
 
 
 def record_report_progress(
-    session: Session, model_id: str, token: str, stage: str, fraction: float
+    session: Session,
+    model_id: str,
+    token: str,
+    stage: str,
+    fraction: float,
+    *,
+    elapsed_s: float | None = None,
+    eta_s: float | None = None,
 ) -> bool:
-    progress = {"stage": stage, "fraction": round(fraction, 4)}
+    progress = {
+        "stage": stage,
+        "fraction": round(fraction, 4),
+        "elapsed_s": None if elapsed_s is None else round(elapsed_s, 1),
+        "eta_s": None if eta_s is None else round(eta_s, 1),
+        "time": round(time.time(), 3),
+    }
     return _update(
         session, Model.id == model_id, Model.lease_token == token, report_progress=progress
     )

@@ -3,20 +3,35 @@ generator, classification of uploaded images."""
 
 from __future__ import annotations
 
+import functools
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
+import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 
 from core.db import repo
+from core.db.session import session_scope
 from core.db.tables import Model
+from core.settings import Settings
 from models.artifact import GENERATOR_FILE, read_stats
 from models.drawing import DrawSpec, FilterExhausted
 from models.evaluator import EvaluatorScorer
+from models.image_classifier import ImageClassifier
+from models.sampler import GeneratorSampler
 from service import catalog, classify, draws, generation
-from service.deps import CeleryDep, PageLimit, PageOffset, SessionDep, SettingsDep, TenantDep
+from service.deps import (
+    CeleryDep,
+    ComputeDep,
+    PageLimit,
+    PageOffset,
+    SessionDep,
+    SettingsDep,
+    TenantDep,
+)
 from service.errors import ApiError
 from service.openapi import OPERATIONS, Doc
 from service.ratelimit import RateLimitedRoute, rate_limited
@@ -31,10 +46,12 @@ from service.schemas import (
     ModelStatus,
     TrainingStatsPublic,
 )
+from service.telemetry import SAMPLES_SERVED
 
+T = TypeVar("T")
 router = APIRouter(prefix="/v1/models", tags=["models"], route_class=RateLimitedRoute)
 
-DrawQueryDep = Annotated[draws.DrawQuery, Depends()]
+DrawQueryDep = Annotated[draws.DrawQuery, Depends(draws.draw_query)]
 Seed = Annotated[int | None, Query(ge=0, le=2**63 - 1, description="random when omitted")]
 MEDIA = {
     "grid": "image/png",
@@ -203,11 +220,11 @@ def _check_image_count(
 
 @router.get("/{model_id}/samples")
 @rate_limited("samples")
-def get_samples(
+async def get_samples(
     model_id: str,
     settings: SettingsDep,
-    session: SessionDep,
     tenant: TenantDep,
+    compute: ComputeDep,
     draw_query: DrawQueryDep,
     class_: Annotated[
         str | None, Query(alias="class", description="name or index; all when omitted")
@@ -215,15 +232,61 @@ def get_samples(
     n: Annotated[int, Query(ge=1, description="images (per class when class is omitted)")] = 16,
     seed: Seed = None,
     format: Literal["grid", "png", "zip", "npz"] = "grid",
+    scale: Annotated[
+        int, Query(ge=1, le=8, description="format=grid: tiles enlarged this many times")
+    ] = 1,
+    labels: Annotated[
+        bool, Query(description="format=grid: each class's name left of its row")
+    ] = False,
 ) -> Response:
     """Synthetic images of one class (`class`) or of every class, `n` each, from a
-    succeeded model. `format`: `grid` (one PNG, a row per class), `png` (one image: needs
+    succeeded model. `format`: `grid` (one PNG, a row per class; `scale` enlarges its tiles,
+    `labels=true` writes the class names at the left), `png` (one image: needs
     `class` and `n=1`), `zip` (PNGs in class folders) or `npz` (`x`, `y`, `classes` and soft
     labels `p`). The same `seed` gives the same images; `truncation`, `filter` and their
     options change how latents are drawn and which images are kept (`auto` and the filters
     need the quality report: 409 before it).
     """
-    model = _ready_model(session, tenant, model_id)
+    if format != "grid" and (scale != 1 or labels):
+        raise ApiError(
+            422, "invalid_format", f"scale and labels draw the grid; drop them for format={format}."
+        )
+    check = functools.partial(_sample_classes, settings, class_, n, format)
+    model, sampler, indices = await compute.run(_ready_sampler, settings, tenant, model_id, check)
+    model_dir = settings.models_dir / model.id
+    draw = draws.make_draw(sampler.manifest, draw_query, settings.max_truncation)
+    seed = seed if seed is not None else random.randrange(2**31)
+    if draw.needs_scorer:
+        images, classes = await compute.run(_filtered, sampler, model_dir, indices, n, seed, draw)
+    else:  # latents from the request's seed; the generator call may be shared (batching)
+        classes, latents = generation.sample_latents(sampler.manifest.z_dim, indices, n, seed, draw)
+        images = await compute.generate(sampler, classes, latents)
+    SAMPLES_SERVED.labels("samples").inc(len(images))
+    labeller = (
+        await compute.run(generation.load_soft_labeller, model_dir) if format == "npz" else None
+    )
+    parts = generation.render(
+        images,
+        classes,
+        sampler.manifest.classes,
+        format,
+        n,
+        labeller,
+        settings.png_compress_level,
+        scale=scale,
+        captions=labels,
+    )
+    headers = _draw_headers(seed, draw)
+    if format in ("zip", "npz"):
+        return StreamingResponse(compute.iterate(parts), media_type=MEDIA[format], headers=headers)
+    body = await compute.run(b"".join, parts)
+    return Response(body, media_type=MEDIA[format], headers=headers)
+
+
+def _sample_classes(
+    settings: Settings, class_: str | None, n: int, format: str, model: Model
+) -> list[int]:
+    """The class indices a samples request asks for, once its options are checked (422)."""
     if format == "png" and (n != 1 or class_ is None):
         raise ApiError(422, "invalid_format", "format=png returns one image: pass class and n=1.")
     indices = (
@@ -232,27 +295,49 @@ def get_samples(
     _check_image_count(
         "samples", [n] * len(indices), settings.max_samples, "GANAUG_MAX_SAMPLES", "n"
     )
-    model_dir = settings.models_dir / model.id
-    sampler = generation.load_sampler(model_dir)
-    draw = draws.make_draw(sampler.manifest, draw_query, settings.max_truncation)
-    seed = seed if seed is not None else random.randrange(2**31)
-    scorer = _scorer_for(draw, model_dir)
+    return indices
+
+
+def _ready_sampler(
+    settings: Settings,
+    tenant: str,
+    model_id: str,
+    check: Callable[[Model], T] = lambda model: None,
+) -> tuple[Model, GeneratorSampler, T]:
+    """The succeeded model's row, its generator's session and what `check` (the request's
+    options against the row) returns, checked before the session is opened. Blocking: the
+    database, and opening the session the first time."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        model = _ready_model(session, tenant, model_id)
+    checked = check(model)
+    sampler = generation.load_sampler(
+        settings.models_dir / model.id, settings.ort_threads, settings.ort_spinning
+    )
+    return model, sampler, checked
+
+
+def _filtered(
+    sampler: GeneratorSampler,
+    model_dir: Path,
+    indices: list[int],
+    n: int,
+    seed: int,
+    draw: DrawSpec,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images kept by the draw's filter (generated and scored a block at a time)."""
     try:
-        images, labels = generation.generate(sampler, scorer, indices, n, seed, draw)
+        return generation.generate(sampler, _scorer_for(draw, model_dir), indices, n, seed, draw)
     except FilterExhausted as exc:
         raise ApiError(422, "filter_exhausted", str(exc)) from exc
-    labeller = generation.load_soft_labeller(model_dir) if format == "npz" else None
-    body = generation.render(images, labels, sampler.manifest.classes, format, n, labeller)
-    return Response(body, media_type=MEDIA[format], headers=_draw_headers(seed, draw))
 
 
 @router.get("/{model_id}/archive")
 @rate_limited("archive")
-def get_archive(
+async def get_archive(
     model_id: str,
     settings: SettingsDep,
-    session: SessionDep,
     tenant: TenantDep,
+    compute: ComputeDep,
     draw_query: DrawQueryDep,
     per_class: Annotated[
         str | None,
@@ -263,7 +348,9 @@ def get_archive(
         ),
     ] = None,
     total: Annotated[
-        int | None, Query(ge=0, description="per_class=proportional: all synthetic images")
+        # bounded like the other counts: numpy shares it out in int64
+        int | None,
+        Query(ge=0, le=2**31 - 1, description="per_class=proportional: all synthetic images"),
     ] = None,
     recipe: Annotated[
         Literal["recommended"] | None,
@@ -278,9 +365,8 @@ def get_archive(
     complete). `recipe=recommended` takes the counts, truncation and filter the quality
     report measured best. Streamed as it is generated.
     """
-    model = _ready_model(session, tenant, model_id)
+    model, sampler, _ = await compute.run(_ready_sampler, settings, tenant, model_id)
     model_dir = settings.models_dir / model.id
-    sampler = generation.load_sampler(model_dir)
     if recipe is not None:
         if per_class is not None or total is not None or draw_query != draws.DrawQuery():
             raise ApiError(
@@ -299,20 +385,30 @@ def get_archive(
         "archive", counts, settings.max_archive_images, "GANAUG_MAX_ARCHIVE_IMAGES", "per_class"
     )
     seed = seed if seed is not None else random.randrange(2**31)
+    SAMPLES_SERVED.labels("archive").inc(sum(counts))
     request = generation.ArchiveRequest(counts, draw, seed, include_real, recipe_used)
+    scorer, labeller = await compute.run(_archive_graphs, draw, model_dir)
     chunks = generation.stream_archive(
         sampler,
-        _scorer_for(draw, model_dir),
+        scorer,
         settings.datasets_dir / model.dataset_id,
         model.id,
         request,
-        generation.load_soft_labeller(model_dir),
+        labeller,
+        settings.png_compress_level,
     )
     headers = {
         "Content-Disposition": f'attachment; filename="ganaug-{model.id}.zip"',
         **_draw_headers(seed, draw),
     }
-    return StreamingResponse(chunks, media_type="application/zip", headers=headers)
+    return StreamingResponse(compute.iterate(chunks), media_type="application/zip", headers=headers)
+
+
+def _archive_graphs(
+    draw: DrawSpec, model_dir: Path
+) -> tuple[EvaluatorScorer | None, ImageClassifier | None]:
+    """The evaluator (filters only) and soft labeller of an archive (blocking: loading)."""
+    return _scorer_for(draw, model_dir), generation.load_soft_labeller(model_dir)
 
 
 def _draw_headers(seed: int, draw: DrawSpec) -> dict[str, str]:

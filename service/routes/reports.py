@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 from fastapi import APIRouter
@@ -10,7 +9,7 @@ from fastapi.responses import FileResponse
 
 from core.db import repo, tenants
 from core.queue import REPORT_TASK
-from models.artifact import REPORT_FILE, REPORT_PICTURES_DIR
+from models.artifact import REPORT_FILE, REPORT_PICTURES_DIR, read_report
 from service import catalog, quotas
 from service.deps import CeleryDep, SessionDep, SettingsDep, TenantDep
 from service.errors import ApiError
@@ -54,7 +53,7 @@ def get_report(
     409 until the report has been computed.
     """
     model = _model_with_report(session, tenant, model_id)
-    report = json.loads((settings.models_dir / model.id / REPORT_FILE).read_text())
+    report = read_report(settings.models_dir / model.id / REPORT_FILE)
     pictures = sorted(
         p.stem for p in (settings.models_dir / model.id / REPORT_PICTURES_DIR).glob("*.png")
     )

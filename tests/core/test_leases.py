@@ -20,6 +20,7 @@ from core.leases import LeaseKeeper
 from core.queue import sweep
 from core.settings import Settings
 from tests.factories import SHAPES
+from training.dataset import DatasetInfo
 
 LEASE_S = 30.0
 
@@ -36,18 +37,14 @@ def settings(request, tmp_path) -> Settings:
 
 def queued_model(settings: Settings, report: str = "none") -> str:
     """A dataset and a queued model on it, as the API inserts them."""
-    info = type(
-        "Info",
-        (),
-        {
-            "num_images": 3,
-            "classes": list(SHAPES),
-            "counts": [1] * len(SHAPES),
-            "height": 8,
-            "width": 8,
-            "channels": 1,
-            "source_format": "npz",
-        },
+    info = DatasetInfo(
+        num_images=3,
+        classes=list(SHAPES),
+        counts=[1] * len(SHAPES),
+        height=8,
+        width=8,
+        channels=1,
+        source_format="npz",
     )
     with session_scope(settings.sqlalchemy_url) as session:
         dataset = repo.add_dataset(

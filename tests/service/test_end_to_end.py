@@ -72,6 +72,31 @@ def check_trained_model(client, model_id: str, data_dir: Path, steps: int) -> di
     return model
 
 
+def check_eta_covers_the_report(client, model_id: str) -> None:
+    """Followed until its report is done, the model's ETA counts the training left plus the
+    report while training runs, and the report's own time left while it runs."""
+    training, reporting = [], []
+    deadline = time.monotonic() + TRAIN_TIMEOUT
+    while time.monotonic() < deadline:
+        model = client.get(f"/v1/models/{model_id}").json()
+        if model["status"] == "running" and model["progress"]["eta_seconds"] is not None:
+            training.append(model)
+        if model["report"]["status"] == "running":
+            reporting.append(model)
+        if model["report"]["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.1)
+    assert training and reporting, "never saw the training or the report running"
+    for seen in training:
+        report = seen["report"]
+        assert report["status"] == "pending" and report["eta_seconds"] > 0
+        assert seen["eta_seconds"] == pytest.approx(
+            seen["progress"]["eta_seconds"] + report["eta_seconds"], abs=0.2
+        )
+    assert all(seen["eta_seconds"] is not None for seen in reporting)
+    assert all(seen["eta_seconds"] == seen["report"]["eta_seconds"] for seen in reporting)
+
+
 def test_distributed_end_to_end(tmp_path, redis_url, postgres_url, processes):
     data_dir = tmp_path / "shared-data"
     env, _worker, api = start_distributed(data_dir, redis_url, postgres_url, processes)
@@ -132,6 +157,7 @@ def test_embedded_end_to_end(tmp_path, processes):
         assert client.get("/readyz").status_code == 200
         created = upload_and_train(client, TINY_MODEL_CONFIG)
         model_id = created["model"]["id"]
+        check_eta_covers_the_report(client, model_id)
         check_trained_model(client, model_id, data_dir, TINY_MODEL_CONFIG["steps"])
         check_samples(client, model_id)
         check_archive(client, model_id, per_class=3)

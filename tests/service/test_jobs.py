@@ -118,3 +118,20 @@ def test_a_live_job_is_asked_to_stop_and_cannot_be_deleted(client, settings):
     assert cancel.status_code == 202 and cancel.json()["status"] == "running"  # its worker stops
     with session_scope(settings.sqlalchemy_url) as session:
         assert repo.cancel_requested(session, model_id)
+
+
+@pytest.mark.parametrize("keys", [False, True])
+def test_an_unreachable_database_answers_503_not_500(tmp_path, keys):
+    """Listing, reading or (with keys) identifying the caller while the database is down:
+    503 database_unavailable, in the error shape, whichever layer met the outage."""
+    dead = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/ganaug"
+    settings = Settings(data_dir=tmp_path / "data", database_url=dead, allow_anonymous=not keys)
+    client = TestClient(  # no lifespan: start-up would fail to migrate the dead database
+        create_app(settings), base_url="http://localhost", raise_server_exceptions=False
+    )
+    headers = {"Authorization": "Bearer gak_" + "x" * 43} if keys else {}
+    for path in ("/v1/datasets", "/v1/models/abc"):
+        response = client.get(path, headers=headers)
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "database_unavailable"
+        assert "Retry" in response.json()["error"]["message"]

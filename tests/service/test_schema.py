@@ -4,6 +4,7 @@ what the schema fuzz test (test_schema_fuzz.py) found, on PostgreSQL where it fo
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 from collections.abc import Iterator
@@ -13,10 +14,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+import service
 from core.settings import Settings
 from service.app import create_app
 from service.errors import INGEST_STATUS
 from service.openapi import ErrorResponse
+from service.ratelimit import limit_of
+from service.routes import datasets, models, reports
 from service.schemas import ClassificationsPublic, DatasetPublic, ModelPublic
 from tests.factories import SHAPES, shapes_arrays
 
@@ -26,7 +30,7 @@ ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 @pytest.fixture(scope="module")
 def schema(tmp_path_factory: pytest.TempPathFactory) -> dict:
     app = create_app(Settings(data_dir=tmp_path_factory.mktemp("schema") / "data"))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         served = client.get("/openapi.json")
     assert served.status_code == 200
     return served.json()
@@ -74,14 +78,103 @@ def test_errors_are_documented_with_the_one_error_shape(schema):
                     ErrorResponse.model_validate(example["value"])
 
 
-def test_every_api_route_documents_keys_rate_limits_and_outages(schema):
+def codes(operation: dict, status: str) -> set[str]:
+    return set(operation["responses"][status]["content"]["application/json"]["examples"])
+
+
+def test_every_api_route_documents_hosts_keys_and_cross_site_refusals(schema):
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["bearer"] == {"type": "http", "scheme": "bearer", **schemes["bearer"]}
+    assert (schemes["apiKeyHeader"]["in"], schemes["apiKeyHeader"]["name"]) == (
+        "header",
+        "X-API-Key",
+    )
     for method, path, operation in operations(schema):
-        statuses = set(operation["responses"])
-        if path.startswith("/v1/"):
-            assert {"401", "429", "503"} <= statuses, (method, path)
-            assert "Retry-After" in operation["responses"]["429"]["headers"]
+        if not path.startswith("/v1/"):
+            assert "security" not in operation and "401" not in operation["responses"], path
+            continue
+        # either header, or none: the schema's app runs on 127.0.0.1, anonymous by default
+        assert operation["security"] == [{"bearer": []}, {"apiKeyHeader": []}, {}], path
+        assert "untrusted_host" in codes(operation, "400"), (method, path)
+        assert codes(operation, "401") == {"missing_api_key", "invalid_api_key"}, (method, path)
+        assert operation["responses"]["401"]["headers"]["WWW-Authenticate"]["required"]
+        assert "cross_site_request" in codes(operation, "403"), (method, path)
         if path.endswith("{model_id}") or path.endswith("{dataset_id}"):
-            assert "404" in statuses, (method, path)
+            assert "404" in operation["responses"], (method, path)
+
+
+def test_a_key_is_required_in_the_schema_where_the_service_requires_one(tmp_path):
+    settings = Settings(data_dir=tmp_path / "data", host="10.1.2.3", allow_anonymous=False)
+    served = create_app(settings).openapi()
+    assert served["paths"]["/v1/datasets"]["get"]["security"] == [
+        {"bearer": []},
+        {"apiKeyHeader": []},
+    ]
+    assert "security" not in served["paths"]["/healthz"]["get"]
+
+
+def test_rate_limits_quotas_and_the_broker_are_documented_where_they_answer(schema):
+    routers = (datasets.router, models.router, reports.router)
+    limits = {r.name: limit_of(r.endpoint) for router in routers for r in router.routes}
+    limited = {name for name, limit in limits.items() if limit}
+    assert limited == {
+        "upload_dataset",
+        "create_model",
+        "get_samples",
+        "get_archive",
+        "classify_images",
+        "compute_report",
+    }
+    queues_a_job = {"upload_dataset", "create_model", "compute_report"}
+    over_quota = queues_a_job | {"label_dataset"}
+    for method, path, operation in operations(schema):
+        name, responses = operation["operationId"], operation["responses"]
+        assert ("429" in responses) == (name in limited), (method, path)
+        assert operation.get("x-rate-limit") == limits.get(name), (method, path)
+        if name in limited:
+            assert codes(operation, "429") == {"rate_limited"}
+            assert responses["429"]["headers"]["Retry-After"]["required"]
+        refusals = codes(operation, "403") if "403" in responses else set()
+        assert ("quota_exceeded" in refusals) == (name in over_quota), (method, path)
+        if path.startswith("/v1/"):  # every /v1 route reads the database
+            outages = {"database_unavailable"} | ({"broker_unavailable"} & codes(operation, "503"))
+            assert codes(operation, "503") == outages, (method, path)
+            assert ("broker_unavailable" in outages) == (name in queues_a_job), (method, path)
+    quota = schema["paths"]["/v1/models"]["post"]["responses"]["403"]["content"]
+    example = quota["application/json"]["examples"]["quota_exceeded"]["value"]["error"]
+    assert {"quota", "limit", "used", "requested"} <= set(example)
+    detail = schema["components"]["schemas"]["ErrorDetail"]["properties"]
+    assert {"quota", "limit", "used", "requested", "window", "retry_after_s"} <= set(detail)
+
+
+def raised_codes() -> set[tuple[int, str]]:
+    """(status, code) of every `ApiError(status, "code", ...)` and `error_response(...)` with
+    literal arguments, and the 401 codes of service.access, in the service's source."""
+    found = set()
+    for source in Path(service.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+                continue
+            args = [a.value for a in node.args[:2] if isinstance(a, ast.Constant)]
+            literal = len(args) == 2 and isinstance(args[1], str)
+            if node.func.id in ("ApiError", "error_response") and literal:
+                found.add((args[0], args[1]))
+            elif node.func.id == "_unauthorized" and args:
+                found.add((401, args[0]))
+    return found
+
+
+def test_every_code_the_service_raises_is_documented_under_its_status(schema):
+    documented = {
+        (int(status), code)
+        for _, _, operation in operations(schema)
+        for status, response in operation["responses"].items()
+        if int(status) >= 400
+        for code in response["content"]["application/json"]["examples"]
+    }
+    raised = raised_codes()
+    assert len(raised) > 30 and (403, "quota_exceeded") in raised  # the scan finds them
+    assert raised <= documented, sorted(raised - documented)
 
 
 def test_uploads_document_every_refusal_of_ingestion(schema):
@@ -110,6 +203,8 @@ def test_examples_are_valid_bodies(schema):
 
     DatasetPublic.model_validate(example("/v1/datasets/{dataset_id}", "200"))
     DatasetPublic.model_validate(example("/v1/datasets", "201", "post"))
+    DatasetPublic.model_validate(example("/v1/datasets/{dataset_id}", "200", "patch"))
+    DatasetPublic.model_validate(example("/v1/models/{model_id}/label-dataset", "201", "post"))
     ModelPublic.model_validate(example("/v1/models/{model_id}", "200"))
     ClassificationsPublic.model_validate(example("/v1/models/{model_id}/classify", "200", "post"))
     body = schema["paths"]["/v1/models"]["post"]["requestBody"]["content"]["application/json"]
@@ -119,7 +214,7 @@ def test_examples_are_valid_bodies(schema):
 @pytest.fixture
 def pg_client(tmp_path: Path, postgres_url: str) -> Iterator[TestClient]:
     settings = Settings(data_dir=tmp_path / "data", database_url=postgres_url)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
         yield client
 
 
@@ -171,3 +266,46 @@ def test_a_body_that_cannot_be_parsed_is_a_documented_400(pg_client):
         headers={"content-type": "multipart/form-data; boundary=b"},
     )
     assert_error(broken_form, 400, "bad_request", "multipart form")
+
+
+def test_the_model_queued_by_an_upload_is_shown_whole(pg_client):
+    """Found by the fuzzer: the dataset routes leave out None fields, which dropped the
+    queued model's required `error`, `started_at` and `finished_at` (schema violation)."""
+    upload = pg_client.post(
+        "/v1/datasets",
+        files={"file": ("shapes.npz", shapes_npz())},
+        data={"train": "true", "config": json.dumps({"steps": 5})},
+    )
+    assert upload.status_code == 201, upload.text
+    model = upload.json()["model"]
+    assert (model["status"], model["error"], model["finished_at"]) == ("queued", None, None)
+    assert model == pg_client.get(f"/v1/models/{model['id']}").json()
+    assert "model" not in pg_client.get(f"/v1/datasets/{upload.json()['id']}").json()
+
+
+def documented_example(schema: dict, path: str, method: str, status: int, code: str) -> dict:
+    content = schema["paths"][path][method]["responses"][str(status)]["content"]
+    return content["application/json"]["examples"][code]["value"]["error"]
+
+
+def test_rate_limit_and_quota_refusals_carry_the_documented_fields(schema, tmp_path):
+    settings = Settings(data_dir=tmp_path / "data", rate_limit_archive="1/minute", quota_datasets=1)
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
+        archive = "/v1/models/0a1b2c3d/archive"
+        assert client.get(archive).status_code == 404  # counted before the handler looks
+        limited = client.get(archive)
+        assert limited.status_code == 429, limited.text
+        assert int(limited.headers["Retry-After"]) >= 1
+        uploads = [client.post("/v1/datasets", files={"file": ("s.npz", shapes_npz())})]
+        uploads.append(client.post("/v1/datasets", files={"file": ("s.npz", shapes_npz())}))
+    assert uploads[0].status_code == 201, uploads[0].text
+    assert uploads[1].status_code == 403, uploads[1].text
+    answers = [
+        (limited, "/v1/models/{model_id}/archive", "get", 429, "rate_limited"),
+        (uploads[1], "/v1/datasets", "post", 403, "quota_exceeded"),
+    ]
+    fields = set(schema["components"]["schemas"]["ErrorDetail"]["properties"])
+    for response, path, method, status, code in answers:
+        error = response.json()["error"]
+        example = documented_example(schema, path, method, status, code)
+        assert error["code"] == code and set(error) == set(example) <= fields, error

@@ -1,10 +1,13 @@
 """Property-based fuzzing of the served OpenAPI schema with schemathesis.
 
-A real gateway (uvicorn on a free port, in this process) over a private PostgreSQL
-database gets schema-generated requests, valid and invalid, on every operation. Each
-answer must not be a server error, and its status, content type, headers and body must
-be what the schema documents. Path ids are drawn from the real ones too (a succeeded model
-with its report, one without a report, their dataset, the report's pictures), and
+A real gateway (uvicorn on a free port on 127.0.0.1, a trusted Host, in this process)
+over a private PostgreSQL database gets schema-generated requests, valid and invalid, on
+every operation. Each answer must not be a server error, and its status, content type,
+headers and body must be what the schema documents. The service requires API keys: most
+requests carry the fixture's key (as a bearer token or X-API-Key), the rest the key
+headers schemathesis generated (a 401). Rate limits are off and quotas out of reach, so
+neither hides what the routes do. Path ids are drawn from the real ones too (a succeeded
+model with its report, one without a report, their dataset, the report's pictures), and
 uploads are sometimes real images, so the routes are exercised past their 404s.
 
 The fast tier runs a few derandomized examples per operation and mode; `slow` runs many,
@@ -16,7 +19,6 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +28,6 @@ import httpx
 import numpy as np
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -43,9 +44,11 @@ from core.settings import Settings
 from models.artifact import REPORT_PICTURES_DIR
 from models.images import encode_png
 from service.app import create_app
+from service.ratelimit import LIMITED_ROUTES
 from tests.factories import SHAPES
-from tests.servers import free_port, fresh_database, wait_for
+from tests.servers import LiveServer, fresh_database
 from tests.service.served import install_trained_model
+from tests.service.tenancy import bearer, create_keys
 
 CHECKS = [
     not_a_server_error,
@@ -58,6 +61,14 @@ CHECKS = [
 NEGATIVE_CHECKS = [*CHECKS, negative_data_rejection]
 FAST_EXAMPLES = 40
 SLOW_EXAMPLES = 150
+NO_RATE_LIMITS = {f"rate_limit_{name}": "" for name in LIMITED_ROUTES}
+NO_QUOTAS = {
+    "quota_jobs": 10**6,
+    "quota_datasets": 10**6,
+    "quota_stored_bytes": 10**12,
+    "quota_training_cost": 10**15,
+}
+KEY_HEADERS = ("authorization", "x-api-key")
 
 
 def _operations() -> list[tuple[str, str]]:
@@ -68,26 +79,6 @@ def _operations() -> list[tuple[str, str]]:
 
 
 OPERATIONS = _operations()
-
-
-class LiveServer:
-    """uvicorn serving `app` on a free loopback port from a thread; stopped on exit."""
-
-    def __init__(self, app) -> None:
-        port = free_port()
-        self.base_url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        wait_for(lambda: self.server.started, 30, "uvicorn")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 def _shapes_npz(tiny_model: SimpleNamespace) -> bytes:
@@ -114,19 +105,24 @@ def trained_model(client: httpx.Client, settings_: Settings, model_dir: Path, np
 def live(
     tiny_model: SimpleNamespace, postgres_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SimpleNamespace]:
-    """The served schema and the real ids: `model` succeeded with its report, `bare`
-    succeeded without one, both of `dataset`; `fresh()` makes a dataset and model to delete."""
+    """The served schema, the API key and the real ids: `model` succeeded with its report,
+    `bare` succeeded without one, both of `dataset`; `fresh()` makes a dataset and model to
+    delete."""
     with fresh_database(postgres_server) as database_url:
         settings_ = Settings(
             data_dir=tmp_path_factory.mktemp("fuzz") / "data",
             database_url=database_url,
-            max_samples=8,  # keep generated images few: the limits are what is fuzzed
-            max_per_class=4,
+            allow_anonymous=False,
+            max_samples=12,  # keep generated images few: the caps are what is fuzzed
+            max_archive_images=12,
             max_classify_images=8,
+            **NO_RATE_LIMITS,
+            **NO_QUOTAS,
         )
+        key = create_keys(settings_, "fuzz")["fuzz"]
         npz = _shapes_npz(tiny_model)
         with LiveServer(create_app(settings_)) as server:
-            client = httpx.Client(base_url=server.base_url, timeout=60)
+            client = httpx.Client(base_url=server.base_url, headers=bearer(key), timeout=60)
             dataset_id, model_id = trained_model(client, settings_, tiny_model.model_dir, npz)
             queued = client.post("/v1/models", json={"dataset_id": dataset_id, "steps": 5})
             assert queued.status_code == 202, queued.text
@@ -138,6 +134,7 @@ def live(
             yield SimpleNamespace(
                 schema=schemathesis.openapi.from_url(f"{server.base_url}/openapi.json"),
                 openapi=client.get("/openapi.json").json(),
+                key=key,
                 dataset=dataset_id,
                 model=model_id,
                 bare=bare_id,
@@ -177,7 +174,8 @@ def real_queries(live: SimpleNamespace, definition: dict) -> st.SearchStrategy[d
         "truncation_mode": ["clamp", "resample"],
         "filter": ["none", "confident", "manifold"],
         "min_confidence": [0.5, 0.9],
-        "per_class": [0, 3],
+        "per_class": ["0", "3", "proportional"],
+        "total": [0, 5],
         "include_real": [True, False],
         "limit": [1, 50],
         "offset": [0, 1],
@@ -188,6 +186,25 @@ def real_queries(live: SimpleNamespace, definition: dict) -> st.SearchStrategy[d
     return st.fixed_dictionaries({n: st.sampled_from(values[n]) for n in names if n in values})
 
 
+def real_body(live: SimpleNamespace, operation_id: str) -> dict | None:
+    """A JSON body the service can act on: train on the real dataset, rename its classes
+    to what they are (the shared dataset stays as it was), label a dataset."""
+    return {
+        "create_model": {"dataset_id": live.dataset},
+        "update_dataset": {"classes": {name: name for name in SHAPES}},
+        "label_dataset": {"name": "clusters"},
+    }.get(operation_id)
+
+
+def with_key(headers: dict | None, key: str, how: str) -> dict:
+    """The case's headers with the API key sent `how` (bearer, x-api-key), or as generated."""
+    headers = dict(headers or {})
+    if how == "generated":
+        return headers
+    headers = {k: v for k, v in headers.items() if k.lower() not in KEY_HEADERS}
+    return headers | (bearer(key) if how == "bearer" else {"X-API-Key": key})
+
+
 def strategies(live: SimpleNamespace, operation, method: str, path: str, mode: GenerationMode):
     """Cases with generated values, with real ids, and (valid requests) with real ids and
     query values the service can act on."""
@@ -196,9 +213,11 @@ def strategies(live: SimpleNamespace, operation, method: str, path: str, mode: G
     found = [operation.as_strategy(mode)]
     found += [operation.as_strategy(mode, path_parameters=ids) for ids in real if ids]
     if mode == GenerationMode.POSITIVE:
-        json_body = definition.get("requestBody", {}).get("content", {}).get("application/json")
-        if json_body is not None:  # POST /v1/models: train on the real dataset
-            found.append(operation.as_strategy(mode, body={"dataset_id": live.dataset}))
+        body = real_body(live, definition["operationId"])
+        if body is not None:  # on the real ids too (PATCH a dataset, label with a model)
+            found += [
+                operation.as_strategy(mode, path_parameters=ids or None, body=body) for ids in real
+            ]
         queries = real_queries(live, definition)
         found += [
             queries.flatmap(
@@ -231,6 +250,7 @@ def fuzz_mode(live, method, path, mode, checks, examples: int, derandomize: bool
     @given(
         case=strategies(live, operation, method, path, mode),
         file=st.sampled_from([None, *files]),
+        key=st.sampled_from(["bearer", "bearer", "x-api-key", "generated"]),
     )
     @settings(
         max_examples=examples,
@@ -239,9 +259,11 @@ def fuzz_mode(live, method, path, mode, checks, examples: int, derandomize: bool
         database=None,
         suppress_health_check=list(HealthCheck),
     )
-    def check(case, file) -> None:
+    def check(case, file, key) -> None:
         if file is not None and isinstance(case.body, dict) and "file" in case.body:
             case.body["file"] = file  # a real image or dataset, not random bytes
+        if path.startswith("/v1/"):
+            case.headers = with_key(case.headers, live.key, key)
         response = case.call(timeout=60)
         case.validate_response(response, checks=checks)
         seen[response.status_code] += 1
@@ -251,7 +273,8 @@ def fuzz_mode(live, method, path, mode, checks, examples: int, derandomize: bool
 
 def assert_reached_the_resources(live: SimpleNamespace, method: str, path: str) -> None:
     statuses = live.seen[(method, path)]
-    assert set(statuses) - {404, 422}, f"only refusals, never a real resource: {statuses}"
+    refusals = {400, 401, 404, 413, 415, 422}  # no key, no such id, bad input
+    assert set(statuses) - refusals, f"only refusals, never a real resource: {statuses}"
 
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[" ".join(o) for o in OPERATIONS])

@@ -256,11 +256,12 @@ export function modelRow(model, datasetNames, refresh) {
 }
 
 export function etaText(model) {
+  // the whole job: the training left, then the report (the API's estimate)
+  if (model.eta_seconds !== undefined && model.eta_seconds !== null) {
+    return duration(model.eta_seconds);
+  }
   if (model.status === "running" && model.progress.eta_seconds !== null) {
     return duration(model.progress.eta_seconds);
-  }
-  if (model.report.eta_seconds !== undefined && model.report.eta_seconds !== null) {
-    return `report: ${duration(model.report.eta_seconds)}`;
   }
   return model.status === "queued" ? "waiting" : "";
 }
