@@ -324,3 +324,16 @@ def read_report(path: Path) -> dict[str, Any]:
     if isinstance(report.get("metrics"), dict):
         report["metrics"].setdefault("features", FEATURES_NOTE)
     return report
+
+
+def read_stats(model_dir: Path) -> list[dict]:
+    """The lines of a training run's stats.jsonl, in step order (none when missing; a line
+    cut short by a kill is skipped)."""
+    path = Path(model_dir) / STATS_FILE
+    lines = []
+    for text in path.read_text().splitlines() if path.exists() else []:
+        try:
+            lines.append(json.loads(text))
+        except json.JSONDecodeError:
+            continue
+    return lines

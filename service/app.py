@@ -19,6 +19,7 @@ from service.limits import BodySizeLimitMiddleware, RefuseNulMiddleware
 from service.openapi import install_openapi, operation_id
 from service.ratelimit import RateLimits
 from service.routes import datasets, health, models, reports
+from service.routes.dashboard import install_dashboard
 from service.telemetry import Metrics, MetricsMiddleware, RequestIdMiddleware
 from service.telemetry import router as metrics_router
 from service.warmup import warm_models
@@ -78,5 +79,6 @@ def create_app(
     install_docs(app)
     for router in (health.router, metrics_router, datasets.router, models.router, reports.router):
         app.include_router(router)
+    install_dashboard(app)  # the web pages at / and /ui/, outside the schema
     logging.getLogger("ganaug").setLevel(logging.INFO)
     return app

@@ -23,6 +23,7 @@ from core.db.tables import Dataset, Model
 from core.queue import TRAIN_TASK
 from core.settings import Settings
 from models.artifact import Manifest
+from models.images import encode_png, image_grid
 from service import quotas
 from service.errors import ApiError, not_found, upload_refused
 from service.ingest import IngestError, IngestLimits, ingest
@@ -314,3 +315,17 @@ def rename_classes(
     repo.rename_classes(session, dataset, new_names)
     session.commit()
     return dataset
+
+
+def example_grid(settings: Settings, dataset: Dataset, per_class: int) -> bytes:
+    """A PNG of a dataset's first `per_class` images of each class, a row per class in class
+    order (black where a class has fewer); an unlabelled dataset: one row of its first images."""
+    stored = StoredDataset.load(settings.datasets_dir / dataset.id)
+    if stored.y is None:
+        rows = [np.arange(min(per_class, len(stored)))]
+    else:
+        rows = [np.flatnonzero(stored.y == c)[:per_class] for c in range(len(stored.classes))]
+    tiles = np.zeros((len(rows) * per_class, *stored.image_shape), dtype=np.uint8)
+    for r, indices in enumerate(rows):
+        tiles[r * per_class : r * per_class + len(indices)] = stored.x[indices]
+    return encode_png(image_grid(tiles, ncols=per_class))

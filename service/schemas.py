@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime
 from typing import Any, Literal
@@ -68,6 +69,44 @@ class ProgressPublic(BaseModel):
             eta_seconds=_aged(progress, "eta_s") if status == "running" else None,
             elapsed_seconds=progress.get("elapsed_s"),
             losses=progress.get("losses") or {},
+        )
+
+
+class StatsLinePublic(BaseModel):
+    step: int
+    elapsed_seconds: float
+    losses: dict[str, float | None] = Field(
+        description="each loss term averaged since the previous line (None: not finite)"
+    )
+
+
+class TrainingStatsPublic(BaseModel):
+    model_id: str
+    data: list[StatsLinePublic]
+    count: int = Field(description="lines the run has written (data may be thinned)")
+
+    @classmethod
+    def from_lines(cls, model_id: str, lines: list[dict], max_points: int) -> TrainingStatsPublic:
+        """Thin `lines` (stats.jsonl) to at most max_points, evenly spaced, first and last kept."""
+        count = len(lines)
+        if count > max_points:
+            last = len(lines) - 1
+            picks = sorted({round(i * last / (max_points - 1)) for i in range(max_points)})
+            lines = [lines[i] for i in picks]
+        return cls(
+            model_id=model_id,
+            data=[
+                StatsLinePublic(
+                    step=line["step"],
+                    elapsed_seconds=line.get("elapsed_s", 0.0),
+                    losses={
+                        k: v if isinstance(v, int | float) and math.isfinite(v) else None
+                        for k, v in line.get("losses", {}).items()
+                    },
+                )
+                for line in lines
+            ],
+            count=count,
         )
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from models.artifact import STATS_FILE, atomic_write_bytes
+from models.artifact import atomic_write_bytes, read_stats
 from models.images import image_grid
 from training.report_results import Comparison, Mix, MixingSearch, RecipeRow, SweepRow
 
@@ -194,18 +193,6 @@ def recipe_label(mix: Mix) -> str:
         draw.filter, f"confidence >= {draw.min_confidence:g}"
     )
     return f"ratio {mix.ratio:g}, {truncation_text(draw.truncation)}, {kept}"
-
-
-def read_stats(model_dir: Path) -> list[dict]:
-    """The lines of stats.jsonl (none when missing; a line cut short by a kill is skipped)."""
-    path = model_dir / STATS_FILE
-    lines = []
-    for text in path.read_text().splitlines() if path.exists() else []:
-        try:
-            lines.append(json.loads(text))
-        except json.JSONDecodeError:
-            continue
-    return lines
 
 
 def truncation_text(truncation: float | None) -> str:

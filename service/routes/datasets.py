@@ -1,15 +1,17 @@
-"""/v1/datasets: upload (optionally start training), list, get, rename classes, delete."""
+"""/v1/datasets: upload (optionally start training), list, get, example images, rename
+classes, delete."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
 from core.db import repo
 from service import catalog, quotas
 from service.deps import CeleryDep, PageLimit, PageOffset, SessionDep, SettingsDep, TenantDep
 from service.errors import ApiError
+from service.openapi import OPERATIONS, PNG, Doc
 from service.ratelimit import RateLimitedRoute, rate_limited
 from service.schemas import DatasetPublic, DatasetsPublic, DatasetUpdate
 
@@ -85,6 +87,27 @@ def list_datasets(
 def get_dataset(dataset_id: str, session: SessionDep, tenant: TenantDep) -> DatasetPublic:
     """A dataset: its classes with their image counts, and the image size models train at."""
     return DatasetPublic.from_row(catalog.get_dataset_or_404(session, tenant, dataset_id))
+
+
+# Documented here, not in service.openapi's table, while that module is edited elsewhere.
+OPERATIONS["get_dataset_examples"] = Doc(
+    "Get example images of a dataset", errors={404: ("dataset_not_found",)}, media=(PNG,)
+)
+
+
+@router.get("/{dataset_id}/examples.png", response_class=Response)
+def get_dataset_examples(
+    dataset_id: str,
+    settings: SettingsDep,
+    session: SessionDep,
+    tenant: TenantDep,
+    per_class: Annotated[int, Query(ge=1, le=32, description="images per class (a row)")] = 8,
+) -> Response:
+    """Real images of the dataset as one PNG: the first `per_class` images of each class, a
+    row per class in class order (an unlabelled dataset: one row of its first images).
+    """
+    dataset = catalog.get_dataset_or_404(session, tenant, dataset_id)
+    return Response(catalog.example_grid(settings, dataset, per_class), media_type="image/png")
 
 
 @router.patch("/{dataset_id}", response_model=DatasetPublic, response_model_exclude_none=True)

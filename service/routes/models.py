@@ -1,5 +1,5 @@
-"""/v1/models: queue training, status, cancel, samples, archives, the ONNX generator,
-classification of uploaded images."""
+"""/v1/models: queue training, status, training stats, cancel, samples, archives, the ONNX
+generator, classification of uploaded images."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from core.db import repo
 from core.db.session import session_scope
 from core.db.tables import Model
 from core.settings import Settings
-from models.artifact import GENERATOR_FILE
+from models.artifact import GENERATOR_FILE, read_stats
 from models.drawing import DrawSpec, FilterExhausted
 from models.evaluator import EvaluatorScorer
 from models.image_classifier import ImageClassifier
@@ -33,6 +33,7 @@ from service.deps import (
     TenantDep,
 )
 from service.errors import ApiError
+from service.openapi import OPERATIONS, Doc
 from service.ratelimit import RateLimitedRoute, rate_limited
 from service.schemas import (
     ClassificationsPublic,
@@ -43,6 +44,7 @@ from service.schemas import (
     ModelPublic,
     ModelsPublic,
     ModelStatus,
+    TrainingStatsPublic,
 )
 from service.telemetry import SAMPLES_SERVED
 
@@ -106,6 +108,41 @@ def get_model(model_id: str, session: SessionDep, tenant: TenantDep) -> ModelPub
     its quality report.
     """
     return ModelPublic.from_row(catalog.get_model_or_404(session, tenant, model_id))
+
+
+# Documented here, not in service.openapi's table, while that module is edited elsewhere.
+OPERATIONS["get_training_stats"] = Doc(
+    "Get a model's training losses over time",
+    errors={404: ("model_not_found",)},
+    example={
+        "model_id": "7c9e6679742540de944be07fc1f90ae7",
+        "data": [
+            {"step": 10, "elapsed_seconds": 1.9, "losses": {"d_loss": 1.38, "g_loss": 0.71}},
+            {"step": 20, "elapsed_seconds": 3.6, "losses": {"d_loss": 1.21, "g_loss": 0.93}},
+        ],
+        "count": 2,
+    },
+)
+
+
+@router.get("/{model_id}/stats", response_model=TrainingStatsPublic)
+def get_training_stats(
+    model_id: str,
+    settings: SettingsDep,
+    session: SessionDep,
+    tenant: TenantDep,
+    max_points: Annotated[
+        int, Query(ge=2, le=10_000, description="at most this many lines, evenly spaced")
+    ] = 500,
+) -> TrainingStatsPublic:
+    """The training run's averaged losses over time (its stats.jsonl), for loss curves:
+    at most `max_points` lines from first to last. Empty until training reports its first
+    steps; grows while it runs.
+    """
+    model = catalog.get_model_or_404(session, tenant, model_id)
+    return TrainingStatsPublic.from_lines(
+        model.id, read_stats(settings.models_dir / model.id), max_points
+    )
 
 
 @router.post("/{model_id}/cancel", status_code=202, response_model=ModelPublic)

@@ -55,6 +55,7 @@ def png_bytes() -> bytes:
 # own requests come first and show each route works for its owner. State changes last.
 MODEL_ROUTES = [
     ("GET", "/v1/models/{id}", {}, 200),
+    ("GET", "/v1/models/{id}/stats", {}, 200),
     ("GET", "/v1/models/{id}/samples", {"params": {"n": 2, "seed": 1}}, 200),
     ("GET", "/v1/models/{id}/archive", {"params": {"per_class": 1, "seed": 1}}, 200),
     ("GET", "/v1/models/{id}/generator.onnx", {}, 200),
@@ -68,6 +69,7 @@ MODEL_ROUTES = [
 ]
 DATASET_ROUTES = [
     ("GET", "/v1/datasets/{id}", {}, 200),
+    ("GET", "/v1/datasets/{id}/examples.png", {}, 200),
     ("PATCH", "/v1/datasets/{id}", {"json": {"classes": {"zzz": "y"}}}, 422),  # no class zzz
     ("DELETE", "/v1/datasets/{id}", {}, None),
 ]
