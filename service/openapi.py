@@ -151,6 +151,21 @@ OPERATIONS: dict[str, Doc] = {
     ),
     "list_datasets": Doc("List datasets", example={"data": [DATASET_EXAMPLE], **PAGE}),
     "get_dataset": Doc("Get a dataset", errors={404: DATASET}, example=DATASET_EXAMPLE),
+    "get_dataset_examples": Doc(
+        "Get example images of a dataset", errors={404: DATASET}, media=(PNG,)
+    ),
+    "get_training_stats": Doc(
+        "Get a model's training losses over time",
+        errors={404: MODEL},
+        example={
+            "model_id": "7c9e6679742540de944be07fc1f90ae7",
+            "data": [
+                {"step": 10, "elapsed_seconds": 1.9, "losses": {"d_loss": 1.38, "g_loss": 0.71}},
+                {"step": 20, "elapsed_seconds": 3.6, "losses": {"d_loss": 1.21, "g_loss": 0.93}},
+            ],
+            "count": 2,
+        },
+    ),
     "update_dataset": Doc(
         "Rename a dataset's classes",
         errors={

@@ -11,7 +11,6 @@ from core.db import repo
 from service import catalog, quotas
 from service.deps import CeleryDep, PageLimit, PageOffset, SessionDep, SettingsDep, TenantDep
 from service.errors import ApiError
-from service.openapi import OPERATIONS, PNG, Doc
 from service.ratelimit import RateLimitedRoute, rate_limited
 from service.schemas import DatasetPublic, DatasetsPublic, DatasetUpdate
 
@@ -87,12 +86,6 @@ def list_datasets(
 def get_dataset(dataset_id: str, session: SessionDep, tenant: TenantDep) -> DatasetPublic:
     """A dataset: its classes with their image counts, and the image size models train at."""
     return DatasetPublic.from_row(catalog.get_dataset_or_404(session, tenant, dataset_id))
-
-
-# Documented here, not in service.openapi's table, while that module is edited elsewhere.
-OPERATIONS["get_dataset_examples"] = Doc(
-    "Get example images of a dataset", errors={404: ("dataset_not_found",)}, media=(PNG,)
-)
 
 
 @router.get("/{dataset_id}/examples.png", response_class=Response)

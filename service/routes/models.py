@@ -33,7 +33,6 @@ from service.deps import (
     TenantDep,
 )
 from service.errors import ApiError
-from service.openapi import OPERATIONS, Doc
 from service.ratelimit import RateLimitedRoute, rate_limited
 from service.schemas import (
     ClassificationsPublic,
@@ -108,21 +107,6 @@ def get_model(model_id: str, session: SessionDep, tenant: TenantDep) -> ModelPub
     its quality report.
     """
     return ModelPublic.from_row(catalog.get_model_or_404(session, tenant, model_id))
-
-
-# Documented here, not in service.openapi's table, while that module is edited elsewhere.
-OPERATIONS["get_training_stats"] = Doc(
-    "Get a model's training losses over time",
-    errors={404: ("model_not_found",)},
-    example={
-        "model_id": "7c9e6679742540de944be07fc1f90ae7",
-        "data": [
-            {"step": 10, "elapsed_seconds": 1.9, "losses": {"d_loss": 1.38, "g_loss": 0.71}},
-            {"step": 20, "elapsed_seconds": 3.6, "losses": {"d_loss": 1.21, "g_loss": 0.93}},
-        ],
-        "count": 2,
-    },
-)
 
 
 @router.get("/{model_id}/stats", response_model=TrainingStatsPublic)
