@@ -150,6 +150,19 @@ def install_error_handlers(app: FastAPI) -> None:
     for kind in DATABASE_DOWN:
         app.add_exception_handler(kind, _database_down)
 
+    @app.exception_handler(sa_exc.DataError)
+    async def _unstorable(request: Request, exc: sa_exc.DataError) -> JSONResponse:
+        # The database refused a value the request carried (PostgreSQL: NUL in text, a
+        # number out of a column's range): the request's fault, and nothing was stored.
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
+        log.info("request value refused by the database on %s: %s", request.url.path, reason)
+        return error_response(
+            422,
+            "validation_error",
+            f"A value in the request cannot be stored ({reason}); remove NUL and other "
+            "control characters, or send a value in range.",
+        )
+
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
         # Starlette answers this outside the app's middleware: the id is still in the context

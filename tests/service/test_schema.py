@@ -240,6 +240,10 @@ def test_nul_in_an_id_or_filter_is_a_422_not_a_500(pg_client):
     model = pg_client.get("/v1/models/a%00b")
     assert_error(model, 422, "validation_error", "NUL", "path")
     assert pg_client.get("/v1/models", params={"dataset_id": "ab"}).json()["count"] == 0
+    # found by the slow fuzz run: a NUL inside a JSON body's id reached the database
+    created = pg_client.post("/v1/models", json={"dataset_id": "R#\x00C+"})
+    assert_error(created, 422, "validation_error", "NUL", "cannot be stored")
+    assert pg_client.get("/v1/models").json()["count"] == 0
 
 
 def test_a_dataset_name_with_control_characters_is_refused_and_nothing_kept(pg_client):
