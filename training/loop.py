@@ -107,13 +107,7 @@ class Trainer:
             dropout=config.d_dropout,
             twin_head=config.aux_twin,
         )
-        # channels_last lets oneDNN use its fast conv kernels on CPU (~1.6x generator forward)
-        for net in (self.generator, self.critic):
-            net.to(device, memory_format=torch.channels_last)
-        self.ema = copy.deepcopy(self.generator).eval() if config.ema_decay > 0 else None
-        betas = (config.beta1, config.beta2)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), config.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(self.critic.parameters(), config.lr_d, betas=betas)
+        self._place_and_optimise()
         self.loss = GanLoss(
             adversarial=config.adversarial_loss,
             gp_weight=config.gp_weight,
@@ -130,6 +124,17 @@ class Trainer:
         self.augment = AdaptiveAugment(config.augment_p, config.ada_target, config.ada_kimg)
         self.steps_done = 0
         self._fake: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _place_and_optimise(self) -> None:
+        """Put the built networks on the device, and make the EMA copy and the optimisers."""
+        config = self.config
+        # channels_last lets oneDNN use its fast conv kernels on CPU (~1.6x generator forward)
+        for net in (self.generator, self.critic):
+            net.to(self.device, memory_format=torch.channels_last)
+        self.ema = copy.deepcopy(self.generator).eval() if config.ema_decay > 0 else None
+        betas = (config.beta1, config.beta2)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), config.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.critic.parameters(), config.lr_d, betas=betas)
 
     def latents(
         self, n: int, rng: torch.Generator | None = None

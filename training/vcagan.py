@@ -20,7 +20,6 @@ points (the paper's 2-D mixture); `VirtualLabelTrainer` trains the image network
 
 from __future__ import annotations
 
-import copy
 import io
 import math
 from collections.abc import Callable
@@ -279,12 +278,7 @@ class VirtualLabelTrainer(Trainer):
             dropout=config.d_dropout,
             adv_outputs=classes,
         )
-        for net in (self.generator, self.critic):
-            net.to(device, memory_format=torch.channels_last)
-        self.ema = copy.deepcopy(self.generator).eval() if config.ema_decay > 0 else None
-        betas = (config.beta1, config.beta2)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), config.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(self.critic.parameters(), config.lr_d, betas=betas)
+        self._place_and_optimise()
         self.virtual_loss = VirtualLabelLoss.of(config)
         self.prior = CategoricalPrior(classes, config.prior_decay, device)
         self.augment = AdaptiveAugment(1.0, None, config.ada_kimg)  # unused; in checkpoints
