@@ -79,7 +79,9 @@ def serve(
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         uvicorn.run(
-            create_app(settings, worker_status=embedded.status if embedded else None),
+            create_app(
+                settings, worker_status=embedded.status if embedded else None, prepared=True
+            ),
             host=settings.host,
             port=settings.port,
             log_level="info",

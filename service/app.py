@@ -28,15 +28,21 @@ log = logging.getLogger("ganaug.api")
 
 
 def create_app(
-    settings: Settings | None = None, worker_status: Callable[[], str] | None = None
+    settings: Settings | None = None,
+    worker_status: Callable[[], str] | None = None,
+    *,
+    prepared: bool = False,
 ) -> FastAPI:
     """Build the gateway for `settings` (default: from the environment); `worker_status`
-    says how the embedded worker is ("ok" or what is wrong), counted by /readyz."""
+    says how the embedded worker is ("ok" or what is wrong), counted by /readyz. `prepared`:
+    the caller already ran core.startup.prepare (as `ganaug serve` does), so start-up does
+    not migrate again."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        prepare(settings)
+        if not prepared:
+            prepare(settings)
         if refusal := startup_refusal(settings):
             raise RuntimeError(refusal)
         auth = auth_summary(settings)
