@@ -77,6 +77,10 @@ def make_celery(settings: Settings, include: Sequence[str] = ()) -> Celery:
         task_routes={name: {"queue": settings.queue} for name in (TRAIN_TASK, REPORT_TASK)},
         worker_hijack_root_logger=False,
     )
+    if settings.task_events and not settings.embedded:
+        # Flower shows tasks only from these events: sent by the worker (received, started,
+        # succeeded, ...) and by whoever sends a task (sent), i.e. the API.
+        app.conf.update(worker_send_task_events=True, task_send_sent_event=True)
     return app
 
 

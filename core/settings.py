@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     )
     cancel_poll_s: float = Field(1.0, gt=0, description="how often training checks for cancel")
     device: str | None = Field(None, description="torch device for training; None = auto")
+    task_events: bool = Field(
+        False,
+        description="workers send task events and the API task-sent events, so Flower sees "
+        "each task (docker-compose turns this on); not with the embedded filesystem broker, "
+        "which has no broadcast",
+    )
 
     # job leases (docs/architecture.md, "Jobs: leases and resume")
     lease_s: float = Field(

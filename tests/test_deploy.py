@@ -24,6 +24,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from core.queue import make_celery
+from core.settings import Settings
+
 REPO = Path(__file__).resolve().parent.parent
 SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|AUTH|(^|_)KEY$", re.IGNORECASE)
 LOOPBACK = {"127.0.0.1", "::1", "[::1]", "localhost"}
@@ -267,6 +270,19 @@ def check_flower_asks_for_a_password(d: Deployment) -> None:
     assert auth and REFERENCE.match(auth), "flower without basic auth from the environment"
 
 
+def check_flower_sees_tasks(d: Deployment) -> None:
+    """The API and the worker send Celery task events by default, as the Celery app each
+    builds from its environment shows: without them flower lists no task."""
+    for name in ("api", "worker"):
+        value = environment(d.services[name]).get("GANAUG_TASK_EVENTS", "false")
+        default = re.fullmatch(r"\$\{GANAUG_TASK_EVENTS:-(\w+)\}", value)
+        settings = Settings(
+            task_events=default.group(1) if default else value, broker_url="redis://redis:6379/0"
+        )
+        conf = make_celery(settings).conf
+        assert conf.worker_send_task_events and conf.task_send_sent_event, f"{name}: no events"
+
+
 def check_credentials_come_from_the_env_file(d: Deployment) -> None:
     """Every variable the file needs is named in .env.example, with no real secret in it."""
     needed = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", yaml.safe_dump(d.compose)))
@@ -355,6 +371,7 @@ CHECKS = [
     check_ports,
     check_only_the_api_beyond_loopback,
     check_flower_asks_for_a_password,
+    check_flower_sees_tasks,
     check_credentials_come_from_the_env_file,
     check_volumes,
     check_no_hard_coded_secrets,
@@ -430,6 +447,14 @@ BREAKS: dict[str, tuple[Callable, Callable[[Deployment], None]]] = {
         lambda d: d.services["flower"].update(
             environment={"CELERY_BROKER_URL": "redis://redis:6379/0"}
         ),
+    ),
+    "worker sends no task events": (
+        check_flower_sees_tasks,
+        lambda d: _set_env(d.services["worker"], "GANAUG_TASK_EVENTS", "${GANAUG_TASK_EVENTS:-0}"),
+    ),
+    "api sends no task-sent events": (
+        check_flower_sees_tasks,
+        lambda d: d.services["api"].update(environment={}),
     ),
     "a variable the env file does not name": (
         check_credentials_come_from_the_env_file,
