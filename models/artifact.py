@@ -195,6 +195,15 @@ class Clusters(BaseModel):
     )
 
 
+class TrainingDevice(BaseModel):
+    """Where a model was trained."""
+
+    type: str = Field(description="torch device type: cpu or cuda")
+    name: str | None = Field(
+        None, description="the GPU's name (torch.cuda.get_device_name); None on a CPU"
+    )
+
+
 class Manifest(BaseModel, ArtifactFile):
     """What a model directory holds and how to call its generator (manifest.json)."""
 
@@ -222,6 +231,9 @@ class Manifest(BaseModel, ArtifactFile):
     )
     clusters: Clusters | None = Field(
         None, description="vcagan: the discovered classes; None for labelled methods"
+    )
+    device: TrainingDevice | None = Field(
+        None, description="where it was trained; None: trained before this was recorded"
     )
 
     def to_bytes(self) -> bytes:

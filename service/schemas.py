@@ -31,6 +31,17 @@ class ClustersPublic(BaseModel):
     min_class_probability: float = Field(description="P(C) a virtual class needed to be kept")
 
 
+class DevicePublic(BaseModel):
+    type: str = Field(description="the torch device training ran on: cpu or cuda")
+    name: str | None = Field(None, description="the GPU's name on cuda; None on a CPU")
+
+    @classmethod
+    def from_progress(cls, progress: dict[str, Any]) -> DevicePublic | None:
+        """From the progress the worker records (None before its first report)."""
+        device = progress.get("device")
+        return None if device is None else cls(type=device, name=progress.get("device_name"))
+
+
 class ImagePublic(BaseModel):
     height: int
     width: int
@@ -161,6 +172,11 @@ class ModelPublic(BaseModel):
     clusters: ClustersPublic | None = Field(
         None, description="vcagan, once trained: its classes are the clusters it discovered"
     )
+    device: DevicePublic | None = Field(
+        None,
+        description="where it trains or was trained (also in manifest.json); None until "
+        "training has reported",
+    )
 
     @classmethod
     def from_row(cls, row: Any) -> ModelPublic:
@@ -187,6 +203,7 @@ class ModelPublic(BaseModel):
             started_at=row.started_at,
             finished_at=row.finished_at,
             clusters=ClustersPublic(**row.clusters) if row.clusters else None,
+            device=DevicePublic.from_progress(row.progress or {}),
         )
 
 

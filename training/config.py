@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from models.artifact import TrainingDevice
+
 DIFFAUGMENT_OPS = ("translation", "cutout", "color")
 
 DEFAULT_METHOD = "cgan"
@@ -496,6 +498,8 @@ class Progress:
     eta_s: float  # the training's remaining steps
     report_s: float | None = None  # the report that follows, estimated (None: no report)
     time: float = 0.0  # when this was measured (epoch s): readers age the ETAs from here
+    device: str | None = None  # torch device type training runs on: cpu or cuda
+    device_name: str | None = None  # the GPU's name on cuda
 
 
 @dataclass(frozen=True)
@@ -505,4 +509,5 @@ class TrainResult:
     elapsed_s: float
     device: str
     seed: int
+    trained_on: TrainingDevice  # the device's type and GPU name, as the manifest records it
     report_s: float | None = None  # the report that follows, as estimated before training

@@ -29,6 +29,7 @@ from models.artifact import (
     ImageShape,
     Manifest,
     Selection,
+    TrainingDevice,
     atomic_write_bytes,
     classifier_io,
     generator_io,
@@ -330,6 +331,7 @@ def run(
             was saved: a later run resumes from it.
     """
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    trained_on = training_device(dev)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     resume = load_resumable_checkpoint(out_dir, config)
@@ -376,6 +378,7 @@ def run(
         resume_step=None if resume is None else trainer.steps_done,
         elapsed_s=0.0 if resume is None else resume["elapsed_s"],
         report_s=report_s,
+        device=trained_on,
     )
 
     def checkpoint(**extra: object) -> None:
@@ -431,9 +434,16 @@ def run(
         final_losses=final_losses,
         elapsed_s=reporter.elapsed_s,
         device=str(dev),
+        trained_on=trained_on,
         seed=seed,
         report_s=report_s,
     )
+
+
+def training_device(dev: torch.device) -> TrainingDevice:
+    """The device as the manifest and the API name it: its type, and the GPU's name."""
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else None
+    return TrainingDevice(type=dev.type, name=name)
 
 
 def load_resumable_checkpoint(out_dir: Path, config: TrainConfig) -> dict | None:
@@ -508,6 +518,7 @@ def write_model(
         classifier=classifier,
         selection=selection,
         clusters=clusters,
+        device=training_device(trainer.device),
     )
     describe_model_onnx(out_dir, manifest)
     manifest.save(out_dir)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from models.artifact import atomic_write_bytes
+from models.artifact import TrainingDevice, atomic_write_bytes
 from training.config import Progress
 from training.losses import Stats
 
@@ -34,7 +34,9 @@ class Reporter:
         resume_step: int | None = None,
         elapsed_s: float = 0.0,
         report_s: float | None = None,
+        device: TrainingDevice | None = None,
     ):
+        self.device = device  # passed on in Progress, so the API shows it while training
         self.total_steps, self.progress_fn, self.measure_fn = total_steps, progress_fn, measure_fn
         self.report_s = report_s  # the estimated report after training, passed on in Progress
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
@@ -90,7 +92,15 @@ class Reporter:
             data = data[os.write(self.stats_fd, data) :]
         if self.progress_fn is not None:
             progress = Progress(
-                step, self.total_steps, self.last_losses, elapsed, eta, self.report_s, line["time"]
+                step,
+                self.total_steps,
+                self.last_losses,
+                elapsed,
+                eta,
+                self.report_s,
+                line["time"],
+                device=None if self.device is None else self.device.type,
+                device_name=None if self.device is None else self.device.name,
             )
             self.progress_fn(progress)
 

@@ -188,6 +188,8 @@ def _train(settings: Settings, job: Model, lease: LeaseKeeper) -> str:
         "eta_s": 0.0,
         "report_s": result.report_s if wants_report else None,
         "time": time.time(),
+        "device": result.trained_on.type,
+        "device_name": result.trained_on.name,
     }
     if not _final_write(
         settings,

@@ -69,6 +69,8 @@ def check_trained_model(client, model_id: str, data_dir: Path, steps: int) -> di
     assert {"generator.onnx", "manifest.json", "checkpoint.pt", "samples.png"} <= files
     manifest = json.loads((data_dir / "models" / model_id / "manifest.json").read_text())
     assert manifest["classes"] == ["circle", "square", "triangle"]
+    # the test machines train on their CPU (GPU runs: tests/training/test_cuda.py)
+    assert model["device"] == manifest["device"] == {"type": "cpu", "name": None}
     return model
 
 
@@ -90,6 +92,7 @@ def check_eta_covers_the_report(client, model_id: str) -> None:
     for seen in training:
         report = seen["report"]
         assert report["status"] == "pending" and report["eta_seconds"] > 0
+        assert seen["device"] == {"type": "cpu", "name": None}  # shown while it trains
         assert seen["eta_seconds"] == pytest.approx(
             seen["progress"]["eta_seconds"] + report["eta_seconds"], abs=0.2
         )

@@ -48,3 +48,6 @@ def test_default_config_trains_and_exports_on_cuda(dataset, tmp_path):
     sampler = GeneratorSampler(tmp_path / "model", providers=["CPUExecutionProvider"])
     images = sampler.generate(np.arange(6) % 3, np.zeros((6, 64), np.float32))
     assert images.shape == (6, SIZE, SIZE, 1) and images.dtype == np.uint8
+    device = sampler.manifest.device
+    assert device is not None and device.type == "cuda"
+    assert device.name == torch.cuda.get_device_name() and result.trained_on == device

@@ -97,6 +97,8 @@ def test_writes_model_directory(trained):
     assert [t.name for t in manifest.inputs] == ["latent", "class"]
     assert manifest.outputs[0].shape == ["B", 1, 16, 16]
     assert trained.result.device == "cpu" and trained.result.seed == 3
+    assert manifest.device is not None
+    assert (manifest.device.type, manifest.device.name) == ("cpu", None)
 
 
 def test_progress_reports_increasing_steps(trained):
@@ -105,6 +107,7 @@ def test_progress_reports_increasing_steps(trained):
     assert all(p.total_steps == STEPS for p in trained.reports)
     assert trained.reports[-1].eta_s == 0 and trained.reports[-1].elapsed_s > 0
     assert {"d_loss", "g_loss"} <= set(trained.reports[-1].losses)
+    assert {(p.device, p.device_name) for p in trained.reports} == {("cpu", None)}
 
 
 def test_stats_jsonl_has_a_line_per_report(trained):
