@@ -24,6 +24,11 @@ class ImageClassifier:
         _, channels, height, width = self._session.get_inputs()[0].shape
         self.image_shape: tuple[int, int, int] = (height, width, channels)  # (H, W, C)
 
+    @property
+    def providers(self) -> list[str]:
+        """The providers the session actually runs on."""
+        return self._session.get_providers()
+
     def probs(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
         """Class probabilities float32 (N, K) of uint8 (N, H, W, C) images.
 

@@ -20,6 +20,7 @@ from models.image_classifier import ImageClassifier
 from models.images import DEFAULT_PNG_LEVEL, class_grid, encode_png
 from models.manifold import ClassManifold
 from models.sampler import GeneratorSampler
+from service.telemetry import record_provider
 from service.zipstream import ZipStream
 from training.dataset import StoredDataset
 
@@ -28,7 +29,9 @@ from training.dataset import StoredDataset
 def _sampler(
     model_dir: str, _manifest_version: int, threads: int, spinning: bool
 ) -> GeneratorSampler:
-    return GeneratorSampler(Path(model_dir), threads=threads or None, spinning=spinning)
+    sampler = GeneratorSampler(Path(model_dir), threads=threads or None, spinning=spinning)
+    record_provider("generator", sampler.providers)
+    return sampler
 
 
 def load_sampler(model_dir: Path, threads: int = 0, spinning: bool = False) -> GeneratorSampler:
@@ -44,7 +47,9 @@ def load_sampler(model_dir: Path, threads: int = 0, spinning: bool = False) -> G
 
 @lru_cache(maxsize=8)
 def _scorer(model_dir: str, _versions: tuple[int, int]) -> EvaluatorScorer:
-    return EvaluatorScorer(Path(model_dir))
+    scorer = EvaluatorScorer(Path(model_dir))
+    record_provider("evaluator", scorer.providers)
+    return scorer
 
 
 def load_scorer(model_dir: Path) -> EvaluatorScorer | None:
@@ -59,7 +64,9 @@ def load_scorer(model_dir: Path) -> EvaluatorScorer | None:
 
 @lru_cache(maxsize=16)
 def _classifier(path: str, _version: int) -> ImageClassifier:
-    return ImageClassifier(Path(path))
+    classifier = ImageClassifier(Path(path))
+    record_provider(Path(path).stem, classifier.providers)  # classifier, evaluator, soft_labels
+    return classifier
 
 
 def load_classifier(path: Path) -> ImageClassifier:

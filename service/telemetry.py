@@ -13,7 +13,10 @@ Metrics (prometheus-client, this process's registry):
   `ganaug_reports{status}`, `ganaug_queue_depth{kind}` (trainings and reports queued),
   `ganaug_training_steps_per_second` and `ganaug_training_images_per_second` (summed over
   the trainings running now, from their last progress);
-- `ganaug_samples_generated_total{route}`: synthetic images served (samples, archive).
+- `ganaug_samples_generated_total{route}`: synthetic images served (samples, archive);
+- `ganaug_onnxruntime_provider{graph, provider}` = 1: the ONNX Runtime execution provider
+  the sessions of each graph (generator, classifier, evaluator, soft_labels) run on, set
+  when the gateway opens one (CUDAExecutionProvider or CPUExecutionProvider).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -83,6 +87,22 @@ SAMPLES_SERVED = Counter(
 )
 
 
+# Set where sessions open (service.generation); process-wide like SAMPLES_SERVED.
+ORT_PROVIDER = Gauge(
+    "ganaug_onnxruntime_provider",
+    "1 for the ONNX Runtime execution provider each graph's sessions run on",
+    ["graph", "provider"],
+    registry=None,
+)
+
+
+def record_provider(graph: str, providers: list[str]) -> None:
+    """Note the provider a new session of `graph` runs on: the first of its providers
+    (ORT lists CPUExecutionProvider after CUDA as the fallback for unsupported nodes)."""
+    if providers:
+        ORT_PROVIDER.labels(graph, providers[0]).set(1)
+
+
 class Metrics:
     """The gateway's Prometheus registry: request counters and the database's job gauges."""
 
@@ -101,6 +121,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(SAMPLES_SERVED)
+        self.registry.register(ORT_PROVIDER)
         self.registry.register(JobsCollector(settings))
 
     def render(self) -> bytes:

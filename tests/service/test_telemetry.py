@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from core.logs import configure_logging
 from core.settings import Settings
 from service.app import create_app
+from service.generation import load_sampler
 from tests.factories import SHAPES
 from tests.service.served import install_trained_model
 
@@ -41,7 +42,7 @@ def served(tiny_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory
 
         trained = upload()
         install_trained_model(settings, trained, tiny_model.model_dir, report=False)
-        yield SimpleNamespace(client=client, trained=trained, queued=upload())
+        yield SimpleNamespace(client=client, trained=trained, queued=upload(), settings=settings)
 
 
 def scrape(client: TestClient, host: str = "localhost") -> dict[tuple[str, tuple], float]:
@@ -130,6 +131,15 @@ def test_metrics_count_requests_by_route_template_and_jobs_by_state(served):
     assert after[("ganaug_queue_depth", (("kind", "training"),))] == 1
     assert after[("ganaug_reports", (("status", "none"),))] == 1  # the trained one: no report
     assert after[("ganaug_training_steps_per_second", ())] == 0  # nothing runs
+    # the samples ran on a generator session: the metric names its provider, and only it
+    in_use = load_sampler(served.settings.models_dir / trained).providers[0]
+    assert in_use in ("CPUExecutionProvider", "CUDAExecutionProvider")
+    generator = {  # other graphs may have opened sessions earlier in this process
+        dict(k[1])["provider"]: v
+        for k, v in after.items()
+        if k[0] == "ganaug_onnxruntime_provider" and ("graph", "generator") in k[1]
+    }
+    assert generator == {in_use: 1}
 
 
 def test_metrics_need_no_key_where_keys_are_required(tmp_path):
