@@ -1,5 +1,6 @@
 """The `ganaug` command: serve the API, run a training worker, migrate the database, manage
-API keys, build example datasets; `datasets` and `models` (ganaug.commands) use the API.
+API keys, build example datasets; `datasets` and `models` (ganaug.commands) use the API,
+and its everyday commands (upload, train, watch, ...) are top-level too.
 
 It composes the gateway (`service`) and the workers (`workers`), which import only `core`.
 """
@@ -17,7 +18,7 @@ import typer
 from core.logs import configure_logging
 from core.settings import get_settings
 from core.startup import prepare
-from ganaug.commands import datasets_app, models_app
+from ganaug.commands import add_shortcuts, datasets_app, models_app
 
 app = typer.Typer(
     help="ganaug: class-conditional GAN data augmentation service.", no_args_is_help=True
@@ -27,6 +28,7 @@ keys_app = typer.Typer(help="API keys: each names its tenant; shown once, stored
 app.add_typer(keys_app, name="keys")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(models_app, name="models")
+add_shortcuts(app)  # ganaug upload, train, watch, samples, archive, report, classify
 
 
 @app.command()

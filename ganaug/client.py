@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -124,7 +124,7 @@ class Client:
                 raise ApiError.from_response(response)
             length = response.headers.get("content-length")
             written = 0
-            with out.open("wb") as file, _bar(self.progress, label or out.name) as bar:
+            with out.open("wb") as file, progress_bar(self.progress, "bytes") as bar:
                 task = bar.add_task(label or out.name, total=int(length) if length else None)
                 for chunk in response.iter_bytes():
                     file.write(chunk)
@@ -225,7 +225,7 @@ class Client:
             TimeoutError: `timeout_s` passed first.
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        with _bar(self.progress, "training") as bar:
+        with progress_bar(self.progress, "steps") as bar:
             training = bar.add_task("training", total=None, eta="")
             reporting = None
             while True:
@@ -235,7 +235,7 @@ class Client:
                     training,
                     total=progress["total_steps"],
                     completed=progress["step"],
-                    eta=_eta_text(model),
+                    eta=eta_text(model.get("eta_seconds")),
                 )
                 status, report_status = model["status"], model["report"]["status"]
                 if status in ("failed", "cancelled"):
@@ -248,7 +248,7 @@ class Client:
                         reporting,
                         completed=model["report"]["fraction"],
                         description=f"report: {model['report']['stage'] or report_status}",
-                        eta=_eta_text(model),
+                        eta=eta_text(model.get("eta_seconds")),
                     )
                 if status == "succeeded" and (not report or report_status in REPORT_FINISHED):
                     if report and report_status == "failed":
@@ -358,18 +358,18 @@ def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _eta_text(model: dict[str, Any]) -> str:
-    """The service's ETA for the whole job (training, then the report) as `ETA 3m 05s`."""
-    eta = model.get("eta_seconds")
-    if eta is None:
+def eta_text(seconds: float | None) -> str:
+    """An ETA in seconds as `ETA 3m 05s` ("" when not known)."""
+    if seconds is None:
         return ""
-    minutes, seconds = divmod(int(round(eta)), 60)
+    minutes, seconds = divmod(int(round(seconds)), 60)
     return f"ETA {minutes}m {seconds:02d}s" if minutes else f"ETA {seconds}s"
 
 
 @contextmanager
-def _bar(enabled: bool, _label: str) -> Iterator[Any]:
-    """A rich progress display on stderr, or a silent stand-in."""
+def progress_bar(enabled: bool, unit: Literal["bytes", "steps"]) -> Iterator[Any]:
+    """A rich progress display on stderr (bytes: size and speed; steps: percent and the
+    task's `eta` field), or a silent stand-in."""
     if not enabled:
         yield _Silent()
         return
@@ -385,7 +385,7 @@ def _bar(enabled: bool, _label: str) -> Iterator[Any]:
 
     columns = (
         [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn()]
-        if _label not in ("training",)
+        if unit == "bytes"
         else [
             TextColumn("{task.description}"),
             BarColumn(),

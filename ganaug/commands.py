@@ -1,12 +1,15 @@
 """`ganaug datasets ...` and `ganaug models ...`: the API's work from the command line, through
 `ganaug.client`. Each command takes `--url` (GANAUG_URL) and `--api-key` (GANAUG_API_KEY);
-an error prints the service's code and message and exits 1.
+an error prints the service's code and message and exits 1. The everyday ones are also
+top-level commands (`add_shortcuts`): `ganaug upload`, `train`, `watch`, `samples`,
+`archive`, `report`, `classify`. `ganaug train FILE --out DIR` trains with no server
+(ganaug.offline).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -42,7 +45,7 @@ def connect(url: str, api_key: str | None, quiet: bool = False) -> Iterator[Clie
     except ApiError as exc:
         typer.echo(f"error: {exc.status} {exc.code}: {exc.message}", err=True)
         raise typer.Exit(1) from None
-    except JobFailed as exc:
+    except (JobFailed, TimeoutError) as exc:  # Client.wait: failed, cancelled, or too long
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     except httpx.TransportError as exc:
@@ -60,11 +63,22 @@ def _print(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2))
 
 
-def _saved(download: Download) -> None:
+def _download(
+    url: str, api_key: str | None, quiet: bool, fetch: Callable[[Client], Download]
+) -> None:
+    """Run one download (`fetch` with a client) and say what it wrote."""
+    with connect(url, api_key, quiet) as api:
+        download = fetch(api)
     extra = ""
     if download.seed is not None:
         extra = f" (seed {download.seed}, truncation {download.truncation})"
     typer.echo(f"wrote {download.path} ({download.bytes:,} bytes){extra}")
+
+
+def _follow(api: Client, model_id: str, report: bool = True, timeout: float | None = None) -> None:
+    """Wait for a model with progress bars, then say how it ended (exit 1: it failed)."""
+    model = api.wait(model_id, report=report, timeout_s=timeout)
+    typer.echo(f"{model['id']} {model['status']}, report {model['report']['status']}")
 
 
 def _options(config: str | None, steps: int | None, method: str | None) -> dict[str, Any]:
@@ -158,22 +172,92 @@ def delete_dataset(dataset_id: str, url: Url = DEFAULT_URL, api_key: ApiKey = No
 
 @models_app.command("train")
 def train(
-    dataset_id: str,
+    dataset: Annotated[
+        str,
+        typer.Argument(
+            metavar="DATASET", help="an uploaded dataset's id; with --out, a zip/tar/npz file"
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            file_okay=False,
+            help="train here, with no server: the model directory to write",
+        ),
+    ] = None,
     config: Config = None,
     steps: Steps = None,
     method: Method = None,
+    image_size: Annotated[
+        int | None, typer.Option(help="--out: square training size, 8-128")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="--out: torch device, e.g. cpu; default cuda if any")
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="follow it until the report")] = False,
     quiet: Quiet = False,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
 ) -> None:
-    """Queue a model on an uploaded dataset and print its id (--wait: then follow it)."""
+    """Queue a model on an uploaded dataset and print its id (--wait: then follow it);
+    with --out DIR, train on a zip/tar/npz file here instead, with no server."""
+    options = _options(config, steps, method)
+    if out is not None:
+        _train_offline(Path(dataset), out, options, image_size, device, quiet)
+        return
+    if Path(dataset).is_file():
+        raise typer.BadParameter(
+            f"'{dataset}' is a file: add --out DIR to train on it here, or upload it first "
+            "(`ganaug upload FILE --train`)",
+            param_hint="DATASET",
+        )
+    if image_size is not None or device is not None:
+        raise typer.BadParameter("--image-size and --device apply to --out (offline) only")
     with connect(url, api_key, quiet) as api:
-        model = api.train(dataset_id, **_options(config, steps, method))
+        model = api.train(dataset, **options)
         typer.echo(model["id"])
         if wait:
-            model = api.wait(model["id"])
-            typer.echo(f"{model['id']} {model['status']}, report {model['report']['status']}")
+            _follow(api, model["id"])
+
+
+def _train_offline(
+    file: Path,
+    out: Path,
+    options: dict[str, Any],
+    image_size: int | None,
+    device: str | None,
+    quiet: bool,
+) -> None:
+    from core.settings import get_settings
+    from ganaug.offline import OfflineError, train_offline
+
+    if not file.is_file():
+        raise typer.BadParameter(f"no file '{file}' to train on", param_hint="DATASET")
+    settings = get_settings()
+    try:
+        model = train_offline(
+            file,
+            out,
+            options,
+            settings=settings,
+            image_size=image_size,
+            device=device or settings.device,
+            progress=not quiet,
+        )
+    except OfflineError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    manifest = model.manifest
+    device_name = manifest.device.name if manifest.device and manifest.device.name else ""
+    report = f", report in {model.report_s:.0f} s" if model.report_s is not None else ""
+    typer.echo(
+        f"wrote {out}: {manifest.method}, {manifest.steps_completed} steps in "
+        f"{model.elapsed_s:.0f} s on {manifest.device.type if manifest.device else '?'}"
+        f"{' (' + device_name + ')' if device_name else ''}{report}; classes "
+        f"{', '.join(manifest.classes)}"
+    )
 
 
 @models_app.command("list")
@@ -216,12 +300,7 @@ def wait(
     """Follow a model with progress bars (ETA for training and report) until it is done;
     exits 1 if it failed or was cancelled."""
     with connect(url, api_key, quiet) as api:
-        try:
-            model = api.wait(model_id, report=report, timeout_s=timeout)
-        except TimeoutError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
-    typer.echo(f"{model['id']} {model['status']}, report {model['report']['status']}")
+        _follow(api, model_id, report, timeout)
 
 
 @models_app.command("cancel")
@@ -259,8 +338,11 @@ def samples(
     api_key: ApiKey = None,
 ) -> None:
     """Synthetic images: a grid PNG by default."""
-    with connect(url, api_key, quiet) as api:
-        download = api.samples(
+    _download(
+        url,
+        api_key,
+        quiet,
+        lambda api: api.samples(
             model_id,
             out,
             class_=class_,
@@ -271,8 +353,8 @@ def samples(
             format=format,
             scale=scale,
             labels=labels,
-        )
-    _saved(download)
+        ),
+    )
 
 
 @models_app.command("archive")
@@ -293,8 +375,11 @@ def archive(
     api_key: ApiKey = None,
 ) -> None:
     """Download an augmented dataset (zip) with a progress bar."""
-    with connect(url, api_key, quiet) as api:
-        download = api.download_archive(
+    _download(
+        url,
+        api_key,
+        quiet,
+        lambda api: api.download_archive(
             model_id,
             out,
             per_class=per_class,
@@ -304,8 +389,8 @@ def archive(
             filter=filter,
             seed=seed,
             include_real=include_real,
-        )
-    _saved(download)
+        ),
+    )
 
 
 @models_app.command("onnx")
@@ -317,8 +402,7 @@ def onnx(
     api_key: ApiKey = None,
 ) -> None:
     """Download the generator as ONNX with a progress bar."""
-    with connect(url, api_key, quiet) as api:
-        _saved(api.download_generator(model_id, out))
+    _download(url, api_key, quiet, lambda api: api.download_generator(model_id, out))
 
 
 @models_app.command("classify")
@@ -359,3 +443,14 @@ def report(
             for name in data.get("picture_urls", {}):
                 api.report_picture(model_id, name, pictures / f"{name}.png")
     _print(data)
+
+
+def add_shortcuts(app: typer.Typer) -> None:
+    """The everyday commands at the top level too (`ganaug upload` = `ganaug datasets
+    upload`, `ganaug watch` = `ganaug models wait`, ...): the same functions, registered
+    twice."""
+    app.command("upload")(upload)
+    app.command("train")(train)
+    app.command("watch")(wait)
+    for command in (samples, archive, report, classify):
+        app.command()(command)

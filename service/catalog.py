@@ -59,13 +59,18 @@ def parse_train_config(raw: str | dict[str, Any] | None) -> TrainConfig:
     try:
         config = TrainConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ApiError(422, "invalid_config", f"Invalid training options: {problems}") from exc
+        message = f"Invalid training options: {config_problems(exc)}"
+        raise ApiError(422, "invalid_config", message) from exc
     if config.seed is None:  # recorded, so a model can be reproduced from its stored config
         config = config.model_copy(update={"seed": random.randrange(2**31)})
     return config
+
+
+def config_problems(exc: ValidationError) -> str:
+    """Each invalid training option and what is wrong with it, on one line."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
+    )
 
 
 def create_dataset(

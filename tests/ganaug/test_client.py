@@ -114,6 +114,46 @@ def test_cli_covers_a_models_life(live, tmp_path):
     assert run(live, "datasets", "show", dataset_id).code == 1
 
 
+def test_top_level_commands_are_the_groups_commands(live, tmp_path):
+    """`ganaug upload | train | watch | samples | archive | report | classify`, as a user
+    types them after the README."""
+    upload = run(live, "upload", str(live.npz), "--name", "top", "--id")
+    assert upload.code == 0, upload.err
+    dataset_id = upload.out.strip()
+    assert json.loads(run(live, "datasets", "show", dataset_id).out)["name"] == "top"
+    queued = run(live, "train", dataset_id, "--steps", "5", "--method", "wacgan-gp")
+    assert queued.code == 0, queued.err
+    model_id = queued.out.strip()
+    model = json.loads(run(live, "models", "show", model_id).out)
+    assert model["dataset_id"] == dataset_id and model["config"]["steps"] == 5
+    assert model["method"] == "wacgan-gp" and model["device"] is None  # not started yet
+    install_trained_model(live.settings, model_id, live.tiny.model_dir, report=True)
+
+    watched = run(live, "watch", model_id, "--quiet")
+    assert watched.code == 0 and f"{model_id} succeeded, report succeeded" in watched.out
+    grid = tmp_path / "grid.png"
+    samples = run(live, "samples", model_id, "--class", "circle", "--n", "3", "-o", str(grid))
+    assert samples.code == 0 and Image.open(grid).size[0] >= 3 * 16
+    archive = tmp_path / "a.zip"
+    got = run(live, "archive", model_id, "--per-class", "1", "-o", str(archive), "-q")
+    assert got.code == 0, got.err
+    with zipfile.ZipFile(archive) as z:
+        kinds = [r["kind"] for r in csv.DictReader(io.TextIOWrapper(z.open("labels.csv")))]
+    assert kinds.count("synthetic") == len(SHAPES)
+    report = run(live, "report", model_id)
+    assert report.code == 0 and "recipe" in json.loads(report.out)
+    image = tmp_path / "one.png"
+    image.write_bytes(encode_png(live.tiny.x[0][..., None]))
+    classified = run(live, "classify", model_id, str(image))
+    assert classified.code == 0 and classified.out.startswith("one.png\t")
+
+    listed = CliRunner().invoke(cli, ["--help"]).stdout
+    for command in ("upload", "train", "watch", "samples", "archive", "report", "classify"):
+        assert command in listed
+    refused = run(live, "train", str(live.npz))  # a file, not a dataset id, and no --out
+    assert refused.code == 2 and "add --out DIR" in refused.err
+
+
 def test_cli_prints_the_services_refusals_and_exits_non_zero(live, tmp_path):
     _, model_id = trained(live, report=False)
     cancel = run(live, "models", "cancel", model_id)
