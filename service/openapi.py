@@ -6,7 +6,8 @@ nothing else. What it cannot see is documented here, in one table: the errors ra
 a handler (catalog, quotas, draws, ingest), the answers of middleware (service.access: 400
 untrusted Host, 401 API keys, 403 cross-site; service.limits: 413 body limit, 422 NUL;
 service.ratelimit: 429 on the routes it counts), the API key security schemes, and the
-non-JSON bodies of file responses; the examples' values live in service.openapi_examples.
+non-JSON bodies of file responses, and the X-Request-ID header of every request and
+answer (service.telemetry); the examples' values live in service.openapi_examples.
 `install_openapi` applies the table to `app.openapi()`. tests/service/test_schema_fuzz.py
 fuzzes the app against the result, so the table cannot drift from what the routes do.
 """
@@ -346,6 +347,24 @@ ERROR_HEADERS: dict[int, dict[str, Any]] = {
 }
 
 
+# service.telemetry.RequestIdMiddleware answers every request, documented or not, with one.
+REQUEST_ID_HEADER = {
+    "description": "the request's id: the caller's X-Request-ID when valid, else a generated "
+    "one; it tags the request's log lines (quote it to support)",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+}
+REQUEST_ID_PARAMETER = {
+    "name": "X-Request-ID",
+    "in": "header",
+    "required": False,
+    "description": "an id of your own for this request (up to 64 of A-Z a-z 0-9 . _ -), "
+    "echoed in the response and logged; any other value is replaced by a generated id",
+    "schema": {"type": "string"},
+}
+REQUEST_ID_REF = {"$ref": "#/components/headers/X-Request-ID"}  # one per response
+
+
 def error_codes(
     path: str, operation: dict, doc: Doc, rate_limited: bool = False
 ) -> dict[int, tuple[str, ...]]:
@@ -394,7 +413,7 @@ def _error_response(status: int, codes: tuple[str, ...]) -> dict:
         },
     }
     if status in ERROR_HEADERS:
-        response["headers"] = ERROR_HEADERS[status]
+        response["headers"] = dict(ERROR_HEADERS[status])  # a copy: X-Request-ID joins it
     return response
 
 
@@ -425,6 +444,7 @@ def document(schema: dict, *, anonymous: bool = False) -> dict:
     for name in ("HTTPValidationError", "ValidationError"):
         models.pop(name, None)
     components["securitySchemes"] = SECURITY_SCHEMES
+    components["headers"] = {"X-Request-ID": REQUEST_ID_HEADER}
     # alternatives: either header; in anonymous mode none ({}) as well
     security = [{name: []} for name in SECURITY_SCHEMES] + ([{}] if anonymous else [])
     for path, operations in schema["paths"].items():
@@ -442,6 +462,11 @@ def document(schema: dict, *, anonymous: bool = False) -> dict:
             if doc.request_example is not None:
                 content = operation["requestBody"]["content"]["application/json"]
                 content["example"] = doc.request_example
+            # after error_codes, which reads the route's own parameters; inline, since
+            # clients (and tests/service/test_schema_fuzz.py) read parameters' names
+            operation.setdefault("parameters", []).append(dict(REQUEST_ID_PARAMETER))
+            for response in responses.values():
+                response.setdefault("headers", {})["X-Request-ID"] = REQUEST_ID_REF
     schema["tags"] = TAGS
     return schema
 

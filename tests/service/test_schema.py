@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -194,6 +195,28 @@ def test_every_operation_has_a_summary_a_description_and_its_name(schema):
         assert operation.get("description") and len(operation["description"]) > 30, (method, path)
         ids.append(operation["operationId"])
     assert len(ids) == len(set(ids)) and "get_samples" in ids
+
+
+def test_every_answer_documents_its_request_id_and_every_request_may_send_one(schema, tmp_path):
+    header = schema["components"]["headers"]["X-Request-ID"]
+    assert header["required"] is True
+    ref = {"$ref": "#/components/headers/X-Request-ID"}
+    for method, path, operation in operations(schema):
+        sent = [
+            p for p in operation["parameters"] if (p["in"], p["name"]) == ("header", "X-Request-ID")
+        ]
+        assert len(sent) == 1 and sent[0]["required"] is False, (method, path)
+        for status, response in operation["responses"].items():
+            assert response["headers"]["X-Request-ID"] == ref, (method, path, status)
+    # what the service sends is what the schema says: made when absent, else the caller's
+    pattern = re.compile(header["schema"]["pattern"])
+    with TestClient(
+        create_app(Settings(data_dir=tmp_path / "d")), base_url="http://localhost"
+    ) as c:
+        for answer in (c.get("/healthz"), c.get("/v1/models/nope"), c.get("/v1/datasets")):
+            assert pattern.fullmatch(answer.headers["X-Request-ID"]), answer.request.url
+        echoed = c.get("/v1/models/nope", headers={"X-Request-ID": "mine-1"})
+        assert echoed.headers["X-Request-ID"] == "mine-1"
 
 
 def test_examples_are_valid_bodies(schema):

@@ -187,9 +187,11 @@ def real_queries(live: SimpleNamespace, definition: dict) -> st.SearchStrategy[d
 
 
 def real_body(live: SimpleNamespace, operation_id: str) -> dict | None:
-    """A JSON body the service can act on: train on the real dataset, rename its classes
-    to what they are (the shared dataset stays as it was), label a dataset."""
+    """A body the service can act on: train on the real dataset, rename its classes to
+    what they are (the shared dataset stays as it was), label a dataset, upload one (the
+    check puts a real file in; random form fields alone seldom make a valid upload)."""
     return {
+        "upload_dataset": {"file": b"", "name": "fuzzed"},
         "create_model": {"dataset_id": live.dataset},
         "update_dataset": {"classes": {name: name for name in SHAPES}},
         "label_dataset": {"name": "clusters"},
