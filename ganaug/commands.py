@@ -249,14 +249,12 @@ def _train_offline(
     except OfflineError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    manifest = model.manifest
-    device_name = manifest.device.name if manifest.device and manifest.device.name else ""
-    report = f", report in {model.report_s:.0f} s" if model.report_s is not None else ""
+    manifest, device = model.manifest, model.manifest.device
+    where = "?" if device is None else device.type + (f" ({device.name})" if device.name else "")
+    report = "" if model.report_s is None else f", report in {model.report_s:.0f} s"
     typer.echo(
         f"wrote {out}: {manifest.method}, {manifest.steps_completed} steps in "
-        f"{model.elapsed_s:.0f} s on {manifest.device.type if manifest.device else '?'}"
-        f"{' (' + device_name + ')' if device_name else ''}{report}; classes "
-        f"{', '.join(manifest.classes)}"
+        f"{model.elapsed_s:.0f} s on {where}{report}; classes {', '.join(manifest.classes)}"
     )
 
 

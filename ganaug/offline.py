@@ -62,6 +62,7 @@ def train_offline(
         config = training.TrainConfig.model_validate(options)
     except ValidationError as exc:
         raise OfflineError(f"invalid training options: {config_problems(exc)}") from None
+    _check_device(device)
     if (out_dir / MANIFEST_FILE).exists():
         raise OfflineError(f"{out_dir} already holds a model; choose another --out or remove it")
     with tempfile.TemporaryDirectory(prefix="ganaug-offline-") as tmp:
@@ -96,6 +97,20 @@ def train_offline(
             if config.report != "none":
                 report_s = _report(config, dataset_dir, out_dir, bar, device, result.report_s)
     return OfflineModel(out_dir, Manifest.load(out_dir), result.elapsed_s, report_s)
+
+
+def _check_device(device: str | None) -> None:
+    """Refuse a device torch cannot train on here, before any work is done."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError as exc:
+        raise OfflineError(f"unknown device '{device}' ({exc}); use cpu or cuda") from None
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise OfflineError(f"device '{device}': this machine has no usable CUDA GPU; use cpu")
 
 
 def _report(

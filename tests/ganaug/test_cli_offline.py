@@ -79,6 +79,9 @@ def test_offline_training_says_what_to_fix(offline, tmp_path):
     assert code == 1 and "invalid training options" in err and "stepz" in err
     assert not (tmp_path / "m").exists()
 
+    code, _, err = train(str(npz), "--out", str(tmp_path / "m"), "--device", "abacus")
+    assert code == 1 and "unknown device 'abacus'" in err
+
     notes = tmp_path / "notes.txt"
     notes.write_text("not a dataset")
     code, _, err = train(str(notes), "--out", str(tmp_path / "m"))
