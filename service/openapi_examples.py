@@ -124,6 +124,7 @@ MODEL_EXAMPLE = {
     "created_at": "2025-01-01T12:00:00Z",
     "started_at": "2025-01-01T12:00:01Z",
     "finished_at": None,
+    "device": {"type": "cuda", "name": "NVIDIA GeForce RTX 4090"},
 }
 DATASET_EXAMPLE = {
     "id": MODEL_EXAMPLE["dataset_id"],
