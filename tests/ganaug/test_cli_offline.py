@@ -89,3 +89,31 @@ def test_offline_training_says_what_to_fix(offline, tmp_path):
 
     code, _, err = train(str(npz))  # a file, but no --out: it is not a dataset id
     assert code == 2 and "add --out DIR" in err
+
+
+def test_the_same_command_resumes_an_interrupted_offline_training(tmp_path, monkeypatch):
+    """A run cut short (a crash, Ctrl-C) leaves its last checkpoint in DIR; the same command
+    again ingests the same file the same way and continues from it, seed and all."""
+    from training.loop import Trainer
+
+    data = write_shapes_zip(tmp_path / "shapes.zip", per_class=6)
+    unseeded = {k: v for k, v in TINY.items() if k != "seed"}
+    config = json.dumps(unseeded | {"steps": 6, "checkpoint_every": 3, "report": "none"})
+    command = [str(data), "--out", str(tmp_path / "model"), "--config", config, "-q"]
+    real_step, steps_run = Trainer.step, []
+
+    def step(self: Trainer):
+        steps_run.append(self.steps_done + 1)
+        if steps_run == [1, 2, 3, 4]:
+            raise KeyboardInterrupt  # after the checkpoint at step 3
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "step", step)
+    code, _, _ = train(*command)
+    assert code != 0 and not (tmp_path / "model" / "manifest.json").exists()
+    steps_run.clear()
+    code, out, err = train(*command)
+    assert code == 0, err
+    assert steps_run == [4, 5, 6]  # continued, not started over
+    manifest = Manifest.load(tmp_path / "model")
+    assert manifest.steps_completed == 6 and "wrote" in out
