@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     )
     cancel_poll_s: float = Field(1.0, gt=0, description="how often training checks for cancel")
     device: str | None = Field(None, description="torch device for training; None = auto")
+    train_compile: bool = Field(
+        False,
+        description="torch.compile the training forwards on CUDA where no double backward "
+        'needs them (docs/training.md, "On a GPU"); no effect on a CPU',
+    )
 
     # job leases (docs/architecture.md, "Jobs: leases and resume")
     lease_s: float = Field(
