@@ -36,17 +36,20 @@ class Acceleration:
         and a critic step with R1, whose penalty differentiates the loss's own forward,
         stays fp32 whole); with `compile`, the generator's forward, and the critic's when
         no penalty needs a double backward (Inductor cannot differentiate its own
-        backward): cgan's default hinge + spectral-norm critic compiles, wacgan-gp's not.
-        vcagan's own step (R1 and its classifier penalty) gets fused Adam only."""
+        backward): cgan's default hinge + spectral-norm critic compiles, wacgan-gp's not;
+        nothing compiles under transitional conditioning. vcagan's own step (R1 and its
+        classifier penalty) gets fused Adam only."""
         if device.type != "cuda":
             return cls()
         labelled = config.method not in UNSUPERVISED_METHODS
         double_backward = config.gp_weight > 0 or config.r1_weight > 0
+        # a condition weight ramping step by step would recompile the graphs every step
+        compile = compile and labelled and config.transition_end == 0
         return cls(
             autocast_generator=labelled,
             autocast_critic=labelled and config.r1_weight == 0,
-            compile_generator=compile and labelled,
-            compile_critic=compile and labelled and not double_backward,
+            compile_generator=compile,
+            compile_critic=compile and not double_backward,
             fused_adam=True,
         )
 

@@ -64,6 +64,12 @@ def test_cuda_choices_per_method(options, expected):
     assert not plain.compile_generator and not plain.compile_critic
 
 
+def test_nothing_compiles_while_the_condition_weight_ramps():
+    ramp = TrainConfig(transition_start=10, transition_end=100)
+    chosen = Acceleration.choose(ramp, CUDA, compile=True)
+    assert not chosen.compile_generator and not chosen.compile_critic and chosen.autocast_critic
+
+
 def test_full_precision_leaves_autocast_for_the_penalty():
     conv = torch.nn.Conv2d(1, 4, 3)
     x = torch.randn(2, 1, 8, 8)
@@ -90,7 +96,9 @@ def test_a_bf16_autocast_step_trains_with_an_fp32_penalty(data, method, monkeypa
     stats = trainer.step()
     assert all(torch.isfinite(v) for v in stats.values())
     assert all(p.dtype == torch.float32 for p in trainer.critic.parameters())
-    moved = [not torch.equal(a, b) for a, b in zip(before, trainer.generator.parameters())]
+    moved = [
+        not torch.equal(a, b) for a, b in zip(before, trainer.generator.parameters(), strict=True)
+    ]
     assert any(moved)
     assert trainer._fake[0].dtype == torch.float32  # a critic step without autocast reads it
     if method == "wacgan-gp":
