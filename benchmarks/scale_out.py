@@ -43,7 +43,7 @@ class Drain:
     jobs_per_hour: float
     seconds: float  # from the first job's start to the last one's finish
     job_seconds: float  # mean of each job's own start-to-finish
-    train_seconds: float  # mean of its training steps alone (progress.elapsed_s)
+    train_seconds: float  # mean of its training steps alone (progress.elapsed_seconds)
     per_worker: list[int]  # jobs each worker finished (from its log)
 
 
@@ -87,7 +87,7 @@ def drain(
         process.log_path.read_text(errors="replace").count(" succeeded in ")
         for process in started[1:]
     ]
-    train_seconds = statistics.mean(m["progress"]["elapsed_s"] for m in models)
+    train_seconds = statistics.mean(m["progress"]["elapsed_seconds"] for m in models)
     return Drain(jobs / seconds * 3600, seconds, job_seconds, train_seconds, per_worker)
 
 
