@@ -5,6 +5,7 @@ penalty in fp32, and that the step leaves its losses on the device between repor
 import pytest
 import torch
 
+from models.networks import Discriminator
 from training.accel import Acceleration, full_precision
 from training.augment import ADA_INTERVAL
 from training.config import TrainConfig
@@ -77,6 +78,38 @@ def test_full_precision_leaves_autocast_for_the_penalty():
         assert conv(x).dtype == torch.bfloat16
         with full_precision(x.device):
             assert conv(x).dtype == torch.float32
+
+
+def test_spectral_norm_stays_fp32_where_autocast_runs_matrix_vector_products_in_bf16(
+    monkeypatch,
+):
+    """CUDA autocast runs torch.mv in bf16, CPU autocast does not: emulated here, torch's own
+    spectral norm fails (sigma's vdot of fp32 and bf16) and the critic's does not."""
+    mv = torch.mv
+
+    def cuda_like_mv(matrix, vector):
+        if torch.is_autocast_enabled("cpu"):
+            return mv(matrix.bfloat16(), vector.bfloat16())
+        return mv(matrix, vector)
+
+    monkeypatch.setattr(torch, "mv", cuda_like_mv)
+    plain = torch.nn.utils.parametrizations.spectral_norm(torch.nn.Linear(8, 4))
+    with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(RuntimeError, match="dtype"):
+        plain(torch.randn(2, 8))
+    torch.manual_seed(0)
+    critic = Discriminator(
+        num_classes=3,
+        image_size=16,
+        channels=1,
+        width=8,
+        conditioning="projection",
+        spectral_norm=True,
+    )
+    x, labels = torch.randn(4, 1, 16, 16), torch.tensor([0, 1, 2, 0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        score, _ = critic(x, labels)
+        weight = critic.features[0].weight
+    assert weight.dtype == torch.float32 and torch.isfinite(score).all()
 
 
 @pytest.mark.parametrize("method", ["cgan", "wacgan-gp"])
