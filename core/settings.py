@@ -134,6 +134,11 @@ class Settings(BaseSettings):
         "each task (docker-compose turns this on); not with the embedded filesystem broker, "
         "which has no broadcast",
     )
+    train_compile: bool = Field(
+        False,
+        description="torch.compile the training forwards on CUDA where no double backward "
+        'needs them (docs/training.md, "On a GPU"); no effect on a CPU',
+    )
 
     # job leases (docs/architecture.md, "Jobs: leases and resume")
     lease_s: float = Field(

@@ -15,7 +15,8 @@ from typing import Any, Literal, overload
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm as with_spectral_norm
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _SpectralNorm
 
 MIN_SIZE, MAX_SIZE = 8, 128
 MAX_WIDTH_MULT = 8  # widest layer = base width * 8, so 128 px nets stay trainable on a CPU
@@ -424,6 +425,26 @@ def largest_singular_value(matrix: torch.Tensor) -> float:
 
 
 def _identity(module: nn.Module) -> nn.Module:
+    return module
+
+
+class _FullPrecisionSpectralNorm(_SpectralNorm):
+    """torch's spectral normalisation, computed outside any autocast. Under CUDA autocast
+    its power iteration's matrix-vector products would run in bf16, and sigma's
+    torch.vdot of the fp32 u with a bf16 product fails; the layer itself still autocasts."""
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(weight.device.type, enabled=False):
+            return super().forward(weight)
+
+
+def with_spectral_norm(module: nn.Module) -> nn.Module:
+    """`torch.nn.utils.parametrizations.spectral_norm(module)` (one power iteration per
+    forward; the same state-dict keys and initial draws), in full precision under autocast."""
+    weight = module.weight
+    parametrize.register_parametrization(
+        module, "weight", _FullPrecisionSpectralNorm(weight, n_power_iterations=1, dim=0)
+    )
     return module
 
 

@@ -1,5 +1,6 @@
-"""docker-compose.yml and docker-compose.cpu.yml: what jobs rely on when containers stop,
-and a CPU-only variant (checked without Docker, like tests/test_deploy.py)."""
+"""docker-compose.yml, docker-compose.cpu.yml and docker-compose.gpus.yml: what jobs rely on
+when containers stop, a CPU-only variant and one worker per GPU (checked without Docker, like
+tests/test_deploy.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ from tests.test_deploy import REPO, Deployment, command_of, environment, words
 
 
 class ComposeLoader(yaml.SafeLoader):
-    """YAML with Compose's `!reset` tag (an override that removes a key)."""
+    """YAML with Compose's `!reset` tag (an override that removes a key) and `!override`
+    (one that replaces a list instead of merging it)."""
 
 
 ComposeLoader.add_constructor("!reset", lambda loader, node: RESET)
+ComposeLoader.add_constructor(
+    "!override", lambda loader, node: loader.construct_sequence(node, deep=True)
+)
 RESET = object()
 
 
@@ -92,3 +97,19 @@ def test_the_cpu_override_drops_the_gpu_reservation_and_trains_on_the_cpu(deploy
         assert service["environment"]["GANAUG_DEVICE"] == "cpu"
     readme = (REPO / "README.md").read_text()
     assert "-f docker-compose.yml -f docker-compose.cpu.yml" in readme
+
+
+def test_the_gpus_override_gives_each_worker_its_own_gpu():
+    override = yaml.load((REPO / "docker-compose.gpus.yml").read_text(), ComposeLoader)
+    services = override["services"]
+    assert len(services) >= 2 and "worker" in services
+    gpus = []
+    for name, service in services.items():
+        if name != "worker":  # the other workers are the worker service, on another GPU
+            assert service["extends"] == {"file": "docker-compose.yml", "service": "worker"}
+        (device,) = service["deploy"]["resources"]["reservations"]["devices"]
+        assert device["driver"] == "nvidia" and "count" not in device
+        gpus += device["device_ids"]
+    assert sorted(gpus) == [str(i) for i in range(len(services))], "one GPU each, no GPU twice"
+    docs = (REPO / "docs" / "training.md").read_text()
+    assert "-f docker-compose.yml -f docker-compose.gpus.yml" in docs

@@ -32,6 +32,7 @@ def run(
     interrupt_fn: Callable[[], bool] | None = None,
     device: str | None = None,
     checkpoint_interval_s: float | None = None,
+    compile_forwards: bool = False,
 ) -> TrainResult:
     """Train a generator on dataset_dir and write the model directory; see `training.loop.run`."""
     from training import loop  # torch is heavy: import it only when training starts
@@ -46,4 +47,5 @@ def run(
         interrupt_fn=interrupt_fn,
         device=device,
         checkpoint_interval_s=checkpoint_interval_s,
+        compile_forwards=compile_forwards,
     )

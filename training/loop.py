@@ -38,6 +38,7 @@ from models.drawing import draw_class_images
 from models.images import encode_png, image_grid
 from models.networks import Discriminator, Generator
 from models.sampler import CPU, GeneratorSampler
+from training.accel import Acceleration
 from training.augment import AdaptiveAugment
 from training.config import UNSUPERVISED_METHODS, Progress, TrainConfig, TrainResult
 from training.dataset import StoredDataset
@@ -86,7 +87,13 @@ class TrainingSet:
 class Trainer:
     """Networks, optimisers and one training step; owns no files."""
 
-    def __init__(self, config: TrainConfig, data: TrainingSet, device: torch.device):
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: TrainingSet,
+        device: torch.device,
+        acceleration: Acceleration | None = None,  # None: Acceleration.choose's defaults
+    ):
         self.config, self.data, self.device = config, data, device
         size, channels = data.images.shape[-1], data.images.shape[1]
         num_classes = len(data.classes)
@@ -108,7 +115,7 @@ class Trainer:
             dropout=config.d_dropout,
             twin_head=config.aux_twin,
         )
-        self._place_and_optimise()
+        self._place_and_optimise(acceleration)
         self.loss = GanLoss(
             adversarial=config.adversarial_loss,
             gp_weight=config.gp_weight,
@@ -126,16 +133,27 @@ class Trainer:
         self.steps_done = 0
         self._fake: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def _place_and_optimise(self) -> None:
-        """Put the built networks on the device, and make the EMA copy and the optimisers."""
+    def _place_and_optimise(self, acceleration: Acceleration | None) -> None:
+        """Put the built networks on the device, and make the EMA copy, the optimisers and
+        the forwards the step calls (compiled or the networks themselves)."""
         config = self.config
-        # channels_last lets oneDNN use its fast conv kernels on CPU (~1.6x generator forward)
+        accel = acceleration or Acceleration.choose(config, self.device)
+        # channels_last lets oneDNN (CPU) and cuDNN (tensor cores) use their fast conv kernels
         for net in (self.generator, self.critic):
             net.to(self.device, memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.generator).eval() if config.ema_decay > 0 else None
         betas = (config.beta1, config.beta2)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), config.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(self.critic.parameters(), config.lr_d, betas=betas)
+        # fused=None is Adam's own default (foreach on CUDA, the plain loop on CPU)
+        fused = True if accel.fused_adam else None
+        self.opt_g = torch.optim.Adam(
+            self.generator.parameters(), config.lr_g, betas=betas, fused=fused
+        )
+        self.opt_d = torch.optim.Adam(
+            self.critic.parameters(), config.lr_d, betas=betas, fused=fused
+        )
+        self.accel = accel
+        self.train_generator = accel.compiled(self.generator, accel.compile_generator)
+        self.train_critic = accel.compiled(self.critic, accel.compile_critic)
 
     def latents(
         self, n: int, rng: torch.Generator | None = None
@@ -161,19 +179,20 @@ class Trainer:
         real_signs = []
         for _ in range(self.config.n_critic):
             real, real_labels = self.data.sample(batch)
-            if self._fake is None:
-                with torch.no_grad():
-                    z, fake_labels = self.latents(batch)
-                    self._fake = (self.generator(z, fake_labels, weight), fake_labels)
-            loss, d_stats = self.loss.critic(
-                self.critic,
-                real,
-                real_labels,
-                *self._fake,
-                condition_weight=weight,
-                augment_p=augment_p,
-                aux_fakes=self._truncated_fakes(batch, weight),
-            )
+            with self.accel.critic_precision(self.device):
+                if self._fake is None:
+                    with torch.no_grad():
+                        z, fake_labels = self.latents(batch)
+                        self._fake = (self.train_generator(z, fake_labels, weight), fake_labels)
+                loss, d_stats = self.loss.critic(
+                    self.train_critic,
+                    real,
+                    real_labels,
+                    *self._fake,
+                    condition_weight=weight,
+                    augment_p=augment_p,
+                    aux_fakes=self._truncated_fakes(batch, weight),
+                )
             self.opt_d.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_d.step()
@@ -185,15 +204,19 @@ class Trainer:
         z, fake_labels = (
             self.paired_latents(batch) if self.loss.mode_seeking else self.latents(batch)
         )
-        fake = self.generator(z, fake_labels, weight)
         self.critic.requires_grad_(False)  # skip critic weight gradients in the generator step
-        loss, g_stats = self.loss.generator(self.critic, fake, fake_labels, z, weight, augment_p)
+        with self.accel.generator_precision(self.device):
+            fake = self.train_generator(z, fake_labels, weight)
+            loss, g_stats = self.loss.generator(
+                self.train_critic, fake, fake_labels, z, weight, augment_p
+            )
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
         self.critic.requires_grad_(True)
         # The next critic step reuses this batch (one update stale): saves a generator forward.
-        self._fake = (fake.detach(), fake_labels)
+        # Kept in fp32 (bf16 under autocast), as a critic step without autocast needs it.
+        self._fake = (fake.detach().float(), fake_labels)
         self.steps_done += 1
         self._update_ema()
         stats = d_stats | g_stats | {"condition_weight": torch.tensor(weight)}
@@ -214,7 +237,7 @@ class Trainer:
             return None
         with torch.no_grad():
             z, labels = self.latents(n)
-            return self.generator(z.clamp(-t, t), labels, condition_weight), labels
+            return self.train_generator(z.clamp(-t, t), labels, condition_weight), labels
 
     def _clip_critic_weights(self) -> None:
         """WGAN weight clipping (Arjovsky et al. 2017) of every critic parameter, when on."""
@@ -315,6 +338,7 @@ def run(
     interrupt_fn: Callable[[], bool] | None = None,
     device: str | None = None,
     checkpoint_interval_s: float | None = None,
+    compile_forwards: bool = False,
 ) -> TrainResult:
     """Train on dataset_dir and write generator.onnx, manifest.json, checkpoint.pt,
     samples.png and stats.jsonl into out_dir.
@@ -323,7 +347,9 @@ def run(
     steps continue from its step with its weights, optimisers, ADA state and random state
     (the result equals an uninterrupted run's), and stats.jsonl keeps its lines up to there.
     Checkpoints are saved every `config.checkpoint_every` steps and, with
-    `checkpoint_interval_s`, at least that often.
+    `checkpoint_interval_s`, at least that often. On CUDA the step uses bf16 autocast and
+    fused Adam, and `compile_forwards` torch.compiles the forwards where they can be
+    (`Acceleration.choose`); on a CPU none of these apply.
 
     Raises:
         TrainingAborted: abort_fn returned True (checked before every step); nothing saved.
@@ -350,12 +376,13 @@ def run(
     split = stratified_split(labels, config.holdout_fraction, seed)
     split.save(out_dir)
     data = TrainingSet.load(dataset, dev, split.train)
+    acceleration = Acceleration.choose(config, dev, compile=compile_forwards)
     if virtual:  # imported here: training.vcagan builds on this module's Trainer
         from training.vcagan import VirtualLabelTrainer
 
-        trainer: Trainer = VirtualLabelTrainer(config, data, dev)
+        trainer: Trainer = VirtualLabelTrainer(config, data, dev, acceleration)
     else:
-        trainer = Trainer(config, data, dev)
+        trainer = Trainer(config, data, dev, acceleration)
     # the evaluator trains before the clock starts, so the ETA counts training steps only;
     # the report that follows is estimated once here, and each progress carries it
     report_s = None

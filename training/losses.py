@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from models.networks import Discriminator
+from training.accel import full_precision
 from training.augment import diff_augment
 
 Stats = dict[str, torch.Tensor]
@@ -57,14 +58,14 @@ class GanLoss:
         if self.r1_weight > 0:
             real = real.detach().requires_grad_(True)
         # Separate calls: the critic's minibatch-stddev must not mix real and fake samples.
-        adv_real, logits_real = critic(real, real_labels, condition_weight)  # (B,), (B, K)|None
+        adv_real, logits_real = fp32(*critic(real, real_labels, condition_weight))  # (B,), (B, K)
         twin_fake = None  # TAC-GAN: the twin head's logits on the fakes
         if self.aux_twin:
-            adv_fake, logits_fake, twin_fake = critic(
-                fake, fake_labels, condition_weight, twin=True
+            adv_fake, logits_fake, twin_fake = fp32(
+                *critic(fake, fake_labels, condition_weight, twin=True)
             )
         else:
-            adv_fake, logits_fake = critic(fake, fake_labels, condition_weight)
+            adv_fake, logits_fake = fp32(*critic(fake, fake_labels, condition_weight))
         stats: Stats = {}
         if self.ada_signal:
             stats["ada_rt"] = adv_real.detach().sign().mean()
@@ -93,7 +94,10 @@ class GanLoss:
                 aux_stats["d_twin"] = twin.detach()
             loss = loss + condition_weight * self.aux_weight * aux
         if self.gp_weight > 0:
-            penalty, grad_norm = gradient_penalty(critic, real, fake, real_labels, condition_weight)
+            with full_precision(real.device):  # the double backward is not bf16-stable
+                penalty, grad_norm = gradient_penalty(
+                    critic, real.float(), fake.float(), real_labels, condition_weight
+                )
             loss = loss + self.gp_weight * penalty
             stats |= {"gp": penalty.detach(), "grad_norm": grad_norm}
         if self.r1_weight > 0:
@@ -112,7 +116,7 @@ class GanLoss:
     ) -> torch.Tensor:
         """Cross-entropy of the critic's class head on (augmented) fakes of its own batch."""
         images = diff_augment(images.detach(), self.augment, augment_p)
-        _, logits = critic(images, labels, condition_weight)  # (B,), (B, K)
+        _, logits = fp32(*critic(images, labels, condition_weight))  # (B,), (B, K)
         if logits is None:
             raise ValueError("class-head fakes need a critic with a class head (aux)")
         return F.cross_entropy(logits, labels)
@@ -135,9 +139,11 @@ class GanLoss:
         augmented = diff_augment(fake, self.augment, augment_p)
         twin_logits = None
         if self.aux_twin:
-            adv, logits, twin_logits = critic(augmented, fake_labels, condition_weight, twin=True)
+            adv, logits, twin_logits = fp32(
+                *critic(augmented, fake_labels, condition_weight, twin=True)
+            )
         else:
-            adv, logits = critic(augmented, fake_labels, condition_weight)  # (B,), (B, K)|None
+            adv, logits = fp32(*critic(augmented, fake_labels, condition_weight))  # (B,), (B, K)
         # non-saturating for bce; hinge generators maximise the raw score like Wasserstein
         loss = F.softplus(-adv).mean() if self.adversarial == "bce" else -adv.mean()
         stats: Stats = {}
@@ -153,10 +159,16 @@ class GanLoss:
             if latents is None:
                 raise ValueError("mode seeking needs the fakes' latents")
             pairs = 2 * (len(fake) // 2)  # an odd batch's last image pairs with none
-            penalty = mode_seeking_penalty(fake[:pairs], latents[:pairs])
+            penalty = mode_seeking_penalty(fake[:pairs].float(), latents[:pairs])
             loss = loss + self.mode_seeking * penalty
             stats["mode_seeking"] = penalty.detach()
         return loss, {"g_loss": loss.detach()} | stats
+
+
+def fp32(*outputs: torch.Tensor | None) -> tuple:
+    """A critic's outputs as float32 (bf16 under autocast; the loss reduces them in fp32);
+    `.float()` returns an fp32 tensor itself, so fp32 training is unchanged."""
+    return tuple(None if t is None else t.float() for t in outputs)
 
 
 def gradient_penalty(

@@ -35,6 +35,7 @@ from torch import nn
 from models.artifact import ASSIGNMENTS_FILE, Clusters, atomic_write_bytes
 from models.images import to_unit_nchw
 from models.networks import Discriminator, Generator, PointCritic, PointGenerator
+from training.accel import Acceleration
 from training.augment import AdaptiveAugment
 from training.config import TrainConfig
 from training.dataset import StoredDataset
@@ -255,7 +256,13 @@ class VirtualLabelTrainer(Trainer):
     critic's class head is Q; no minibatch-stddev channel, so Q classifies each image on
     its own). The loop drives it as it drives `Trainer`; labels are never read."""
 
-    def __init__(self, config: TrainConfig, data: TrainingSet, device: torch.device):
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: TrainingSet,
+        device: torch.device,
+        acceleration: Acceleration | None = None,  # only fused Adam applies to its own step
+    ):
         self.config, self.data, self.device = config, data, device
         size, channels = data.images.shape[-1], data.images.shape[1]
         classes = config.max_classes
@@ -278,7 +285,7 @@ class VirtualLabelTrainer(Trainer):
             dropout=config.d_dropout,
             adv_outputs=classes,
         )
-        self._place_and_optimise()
+        self._place_and_optimise(acceleration)
         self.virtual_loss = VirtualLabelLoss.of(config)
         self.prior = CategoricalPrior(classes, config.prior_decay, device)
         self.augment = AdaptiveAugment(1.0, None, config.ada_kimg)  # unused; in checkpoints

@@ -159,6 +159,7 @@ def _train(settings: Settings, job: Model, lease: LeaseKeeper) -> str:
             interrupt_fn=STOPPING.is_set,
             device=settings.device,
             checkpoint_interval_s=settings.checkpoint_interval_s,
+            compile_forwards=settings.train_compile,
         )
     except training.TrainingInterrupted:
         return _requeue(settings, lease, repo.TRAINING)
