@@ -61,10 +61,8 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     # VCAGAN (Cho, "Training self-supervised class-conditional GAN with virtual labels"): the
     # paper's settings, R1 at 1, Adam 1e-3 (0, 0.99), one critic step, no DiffAugment (the
-    # classifier's assignments and P(C) are read on the images as they are); the author's
-    # latent size 256 (CAGAN code), which beat 64 on digits on 2 seeds (docs/training.md)
+    # classifier's assignments and P(C) are read on the images as they are)
     "vcagan": {
-        "z_dim": 256,
         "adv_loss": "bce",
         "d_conditioning": None,
         "spectral_norm": False,
@@ -136,7 +134,7 @@ class TrainConfig(BaseModel, extra="forbid"):
     seed: int | None = Field(
         None, ge=0, le=2**31 - 1, description="seeds all randomness; None picks one and records it"
     )
-    z_dim: int = Field(64, ge=2, le=512, description="latent size (vcagan: 256)")
+    z_dim: int = Field(64, ge=2, le=512, description="latent size")
     lr_g: float = Field(2e-4, gt=0, le=1, description="generator Adam learning rate")
     lr_d: float = Field(2e-4, gt=0, le=1, description="critic Adam learning rate")
     beta1: float = Field(_default("beta1"), ge=0, lt=1, description="Adam beta1 (both networks)")
