@@ -146,12 +146,18 @@ def unit_key(row: dict) -> tuple:
         row["steps"],
         row["n"],
         prior_decay(row),
+        latent_size(row),
     )
 
 
 def prior_decay(row: dict) -> float | None:
     """The unit's P(C) decay; rows written before it was recorded ran at 0.99."""
     return None if row["method"] == "kmeans" else row.get("prior_decay", 0.99)
+
+
+def latent_size(row: dict) -> int | None:
+    """The unit's z_dim; rows written before it was recorded ran at 64."""
+    return None if row["method"] == "kmeans" else row.get("z_dim", 64)
 
 
 def write_table(rows: list[dict], path: Path) -> None:
@@ -167,9 +173,9 @@ def write_table(rows: list[dict], path: Path) -> None:
         "with P(C) >= min_class_probability (target at lambda_creg 5: true count +- 3); "
         "H: entropy of P(C) in nats. CPU time is process time of the whole unit.",
         "",
-        "| dataset | n | method | lambda_creg | prior_decay | steps | seed "
+        "| dataset | n | method | lambda_creg | prior_decay | z_dim | steps | seed "
         "| clusters (non-empty) | H | NMI | ARI | accuracy | NMI ratio | CPU min | targets |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda r: (r["dataset"], r["method"] != "kmeans", unit_key(r))):
         base = kmeans.get((r["dataset"], r["seed"], r["n"]))
@@ -184,7 +190,8 @@ def write_table(rows: list[dict], path: Path) -> None:
         entropy = "-" if r["entropy"] is None else f"{r['entropy']:.2f}"
         lines.append(
             f"| {r['dataset']} | {r['n']} | {r['method']} | {r['lambda_creg'] or '-'} "
-            f"| {prior_decay(r) or '-'} | {r['steps'] or '-'} | {r['seed']} "
+            f"| {prior_decay(r) or '-'} | {latent_size(r) or '-'} | {r['steps'] or '-'} "
+            f"| {r['seed']} "
             f"| {r['clusters']}{nonempty} "
             f"| {entropy} | {r['nmi']:.3f} "
             f"| {r['ari']:.3f} | {r['accuracy']:.3f} "
@@ -228,6 +235,12 @@ def main() -> None:
         default=training.TrainConfig.model_fields["prior_decay"].default,
         help="P(C)'s decay (default: vcagan's)",
     )
+    parser.add_argument(
+        "--z-dim",
+        type=int,
+        default=training.TrainConfig(method="vcagan").z_dim,
+        help="G's latent size (default: vcagan's)",
+    )
     parser.add_argument("--tiny", action="store_true", help="300 images, 20 steps: a smoke run")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the results")
     args = parser.parse_args()
@@ -248,6 +261,7 @@ def main() -> None:
                 }
                 if method == "vcagan":
                     row["prior_decay"] = args.prior_decay
+                    row["z_dim"] = args.z_dim
                 if unit_key(row) in {unit_key(r) for r in done_units(jsonl)}:
                     continue
                 if method == "kmeans":
@@ -257,6 +271,7 @@ def main() -> None:
                         "method": "vcagan",
                         "lambda_creg": lam,
                         "prior_decay": args.prior_decay,
+                        "z_dim": args.z_dim,
                         "max_classes": args.max_classes,
                         "steps": steps,
                         "seed": seed,
@@ -264,11 +279,8 @@ def main() -> None:
                         "report": "none",
                         **NETWORKS[name],
                     }
-                    grid = (
-                        args.results
-                        / "unlabelled"
-                        / (f"{name}-creg{lam:g}-decay{args.prior_decay:g}-seed{seed}.png")
-                    )
+                    tag = f"creg{lam:g}-decay{args.prior_decay:g}-z{args.z_dim}-seed{seed}"
+                    grid = args.results / "unlabelled" / f"{name}-{tag}.png"
                     with tempfile.TemporaryDirectory() as work:
                         row |= {"options": options}
                         row |= run_vcagan(x, y, options, grid, Path(work))

@@ -85,6 +85,7 @@ VIRTUAL_LABEL_OPTIONS = (
     "lambda_creg",
     "lambda_cls",
     "prior_decay",
+    "prior_warmup",
     "min_class_probability",
 )
 
@@ -304,6 +305,12 @@ class TrainConfig(BaseModel, extra="forbid"):
         description="vcagan: decay of P(C), the exponential moving average of the classifier's "
         "probabilities on real images, from which fake classes are drawn (the paper's 0.999; "
         "a faster prior lets one class take most images on images, docs/training.md)",
+    )
+    prior_warmup: int = Field(
+        0,
+        ge=0,
+        description="vcagan: critic steps during which P(C) stays uniform before its moving "
+        "average starts (beyond the paper, which starts the average at once; 0 = off)",
     )
     min_class_probability: float = Field(
         0.01,

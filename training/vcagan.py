@@ -111,14 +111,20 @@ def squared_gradient_norm(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.
 
 class CategoricalPrior:
     """P(C): an exponential moving average of the classifier's probabilities on real images,
-    uniform at the start; fake classes are drawn from it."""
+    uniform at the start; fake classes are drawn from it. With `warmup` > 0 it stays uniform
+    for that many updates first (beyond the paper), so Q learns from fakes of every class
+    before the prior can favour the classes Q happens to prefer early."""
 
-    def __init__(self, num_classes: int, decay: float, device: torch.device | str = "cpu"):
-        self.decay = decay
+    def __init__(
+        self, num_classes: int, decay: float, device: torch.device | str = "cpu", warmup: int = 0
+    ):
+        self.decay, self.warmup, self.updates = decay, warmup, 0
         self.probs = torch.full((num_classes,), 1 / num_classes, device=device)  # (d_c,)
 
     def update(self, batch_probs: torch.Tensor) -> None:
-        self.probs.lerp_(batch_probs.to(self.probs.dtype), 1 - self.decay)
+        self.updates += 1
+        if self.updates > self.warmup:
+            self.probs.lerp_(batch_probs.to(self.probs.dtype), 1 - self.decay)
 
     def sample(self, n: int, rng: torch.Generator | None = None) -> torch.Tensor:
         return torch.multinomial(self.probs, n, replacement=True, generator=rng)  # (n,)
@@ -129,10 +135,11 @@ class CategoricalPrior:
         return float(-(p * p.log()).sum())
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "probs": self.probs.cpu().tolist()}
+        return {"decay": self.decay, "probs": self.probs.cpu().tolist(), "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
         self.probs.copy_(torch.tensor(state["probs"], dtype=self.probs.dtype))
+        self.updates = state.get("updates", 0)  # checkpoints before prior_warmup lack it
 
 
 def entropy(probs: list[float] | np.ndarray) -> float:
@@ -208,7 +215,7 @@ class PointTrainer:
         self.opt_g = torch.optim.Adam(self.generator.parameters(), config.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), config.lr_d, betas=betas)
         self.loss = VirtualLabelLoss.of(config)
-        self.prior = CategoricalPrior(classes, config.prior_decay)
+        self.prior = CategoricalPrior(classes, config.prior_decay, warmup=config.prior_warmup)
 
     def _sample_real(self, n: int) -> torch.Tensor:
         return self.points[torch.randint(len(self.points), (n,))]
@@ -287,7 +294,9 @@ class VirtualLabelTrainer(Trainer):
         )
         self._place_and_optimise(acceleration)
         self.virtual_loss = VirtualLabelLoss.of(config)
-        self.prior = CategoricalPrior(classes, config.prior_decay, device)
+        self.prior = CategoricalPrior(
+            classes, config.prior_decay, device, warmup=config.prior_warmup
+        )
         self.augment = AdaptiveAugment(1.0, None, config.ada_kimg)  # unused; in checkpoints
         self._fake = None  # Trainer's cached fake batch: vcagan draws fresh fakes every step
         self.steps_done = 0

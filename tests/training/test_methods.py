@@ -381,6 +381,7 @@ OLD_DEFAULT = {
     "lambda_creg": 5.0,
     "lambda_cls": 1.0,
     "prior_decay": 0.999,
+    "prior_warmup": 0,
     "min_class_probability": 0.01,
 }
 # The options that differ between methods, as each method fills them when left out.

@@ -1,9 +1,10 @@
-"""benchmarks/unlabelled.py's bookkeeping: units differ by P(C)'s decay, and the results
-file keeps its hand-written experiments section when the table is rewritten."""
+"""benchmarks/unlabelled.py's bookkeeping: units differ by P(C)'s decay and G's latent size,
+and the results file keeps its hand-written experiments section when the table is
+rewritten."""
 
 from __future__ import annotations
 
-from benchmarks.unlabelled import EXPERIMENTS, unit_key, write_table
+from benchmarks.unlabelled import EXPERIMENTS, latent_size, unit_key, write_table
 
 
 def row(method: str, **extra) -> dict:
@@ -29,3 +30,15 @@ def test_units_at_another_prior_decay_are_new_units_and_old_rows_ran_at_0_99(tmp
     assert text.endswith(EXPERIMENTS + "\n\n| run | change |\n| A | decay |\n")
     write_table([row("kmeans"), old, new], path)  # a second rewrite keeps it once
     assert text == path.read_text()
+
+
+def test_units_at_another_latent_size_are_new_units_and_old_rows_ran_at_64(tmp_path):
+    old = row("vcagan") | {"prior_decay": 0.999}  # written before z_dim was recorded
+    new = old | {"z_dim": 256}
+    assert latent_size(old) == 64 and latent_size(row("kmeans")) is None
+    assert unit_key(old) != unit_key(new)
+    assert unit_key(old) == unit_key(old | {"z_dim": 64})
+    path = tmp_path / "unlabelled.md"
+    write_table([row("kmeans"), old, new], path)
+    lines = [line for line in path.read_text().splitlines() if "| digits | 10 | vcagan" in line]
+    assert [line.split(" | ")[5] for line in lines] == ["64", "256"]

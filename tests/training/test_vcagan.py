@@ -106,6 +106,17 @@ def test_prior_is_an_ema_of_the_classifier_probabilities_and_draws_from_them():
     assert entropy([0.5, 0.5, 0.0]) == pytest.approx(np.log(2))
 
 
+def test_prior_warmup_holds_p_c_uniform_then_averages_and_resumes_its_count():
+    prior = CategoricalPrior(4, decay=0.9, warmup=2)
+    for _ in range(2):
+        prior.update(torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    assert prior.probs.tolist() == pytest.approx([0.25] * 4)
+    resumed = CategoricalPrior(4, decay=0.9, warmup=2)
+    resumed.load_state_dict(prior.state_dict())
+    resumed.update(torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    assert resumed.probs.tolist() == pytest.approx([0.325, 0.225, 0.225, 0.225])
+
+
 def test_discovered_classes_keep_the_probable_ones_most_probable_first():
     prior = [0.05, 0.3, 0.009, 0.3, 0.341]
     assert discovered_classes(prior, 0.01) == [4, 1, 3, 0]
@@ -151,6 +162,7 @@ def test_vcagan_defaults_are_the_papers_where_they_serve():
     assert (config.lr_g, config.lr_d, config.beta1, config.beta2) == (1e-3, 1e-3, 0.0, 0.99)
     assert (config.r1_weight, config.lambda_cls, config.n_critic) == (1.0, 1.0, 1)
     assert config.min_class_probability == 0.01 and config.prior_decay == 0.999
+    assert config.prior_warmup == 0  # the warm-up is beyond the paper: off
     assert config.diffaugment == "" and config.mode_seeking == 0 and config.ada_target is None
     # stored configs validate again unchanged (the worker re-reads them)
     assert TrainConfig.model_validate(config.model_dump()) == config
@@ -163,6 +175,8 @@ def test_vcagan_defaults_are_the_papers_where_they_serve():
     [
         ({"method": "cgan", "lambda_creg": 1.0}, "lambda_creg apply to vcagan only"),
         ({"method": "acgan", "max_classes": 4}, "max_classes apply to vcagan only"),
+        ({"method": "cgan", "prior_warmup": 100}, "prior_warmup apply to vcagan only"),
+        ({"method": "vcagan", "prior_warmup": -1}, "prior_warmup"),
         ({"method": "vcagan", "mode_seeking": 0.5}, "mode_seeking do not apply to vcagan"),
         ({"method": "vcagan", "diffaugment": "translation"}, "diffaugment do not apply"),
         ({"method": "vcagan", "select_by": "recall"}, "select_by do not apply"),
