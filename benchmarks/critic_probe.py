@@ -12,7 +12,8 @@ from a training problem (DiffAugment, loss weight, optimiser, truncated fakes):
 - `alone`: each image alone with the stddev a batch of one gives (~0).
 
 The trunk column is benchmarks/low_data.py's: the same architecture trained alone (SmallCNN's
-loop, ±2 px shifts, Adam 1e-3). Every finished variant is one JSONL row; a rerun skips it.
+loop, ±2 px shifts, Adam 1e-3). Every finished variant is one JSONL row (a rerun skips it),
+and critic_probe.md is rewritten from them.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/critic_probe.py --steps 1000 \\
         --variants baseline no-mbstd
@@ -195,6 +196,62 @@ def run_variant(variant: str, args, x, y, test) -> dict:
     return row | ({"readouts_at": early} if early else {})
 
 
+FINDINGS = "\n## Findings"  # the hand-written part of the markdown, kept on rewrites
+HEADER = """# Critic's class head vs its trunk alone (issue 8 §2)
+
+Written by `benchmarks/critic_probe.py` from `critic_probe.jsonl`; the Findings section is
+written by hand and kept. Fashion-MNIST, 500-image balanced subset, seed 0, the official
+10,000-image test set, one thread on the shared 2-core CPU. GAN variants train
+`{"method": "wacgan-gp", "aux_fake_truncation": 1.0}` (low_data.py's critic column) with one
+change; their class head is read five ways (see the script's docstring). The trunk alone is
+low_data.py's trunk column (3,000 steps, Adam 1e-3, ±2 px shifts), the same at every GAN length.
+
+"""
+
+
+def write_table(rows: list[dict], path: Path) -> None:
+    """critic_probe.md from every row of the JSONL: GAN variants, then trunk variants."""
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.2f}"
+
+    trunk = {(r["size"], r["seed"]): r["accuracy"] for r in rows if r["variant"] == "trunk"}
+    lines = [
+        "| variant | GAN steps | classifier.onnx | head, test batches of 64 | constant from "
+        "DiffAugmented reals | batch of one (stddev 0) | trunk alone | minutes | what it tests |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if row["variant"] not in VARIANTS:
+            continue
+        readouts = [(row["steps"], row["readouts"])]
+        readouts += [(int(step), r) for step, r in row.get("readouts_at", {}).items()]
+        for steps, r in sorted(readouts, key=lambda item: item[0]):
+            cells = [row["variant"], str(steps), pct(r["onnx"]), pct(r["batch64"])]
+            cells += [pct(r.get("const_aug")), pct(r.get("alone"))]
+            cells += [pct(trunk.get((row["size"], row["seed"])))]
+            cells += [
+                str(row["minutes"]) if steps == row["steps"] else "",
+                VARIANTS[row["variant"]][2],
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Trunk alone (no adversary), one GAN training condition at a time:",
+        "",
+        "| variant | augmentation | Adam lr, betas | updates | test accuracy | minutes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if row["variant"] in TRUNK_VARIANTS:
+            augmentation, lr, betas, updates = TRUNK_VARIANTS[row["variant"]]
+            cells = [row["variant"], augmentation, f"{lr:g}, {betas}", str(updates)]
+            cells += [pct(row["accuracy"]), str(row["minutes"])]
+            lines.append("| " + " | ".join(cells) + " |")
+    kept = path.read_text().partition(FINDINGS) if path.exists() else ("", "", "")
+    path.write_text(HEADER + "\n".join(lines) + "\n" + kept[1] + kept[2])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -233,6 +290,7 @@ def main() -> None:
             f.write(json.dumps(row) + "\n")
         rows.append(row)
         print(json.dumps(row), flush=True)
+        write_table(rows, args.results.with_suffix(".md"))
 
     if not done(variant="trunk"):
         start = time.monotonic()
