@@ -65,6 +65,11 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
     ),
     "no-diffaugment": ({"diffaugment": ""}, {}, "no DiffAugment anywhere"),
     "aux-weight-1": ({"aux_weight": 1.0}, {}, "class loss weight 1 instead of 0.2"),
+    "class-head-unaugmented": (
+        {"aux_diffaugment": False},
+        {},
+        "class head on un-augmented images, adversarial score still DiffAugmented",
+    ),
     "aux-weight-1-no-truncated-fakes": (
         {"aux_weight": 1.0, "aux_fake_truncation": None},
         {},

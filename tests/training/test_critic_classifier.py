@@ -83,6 +83,34 @@ def test_truncated_fakes_come_from_clamped_latents(tmp_path):
     assert plain._truncated_fakes(12, 1.0) is None
 
 
+def test_class_head_learns_from_unaugmented_images_when_asked():
+    critic, real, labels, fake, fake_labels = fixed_batch()
+    truncated, truncated_labels = torch.rand_like(fake) * 2 - 1, labels.roll(1)
+    with torch.no_grad():
+        expected = F.cross_entropy(critic(real)[1], labels) + F.cross_entropy(
+            critic(truncated)[1], truncated_labels
+        )
+    ops = ("translation", "cutout")
+    for aux_augment in (False, True):
+        loss = GanLoss("wasserstein", 0.0, 0.5, ops, aux_augment=aux_augment)
+        torch.manual_seed(1)
+        _, stats = loss.critic(
+            critic, real, labels, fake, fake_labels, aux_fakes=(truncated, truncated_labels)
+        )
+        # as given, the images' cross-entropy; DiffAugmented (cutout erases half), another one
+        if aux_augment:
+            assert abs(stats["d_aux"].item() - expected.item()) > 1e-3
+        else:
+            assert stats["d_aux"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_unaugmented_class_head_option_trains_and_exports(tmp_path):
+    run = train(tmp_path, method="wacgan-gp", aux_fake_truncation=0.5, aux_diffaugment=False)
+    assert np.isfinite(run.result.final_losses["d_aux"])
+    assert Manifest.load(run.out).config["aux_diffaugment"] is False
+    assert (run.out / CLASSIFIER_FILE).is_file()
+
+
 @pytest.mark.parametrize(
     "options, message",
     [
@@ -91,6 +119,8 @@ def test_truncated_fakes_come_from_clamped_latents(tmp_path):
         ({"method": "wacgan-gp", "aux_weight": 0.0, "aux_fake_truncation": 0.5}, "aux_weight > 0"),
         ({"method": "wacgan-gp", "aux_twin": True, "aux_fake_truncation": 0.5}, "pick one"),
         ({"aux_fake_truncation": 0.0}, "greater than 0"),
+        ({"aux_diffaugment": False}, "needs a class head"),
+        ({"method": "wacgan-gp", "aux_diffaugment": False, "diffaugment": ""}, "DiffAugment"),
     ],
 )
 def test_inconsistent_truncated_fake_options_are_refused(options, message):
