@@ -70,6 +70,11 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
         {},
         "class head on un-augmented images, adversarial score still DiffAugmented",
     ),
+    "class-head-unaugmented-no-truncated-fakes": (
+        {"aux_diffaugment": False, "aux_fake_truncation": None},
+        {},
+        "class head on un-augmented real images only",
+    ),
     "aux-weight-1-no-truncated-fakes": (
         {"aux_weight": 1.0, "aux_fake_truncation": None},
         {},
@@ -197,6 +202,14 @@ def run_variant(variant: str, args, x, y, test) -> dict:
             early[step] = readouts(trainer, *test)
             print(f"  {variant} step {step}: {early[step]}", flush=True)
     minutes = (time.monotonic() - start) / 60
+    # the trained critic, so a readout can be checked again without retraining
+    critics = Path(__file__).resolve().parent / "out" / "critic_probe"
+    critics.mkdir(parents=True, exist_ok=True)
+    critic_file = critics / f"{variant}_size-{args.size}_seed-{args.seed}_steps-{args.steps}.pt"
+    torch.save(
+        {"critic_kwargs": trainer.critic.config(), "critic": trainer.critic.state_dict()},
+        critic_file,
+    )
     row = {"readouts": readouts(trainer, *test), "curve": curve, "minutes": round(minutes, 1)}
     return row | ({"readouts_at": early} if early else {})
 
