@@ -223,6 +223,8 @@ written by hand and kept. Fashion-MNIST, 500-image balanced subset, seed 0, the 
 `{"method": "wacgan-gp", "aux_fake_truncation": 1.0}` (low_data.py's critic column) with one
 change; their class head is read five ways (see the script's docstring). The trunk alone is
 low_data.py's trunk column (3,000 steps, Adam 1e-3, ±2 px shifts), the same at every GAN length.
+Minutes are wall time under varying load (up to four probes and the low_data benchmark
+shared the two cores), so they compare only roughly.
 
 """
 
