@@ -231,37 +231,8 @@ class Unit:
 
     def trunk(self) -> tuple[float, dict]:
         config = TrainConfig.model_validate(self.gan_config("critic"))
-        kwargs = dict(
-            num_classes=len(CLASSES), image_size=self.x.shape[1], channels=self.x.shape[3]
-        )
-        kwargs |= dict(
-            width=config.d_channels, spectral_norm=config.spectral_norm, dropout=config.d_dropout
-        )
-        images = torch.from_numpy(to_unit_nchw(self.x)).to(self.device)
-        labels = torch.from_numpy(self.y.astype(np.int64)).to(self.device)
-
-        def batches(generator: torch.Generator):
-            for rows in batch_order(len(labels), self.budget, generator).to(self.device):
-                yield images[rows], partial(nn.functional.cross_entropy, target=labels[rows])
-
-        net = train_on_batches(
-            batches,
-            lambda: TrunkAlone(Discriminator(**kwargs)),
-            seed=self.seed,
-            lr=self.budget.lr,
-            device=self.device,
-        )
-        critic = net.critic
-        classifier = CriticClassifier(critic, critic.real_group_std(images, BATCH)).eval()
-        x_test, y_test = self.ctx.test
-        with torch.no_grad():
-            probs = torch.cat(
-                [
-                    classifier(torch.from_numpy(to_unit_nchw(x_test[i : i + 512])).to(self.device))
-                    for i in range(0, len(x_test), 512)
-                ]
-            )
-        return float((probs.argmax(1).cpu().numpy() == y_test).mean()), {"architecture": kwargs}
+        net, kwargs = train_trunk_alone(self.x, self.y, config, self.budget, self.seed, self.device)
+        return trunk_accuracy(net, self.x, *self.ctx.test), {"architecture": kwargs}
 
     def small_cnn(self, **kwargs) -> float:
         model = train_classifier(
@@ -336,6 +307,54 @@ class TrunkAlone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.critic.class_head(self.critic.trunk(x))  # (B, K)
+
+
+def train_trunk_alone(
+    x: np.ndarray,
+    y: np.ndarray,
+    config: TrainConfig,
+    budget: ClassifierBudget,
+    seed: int,
+    device: torch.device,
+) -> tuple[TrunkAlone, dict]:
+    """The critic architecture of `config`, class head only, trained alone on (x, y) with
+    SmallCNN's loop (±2 px shifts, Adam at the budget's rate); and its constructor kwargs."""
+    kwargs = dict(num_classes=len(CLASSES), image_size=x.shape[1], channels=x.shape[3])
+    kwargs |= dict(
+        width=config.d_channels, spectral_norm=config.spectral_norm, dropout=config.d_dropout
+    )
+    images = torch.from_numpy(to_unit_nchw(x)).to(device)
+    labels = torch.from_numpy(y.astype(np.int64)).to(device)
+
+    def batches(generator: torch.Generator):
+        for rows in batch_order(len(labels), budget, generator).to(device):
+            yield images[rows], partial(nn.functional.cross_entropy, target=labels[rows])
+
+    net = train_on_batches(
+        batches,
+        lambda: TrunkAlone(Discriminator(**kwargs)),
+        seed=seed,
+        lr=budget.lr,
+        device=device,
+    )
+    return net, kwargs
+
+
+def trunk_accuracy(net: TrunkAlone, x_train: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
+    """Test accuracy of a trunk trained alone, each image classified on its own: the
+    minibatch-stddev channel is the constant of its training images (as classifier.onnx)."""
+    critic = net.critic
+    device = next(critic.parameters()).device
+    images = torch.from_numpy(to_unit_nchw(x_train)).to(device)
+    classifier = CriticClassifier(critic, critic.real_group_std(images, BATCH)).eval()
+    with torch.no_grad():
+        probs = torch.cat(
+            [
+                classifier(torch.from_numpy(to_unit_nchw(x[i : i + 512])).to(device))
+                for i in range(0, len(x), 512)
+            ]
+        )
+    return float((probs.argmax(1).cpu().numpy() == y).mean())
 
 
 def synthetic_rows(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -168,6 +168,14 @@ class TrainConfig(BaseModel, extra="forbid"):
         "classifier.onnx is that head. wacgan-gp and acgan with aux_weight > 0, not with "
         "aux_twin; None = off",
     )
+    aux_diffaugment: bool = Field(
+        True,
+        description="whether the critic's class head learns from DiffAugmented images (true) "
+        "or from the images as they are (false: one more critic forward per update; the "
+        "adversarial score still sees every image augmented; its effect on classifier.onnx "
+        "is measured in docs/training.md). wacgan-gp and acgan with aux_weight > 0 and "
+        "DiffAugment on",
+    )
     label_smoothing: float = Field(
         0.0,
         ge=0,
@@ -411,6 +419,13 @@ class TrainConfig(BaseModel, extra="forbid"):
             )
         elif self.aux_twin and self.aux_weight == 0:
             problems.append("aux_twin acts through the auxiliary loss: set aux_weight > 0")
+        if not self.aux_diffaugment and (
+            self.method == "cgan" or self.aux_weight == 0 or not self.diffaugment
+        ):
+            problems.append(
+                "aux_diffaugment false keeps DiffAugment from the class head: it needs a class "
+                "head (wacgan-gp or acgan, aux_weight > 0) and DiffAugment ops"
+            )
         if self.aux_fake_truncation is not None:
             if self.method == "cgan":
                 problems.append(

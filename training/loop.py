@@ -128,6 +128,7 @@ class Trainer:
             mode_seeking=config.mode_seeking,
             aux_twin=config.aux_twin,
             ada_signal=config.ada_target is not None,
+            aux_augment=config.aux_diffaugment,
         )
         self.augment = AdaptiveAugment(config.augment_p, config.ada_target, config.ada_kimg)
         self.steps_done = 0

@@ -33,6 +33,7 @@ class GanLoss:
     mode_seeking: float = 0.0  # weight of the MSGAN term on paired same-class fakes, 0 = off
     aux_twin: bool = False  # TAC-GAN: the critic's twin head learns the fakes' classes
     ada_signal: bool = False  # also return ADA's r_t = E[sign(D(real))] as stats["ada_rt"]
+    aux_augment: bool = True  # the class head learns from DiffAugmented images (else as given)
 
     def critic(
         self,
@@ -53,6 +54,7 @@ class GanLoss:
         class-head cross-entropy trains the critic instead of `fake`'s (WAC-GAN-GPT's
         truncated fakes): added for wacgan-gp, in place of the `aux_on_fakes` term for acgan.
         """
+        plain_real = real
         real = diff_augment(real, self.augment, augment_p)
         fake = diff_augment(fake.detach(), self.augment, augment_p)  # no generator gradients
         if self.r1_weight > 0:
@@ -80,6 +82,8 @@ class GanLoss:
         else:
             loss = F.relu(1 - adv_real).mean() + F.relu(1 + adv_fake).mean()
         if logits_real is not None:
+            if not self.aux_augment:  # the class head reads the real images as they are
+                logits_real = fp32(*critic(plain_real, real_labels, condition_weight))[1]
             aux = F.cross_entropy(logits_real, real_labels)
             if aux_fakes is not None:
                 truncated = self._class_head_loss(critic, *aux_fakes, condition_weight, augment_p)
@@ -114,8 +118,11 @@ class GanLoss:
         condition_weight: float,
         augment_p: float,
     ) -> torch.Tensor:
-        """Cross-entropy of the critic's class head on (augmented) fakes of its own batch."""
-        images = diff_augment(images.detach(), self.augment, augment_p)
+        """Cross-entropy of the critic's class head on fakes of its own batch, DiffAugmented
+        unless `aux_augment` is off."""
+        images = images.detach()
+        if self.aux_augment:
+            images = diff_augment(images, self.augment, augment_p)
         _, logits = fp32(*critic(images, labels, condition_weight))  # (B,), (B, K)
         if logits is None:
             raise ValueError("class-head fakes need a critic with a class head (aux)")

@@ -355,6 +355,7 @@ OLD_DEFAULT = {
     "aux_weight": 0.2,
     "aux_twin": False,
     "aux_fake_truncation": None,
+    "aux_diffaugment": True,
     "label_smoothing": 0.0,
     "spectral_norm": False,
     "d_dropout": 0.0,
