@@ -470,8 +470,8 @@ def classify_images(
     head: Annotated[
         ClassifierHead | None,
         Form(
-            description="critic (its class head) or evaluator (the report's); default: "
-            "critic when the model has one, else evaluator"
+            description="critic (its class head; vcagan: Q) or evaluator (the report's); "
+            "default: evaluator when the report exists, else critic (vcagan: critic first)"
         ),
     ] = None,
 ) -> ClassificationsPublic:

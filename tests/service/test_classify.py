@@ -3,8 +3,8 @@ npz, under the critic's class head or the report's evaluator, and every bad inpu
 
 Models are put in place as the worker would leave them: the session's tiny trained model
 (tests/tiny_model.py: wacgan-gp, so it has classifier.onnx, with a fast report), the same
-model as if trained before classifier.onnx existed, a cgan model without a report, and one
-still queued.
+model as if trained before classifier.onnx existed, the same model without its report's
+evaluator, a cgan model without a report, and one still queued.
 """
 
 from __future__ import annotations
@@ -66,6 +66,9 @@ def served(tiny_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory
     shutil.copytree(tiny_model.model_dir, old)
     (old / CLASSIFIER_FILE).unlink()
     Manifest.load(old).model_copy(update={"classifier": None}).save(old)
+    critic_only = root / "critic_only"  # its class head, no report evaluator
+    shutil.copytree(tiny_model.model_dir, critic_only)
+    (critic_only / EVALUATOR_FILE).unlink()
     config = {"method": "cgan", "steps": 2, "batch_size": 8, "g_channels": 8, "d_channels": 8}
     cgan = root / "cgan"
     training.run(
@@ -89,6 +92,7 @@ def served(tiny_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory
             model_dir=settings.models_dir / model_id,
             model_id=model_id,
             old_id=put_model(client, settings, dataset_id, old),
+            critic_only_id=put_model(client, settings, dataset_id, critic_only),
             cgan_id=put_model(client, settings, dataset_id, cgan),
             queued_id=put_model(client, settings, dataset_id, None),
             x=tiny_model.x,
@@ -125,7 +129,7 @@ def as_matrix(body: dict) -> np.ndarray:
 
 
 def test_a_png_gets_the_critic_heads_probabilities(served):
-    body = classified(served, png(served.x[0]), "circle.png")
+    body = classified(served, png(served.x[0]), "circle.png", head="critic")
     assert body["head"] == "critic" and body["model_id"] == served.model_id
     assert body["image"] == {"height": 16, "width": 16, "channels": 1}
     assert [row["name"] for row in body["data"]] == ["circle.png"]
@@ -140,7 +144,7 @@ def test_a_zip_is_classified_image_by_image(served):
         for row in rows:
             archive.writestr(f"batch/{row:03d}.png", png(served.x[row]))
         archive.writestr("__MACOSX/._000.png", b"junk is skipped")
-    body = classified(served, buffer.getvalue(), "three.zip")
+    body = classified(served, buffer.getvalue(), "three.zip", head="critic")
     assert [row["name"] for row in body["data"]] == [f"batch/{row:03d}.png" for row in rows]
     expected = head_probs(served.model_dir, CLASSIFIER_FILE, served.x[rows])
     np.testing.assert_allclose(as_matrix(body), expected, atol=1e-6)
@@ -153,6 +157,20 @@ def test_an_npz_under_the_evaluator(served):
     assert [row["name"] for row in body["data"]] == [f"x[{i}]" for i in range(6)]
     expected = head_probs(served.model_dir, EVALUATOR_FILE, x)
     np.testing.assert_allclose(as_matrix(body), expected, atol=1e-6)
+
+
+def test_by_default_the_report_evaluator_answers_else_the_critic_head(served):
+    x = served.x[::15]
+    body = classified(served, npz(x=x), "six.npz")
+    assert body["head"] == "evaluator"
+    np.testing.assert_allclose(
+        as_matrix(body), head_probs(served.model_dir, EVALUATOR_FILE, x), atol=1e-6
+    )
+    body = classified(served, npz(x=x), "six.npz", model_id=served.critic_only_id)
+    assert body["head"] == "critic"
+    np.testing.assert_allclose(
+        as_matrix(body), head_probs(served.model_dir, CLASSIFIER_FILE, x), atol=1e-6
+    )
 
 
 def test_images_are_converted_and_resized_like_training(served):
