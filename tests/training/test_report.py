@@ -19,9 +19,10 @@ from models.sampler import GeneratorSampler
 from tests.factories import SHAPES
 from training import TrainConfig, TrainingAborted
 from training.classifier import ClassifierBudget
-from training.report import REPORT_BUDGETS, REPORT_FILE, ReportBudget, ReportRun, build_report
+from training.report import REPORT_BUDGETS, REPORT_FILE, ReportBudget, build_report
 from training.report_notes import verdict
 from training.report_results import Comparison, Confirmation, Mix, RecipeRow
+from training.report_run import ReportRun
 from training.report_setup import Stages
 from training.report_trials import classification_accuracy_score, recommend
 from training.split import Split

@@ -13,7 +13,7 @@ from ganaug.data import RecipeBatchSampler
 from models.artifact import Manifest
 from models.drawing import DrawSpec
 from training.classifier import ClassifierBudget
-from training.report import PARTS, ReportBudget, ReportRun, build_report
+from training.report import PARTS, ReportBudget, build_report
 from training.report_mixing import default_mixing, mixing_grid, naive_mixing
 from training.report_notes import mixing_note, verdict
 from training.report_results import (
@@ -25,6 +25,7 @@ from training.report_results import (
     MixingSearch,
     RecipeRow,
 )
+from training.report_run import ReportRun
 from training.report_setup import MIXING_FACTORS, Stages
 from training.report_trials import recommend
 
