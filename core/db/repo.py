@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.db.tables import Dataset, Model, utcnow
 
@@ -74,27 +74,24 @@ def dataset_model_ids(session: Session, dataset_id: str) -> list[str]:
 
 def count_active_models(session: Session, dataset_id: str) -> int:
     """Models of the dataset queued or training under a live lease."""
-    alive = Model.lease_expires_at >= db_now(session)
-    query = (
-        select(func.count())
-        .select_from(Model)
-        .where(
-            Model.dataset_id == dataset_id,
-            or_(Model.status == "queued", and_(Model.status == "running", alive)),
-        )
-    )
-    return session.scalar(query) or 0
+    return _count_active(session, dataset_id, Model.status)
 
 
 def count_active_reports(session: Session, dataset_id: str) -> int:
     """Reports of the dataset's models queued or running under a live lease."""
+    return _count_active(session, dataset_id, Model.report_status)
+
+
+def _count_active(session: Session, dataset_id: str, status: InstrumentedAttribute[str]) -> int:
+    """The dataset's models whose `status` column is queued, or running under a live lease
+    (training and the report share the model's lease)."""
     alive = Model.lease_expires_at >= db_now(session)
     query = (
         select(func.count())
         .select_from(Model)
         .where(
             Model.dataset_id == dataset_id,
-            or_(Model.report_status == "queued", and_(Model.report_status == "running", alive)),
+            or_(status == "queued", and_(status == "running", alive)),
         )
     )
     return session.scalar(query) or 0
