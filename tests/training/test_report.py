@@ -1,13 +1,11 @@
 import json
 import math
 import shutil
-from collections.abc import Iterator
 from types import SimpleNamespace
 
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 from PIL import Image
 
 from models.artifact import SOFT_LABELS_FILE, Manifest
@@ -30,13 +28,7 @@ from training.split import Split
 PICTURES = ("samples", "truncation_sweep", "losses", "lipschitz", "embedding", "recipes")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny networks gain nothing from threads, and on shared cores they oversubscribe."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
