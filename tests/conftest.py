@@ -52,6 +52,18 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny networks gain nothing from threads, and on shared cores they oversubscribe: a
+    module marked `usefixtures("one_torch_thread")` runs torch on one thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url := os.environ.get("GANAUG_TEST_REDIS_URL"):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from training.config import Progress, TrainConfig, TrainResult
+from training.config import TrainConfig
 from training.errors import TrainingAborted, TrainingInterrupted
+from training.results import Progress, TrainResult
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -1,13 +1,10 @@
-"""Training options and the records the loop reports (pydantic + dataclasses, no torch)."""
+"""Training options: every method's defaults and the validated TrainConfig (pydantic, no torch)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
-
-from models.artifact import TrainingDevice
 
 DIFFAUGMENT_OPS = ("translation", "cutout", "color")
 
@@ -507,29 +504,3 @@ class TrainConfig(BaseModel, extra="forbid"):
     @property
     def diffaugment_ops(self) -> list[str]:
         return self.diffaugment.split(",") if self.diffaugment else []
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A progress report: losses are means over the steps since the previous report."""
-
-    step: int
-    total_steps: int
-    losses: dict[str, float]
-    elapsed_s: float
-    eta_s: float  # the training's remaining steps
-    report_s: float | None = None  # the report that follows, estimated (None: no report)
-    time: float = 0.0  # when this was measured (epoch s): readers age the ETAs from here
-    device: str | None = None  # torch device type training runs on: cpu or cuda
-    device_name: str | None = None  # the GPU's name on cuda
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    steps_completed: int
-    final_losses: dict[str, float]
-    elapsed_s: float
-    device: str
-    seed: int
-    trained_on: TrainingDevice  # the device's type and GPU name, as the manifest records it
-    report_s: float | None = None  # the report that follows, as estimated before training

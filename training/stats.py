@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from models.artifact import TrainingDevice, atomic_write_bytes
-from training.config import Progress
 from training.losses import Stats
+from training.results import Progress
 
 REPORT_EVERY_STEPS = 10
 REPORT_EVERY_S = 2.0

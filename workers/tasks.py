@@ -108,16 +108,27 @@ def discovered_classes(model_dir: Path) -> tuple[list[dict], dict] | None:
 @app.task(name=TRAIN_TASK)
 def train_model(model_id: str) -> str:
     """Train (or resume) the model `model_id` queued by the API and record how it ended."""
+    return _run_claimed(model_id, "training", repo.claim_model, _train)
+
+
+def _run_claimed(
+    model_id: str,
+    what: str,
+    claim: Callable[..., Model | None],
+    job_fn: Callable[[Settings, Model, LeaseKeeper], str],
+) -> str:
+    """Claim the model's job (`claim`: its lease) and run job_fn under that lease, renewed
+    while it runs; "skipped" when another delivery holds the job or it is not due."""
     settings = get_settings()
     with session_scope(settings.sqlalchemy_url) as session:
-        job = repo.claim_model(session, model_id, owner=lease_owner(), lease_s=settings.lease_s)
+        job = claim(session, model_id, owner=lease_owner(), lease_s=settings.lease_s)
         why = repo.lease_holder(session, model_id) if job is None else ""
     if job is None:
-        log.warning("model %s: training not run by this delivery (%s)", model_id, why)
+        log.warning("model %s: %s not run by this delivery (%s)", model_id, what, why)
         return "skipped"
     assert job.lease_token is not None
     with LeaseKeeper(settings, model_id, job.lease_token) as lease:
-        return _train(settings, job, lease)
+        return job_fn(settings, job, lease)
 
 
 def _train(settings: Settings, job: Model, lease: LeaseKeeper) -> str:
@@ -224,16 +235,7 @@ def _superseded(model_id: str) -> str:
 @app.task(name=REPORT_TASK)
 def build_report(model_id: str) -> str:
     """Compute the quality report of a succeeded model (metrics, t*, recommended recipe)."""
-    settings = get_settings()
-    with session_scope(settings.sqlalchemy_url) as session:
-        job = repo.claim_report(session, model_id, owner=lease_owner(), lease_s=settings.lease_s)
-        why = repo.lease_holder(session, model_id) if job is None else ""
-    if job is None:
-        log.warning("model %s: report not run by this delivery (%s)", model_id, why)
-        return "skipped"
-    assert job.lease_token is not None
-    with LeaseKeeper(settings, model_id, job.lease_token) as lease:
-        return _report(settings, job, lease)
+    return _run_claimed(model_id, "report", repo.claim_report, _report)
 
 
 class _Stopping(Exception):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.db.tables import Dataset, Model, utcnow
+
+Row = TypeVar("Row", Dataset, Model)
 
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -56,16 +58,7 @@ def get_dataset(session: Session, tenant_id: str, dataset_id: str) -> Dataset | 
 def list_datasets(
     session: Session, tenant_id: str, *, limit: int, offset: int
 ) -> tuple[list[Dataset], int]:
-    where = Dataset.tenant_id == tenant_id
-    count = session.scalar(select(func.count()).select_from(Dataset).where(where)) or 0
-    rows = session.scalars(
-        select(Dataset)
-        .where(where)
-        .order_by(Dataset.created_at.desc(), Dataset.id)
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    return list(rows), count
+    return _newest_first(session, Dataset, [Dataset.tenant_id == tenant_id], limit, offset)
 
 
 def dataset_model_ids(session: Session, dataset_id: str) -> list[str]:
@@ -74,27 +67,24 @@ def dataset_model_ids(session: Session, dataset_id: str) -> list[str]:
 
 def count_active_models(session: Session, dataset_id: str) -> int:
     """Models of the dataset queued or training under a live lease."""
-    alive = Model.lease_expires_at >= db_now(session)
-    query = (
-        select(func.count())
-        .select_from(Model)
-        .where(
-            Model.dataset_id == dataset_id,
-            or_(Model.status == "queued", and_(Model.status == "running", alive)),
-        )
-    )
-    return session.scalar(query) or 0
+    return _count_active(session, dataset_id, Model.status)
 
 
 def count_active_reports(session: Session, dataset_id: str) -> int:
     """Reports of the dataset's models queued or running under a live lease."""
+    return _count_active(session, dataset_id, Model.report_status)
+
+
+def _count_active(session: Session, dataset_id: str, status: InstrumentedAttribute[str]) -> int:
+    """The dataset's models whose `status` column is queued, or running under a live lease
+    (training and the report share the model's lease)."""
     alive = Model.lease_expires_at >= db_now(session)
     query = (
         select(func.count())
         .select_from(Model)
         .where(
             Model.dataset_id == dataset_id,
-            or_(Model.report_status == "queued", and_(Model.report_status == "running", alive)),
+            or_(status == "queued", and_(status == "running", alive)),
         )
     )
     return session.scalar(query) or 0
@@ -152,11 +142,23 @@ def list_models(
         conditions.append(Model.dataset_id == dataset_id)
     if status is not None:
         conditions.append(Model.status == status)
-    count = session.scalar(select(func.count()).select_from(Model).where(*conditions)) or 0
+    return _newest_first(session, Model, conditions, limit, offset)
+
+
+def _newest_first(
+    session: Session,
+    table: type[Row],
+    conditions: list[ColumnElement[bool]],
+    limit: int,
+    offset: int,
+) -> tuple[list[Row], int]:
+    """One page of the rows that meet `conditions`, newest first (id breaks ties), and how
+    many meet them in all."""
+    count = session.scalar(select(func.count()).select_from(table).where(*conditions)) or 0
     rows = session.scalars(
-        select(Model)
+        select(table)
         .where(*conditions)
-        .order_by(Model.created_at.desc(), Model.id)
+        .order_by(table.created_at.desc(), table.id)
         .limit(limit)
         .offset(offset)
     ).all()

@@ -4,12 +4,19 @@ functions the worker calls."""
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+from fastapi.testclient import TestClient
 
 from core.db import repo
 from core.db.session import session_scope
 from core.settings import Settings
+from tests.factories import SHAPES
 
 
 def end_training(
@@ -52,3 +59,31 @@ def install_trained_model(
         token = lease_report(settings, model_id)
         with session_scope(settings.sqlalchemy_url) as session:
             assert repo.finish_report(session, model_id, token, status="succeeded")
+
+
+def shapes_npz(tiny_model: SimpleNamespace) -> bytes:
+    """The tiny model's training images as an uploadable npz (x, y, class names)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, x=tiny_model.x, y=tiny_model.y, classes=np.asarray(SHAPES))
+    return buffer.getvalue()
+
+
+def upload_trained_model(
+    client: TestClient,
+    settings: Settings,
+    tiny_model: SimpleNamespace,
+    config: dict | None = None,
+    *,
+    report: bool = False,
+) -> str:
+    """Upload the tiny model's images with a training (`config`, default 5 steps) and put
+    the tiny trained model in place as its result; returns the model's id."""
+    upload = client.post(
+        "/v1/datasets",
+        files={"file": ("shapes.npz", shapes_npz(tiny_model))},
+        data={"train": "true", "config": json.dumps(config or {"steps": 5})},
+    )
+    assert upload.status_code == 201, upload.text
+    model_id = upload.json()["model"]["id"]
+    install_trained_model(settings, model_id, tiny_model.model_dir, report=report)
+    return model_id

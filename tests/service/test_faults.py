@@ -75,6 +75,17 @@ def wait_for_step(client: httpx.Client, model_id: str, step: int) -> dict:
     return model
 
 
+def one_running_one_queued(client: httpx.Client) -> tuple[str, str]:
+    """A long training past step 20 and a tiny one queued behind it (one worker), as ids."""
+    created = upload_and_train(client, LONG)
+    running = created["model"]["id"]
+    wait_for_step(client, running, 20)
+    queued = client.post("/v1/models", json={"dataset_id": created["id"], **TINY_TRAINING}).json()[
+        "id"
+    ]
+    return running, queued
+
+
 def stats_lines(model_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (model_dir / STATS_FILE).read_text().splitlines()]
 
@@ -168,12 +179,7 @@ def test_a_redis_restart_loses_no_job(tmp_path, postgres_url, processes):
     try:
         _workers, api = start(tmp_path, redis_url, postgres_url, processes, workers=1)
         with api.client() as client:
-            created = upload_and_train(client, LONG)
-            running = created["model"]["id"]
-            wait_for_step(client, running, 20)
-            queued = client.post(
-                "/v1/models", json={"dataset_id": created["id"], **TINY_TRAINING}
-            ).json()["id"]
+            running, queued = one_running_one_queued(client)
             assert client.get(f"/v1/models/{queued}").json()["status"] == "queued"
             stop_process(redis_proc)
             time.sleep(2)
@@ -198,12 +204,7 @@ def test_a_postgres_restart_makes_readyz_503_then_recovers_losing_no_job(
             tmp_path, redis_url, server.url, processes, workers=1, GANAUG_LEASE_S="30"
         )
         with api.client() as client:
-            created = upload_and_train(client, LONG)
-            running = created["model"]["id"]
-            wait_for_step(client, running, 20)
-            queued = client.post(
-                "/v1/models", json={"dataset_id": created["id"], **TINY_TRAINING}
-            ).json()["id"]
+            running, queued = one_running_one_queued(client)
             server.stop("fast")
             wait_for(lambda: client.get("/readyz").status_code == 503, 10, "/readyz 503")
             error = client.get("/readyz").json()["error"]

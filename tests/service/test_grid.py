@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -15,7 +13,7 @@ from core.settings import Settings
 from service.app import create_app
 from tests.api_flows import decode_png
 from tests.factories import SHAPES
-from tests.service.served import install_trained_model
+from tests.service.served import upload_trained_model
 from tests.tiny_model import SIZE
 
 
@@ -23,16 +21,7 @@ from tests.tiny_model import SIZE
 def served(tiny_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     settings = Settings(data_dir=tmp_path_factory.mktemp("grid") / "data")
     with TestClient(create_app(settings), base_url="http://localhost") as client:
-        buffer = io.BytesIO()
-        np.savez(buffer, x=tiny_model.x, y=tiny_model.y, classes=np.asarray(SHAPES))
-        upload = client.post(
-            "/v1/datasets",
-            files={"file": ("shapes.npz", buffer.getvalue())},
-            data={"train": "true", "config": json.dumps({"steps": 5})},
-        )
-        assert upload.status_code == 201, upload.text
-        model_id = upload.json()["model"]["id"]
-        install_trained_model(settings, model_id, tiny_model.model_dir)
+        model_id = upload_trained_model(client, settings, tiny_model)
         yield SimpleNamespace(client=client, url=f"/v1/models/{model_id}/samples")
 
 

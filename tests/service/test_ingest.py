@@ -39,6 +39,13 @@ def class_members(prefix="", per_class=3, **image_kwargs) -> dict[str, bytes]:
     }
 
 
+def two_classes_of(image: Image.Image) -> dict[str, bytes]:
+    """Members a/0.png, a/1.png, b/0.png, b/1.png: `image` as PNG, four times."""
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return {f"{name}/{i}.png": buffer.getvalue() for name in ("a", "b") for i in range(2)}
+
+
 def write_zip(path: Path, members: dict[str, bytes]) -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in members.items():
@@ -208,9 +215,7 @@ def test_channels_option_overrides_the_images(tmp_path, dest, mode, channels):
 def test_non_square_large_images_are_centre_cropped_to_default_size(tmp_path, dest):
     image = Image.new("L", (300, 150))  # longest side 300 > max_size: default_size 64
     ImageDraw.Draw(image).rectangle((75, 0, 224, 149), fill=255)  # the central square
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    members = {f"{name}/{i}.png": buffer.getvalue() for name in ("a", "b") for i in range(2)}
+    members = two_classes_of(image)
     src = write_zip(tmp_path / "wide.zip", members)
 
     info = ingest_file(src, "wide.zip", dest)
@@ -244,9 +249,7 @@ def test_image_size_option_resizes_everything(tmp_path, dest):
 def test_transparent_pixels_are_composited_on_black(tmp_path, dest):
     image = Image.new("RGBA", (16, 16), (255, 255, 255, 0))  # white but fully transparent
     ImageDraw.Draw(image).rectangle((4, 4, 11, 11), fill=(*RED, 255))
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    members = {f"{name}/{i}.png": buffer.getvalue() for name in ("a", "b") for i in range(2)}
+    members = two_classes_of(image)
     src = write_zip(tmp_path / "alpha.zip", members)
 
     info = ingest_file(src, "alpha.zip", dest)
@@ -260,9 +263,7 @@ def test_sixteen_bit_grayscale_keeps_its_range(tmp_path, dest):
     pixels = np.full((16, 16), 65535, dtype=np.uint16)
     pixels[:, :8] = 1024
     image = Image.fromarray(pixels)
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    members = {f"{name}/{i}.png": buffer.getvalue() for name in ("a", "b") for i in range(2)}
+    members = two_classes_of(image)
     src = write_zip(tmp_path / "deep.zip", members)
 
     ingest_file(src, "deep.zip", dest)

@@ -30,7 +30,7 @@ from models.manifold import ClassManifold
 from service.app import create_app
 from tests.api_flows import check_one_seeding_rule, decode_png
 from tests.factories import SHAPES
-from tests.service.served import install_trained_model
+from tests.service.served import upload_trained_model
 from training.classifier import SmallCNN, export_evaluator_onnx
 
 
@@ -38,16 +38,8 @@ from training.classifier import SmallCNN, export_evaluator_onnx
 def served(tiny_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     settings = Settings(data_dir=tmp_path_factory.mktemp("sampling") / "data")
     with TestClient(create_app(settings), base_url="http://localhost") as client:
-        buffer = io.BytesIO()
-        np.savez(buffer, x=tiny_model.x, y=tiny_model.y, classes=np.asarray(SHAPES))
-        upload = client.post(
-            "/v1/datasets",
-            files={"file": ("shapes.npz", buffer.getvalue())},
-            data={"train": "true", "config": json.dumps({"steps": 5, "report": "fast"})},
-        )
-        assert upload.status_code == 201, upload.text
-        model_id = upload.json()["model"]["id"]
-        install_trained_model(settings, model_id, tiny_model.model_dir, report=True)
+        config = {"steps": 5, "report": "fast"}
+        model_id = upload_trained_model(client, settings, tiny_model, config, report=True)
         yield SimpleNamespace(
             client=client,
             settings=settings,

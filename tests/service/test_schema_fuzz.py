@@ -16,7 +16,6 @@ randomly. DELETE gets a dataset and a model of its own, so the shared ones stay.
 
 from __future__ import annotations
 
-import io
 import json
 import tempfile
 from collections import Counter
@@ -25,7 +24,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
-import numpy as np
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -47,7 +45,7 @@ from service.app import create_app
 from service.ratelimit import LIMITED_ROUTES
 from tests.factories import SHAPES
 from tests.servers import LiveServer, fresh_database
-from tests.service.served import install_trained_model
+from tests.service.served import install_trained_model, shapes_npz
 from tests.service.tenancy import bearer, create_keys
 
 CHECKS = [
@@ -79,12 +77,6 @@ def _operations() -> list[tuple[str, str]]:
 
 
 OPERATIONS = _operations()
-
-
-def _shapes_npz(tiny_model: SimpleNamespace) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, x=tiny_model.x, y=tiny_model.y, classes=np.asarray(SHAPES))
-    return buffer.getvalue()
 
 
 def trained_model(client: httpx.Client, settings_: Settings, model_dir: Path, npz: bytes):
@@ -120,7 +112,7 @@ def live(
             **NO_QUOTAS,
         )
         key = create_keys(settings_, "fuzz")["fuzz"]
-        npz = _shapes_npz(tiny_model)
+        npz = shapes_npz(tiny_model)
         with LiveServer(create_app(settings_)) as server:
             client = httpx.Client(base_url=server.base_url, headers=bearer(key), timeout=60)
             dataset_id, model_id = trained_model(client, settings_, tiny_model.model_dir, npz)

@@ -31,7 +31,7 @@ from service.app import create_app
 from service.compute import Compute
 from service.zipstream import ZipStream
 from tests.factories import SHAPES
-from tests.service.served import install_trained_model
+from tests.service.served import upload_trained_model
 
 CPU = ["CPUExecutionProvider"]
 
@@ -54,16 +54,7 @@ def _serve(tiny_model, root, **settings) -> tuple[TestClient, str, Settings]:
     config = Settings(data_dir=root / "data", **settings)
     client = TestClient(create_app(config), base_url="http://localhost")
     client.__enter__()
-    buffer = io.BytesIO()
-    np.savez(buffer, x=tiny_model.x, y=tiny_model.y, classes=np.asarray(SHAPES))
-    upload = client.post(
-        "/v1/datasets",
-        files={"file": ("shapes.npz", buffer.getvalue())},
-        data={"train": "true", "config": json.dumps({"steps": 5})},
-    )
-    assert upload.status_code == 201, upload.text
-    model_id = upload.json()["model"]["id"]
-    install_trained_model(config, model_id, tiny_model.model_dir, report=True)
+    model_id = upload_trained_model(client, config, tiny_model, report=True)
     return client, model_id, config
 
 

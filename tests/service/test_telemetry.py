@@ -3,14 +3,12 @@ logs; and /metrics, scraped like Prometheus does."""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
 from collections.abc import Iterator
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,17 +17,14 @@ from core.logs import configure_logging
 from core.settings import Settings
 from service.app import create_app
 from service.generation import load_sampler
-from tests.factories import SHAPES
-from tests.service.served import install_trained_model
+from tests.service.served import install_trained_model, shapes_npz
 
 
 @pytest.fixture(scope="module")
 def served(tiny_model: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     settings = Settings(data_dir=tmp_path_factory.mktemp("telemetry") / "data")
     with TestClient(create_app(settings), base_url="http://localhost") as client:
-        buffer = io.BytesIO()
-        np.savez(buffer, x=tiny_model.x, y=tiny_model.y, classes=np.asarray(SHAPES))
-        npz = buffer.getvalue()
+        npz = shapes_npz(tiny_model)
 
         def upload() -> str:
             answer = client.post(

@@ -1,13 +1,11 @@
 import json
 import math
 import shutil
-from collections.abc import Iterator
 from types import SimpleNamespace
 
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 from PIL import Image
 
 from models.artifact import SOFT_LABELS_FILE, Manifest
@@ -19,9 +17,10 @@ from models.sampler import GeneratorSampler
 from tests.factories import SHAPES
 from training import TrainConfig, TrainingAborted
 from training.classifier import ClassifierBudget
-from training.report import REPORT_BUDGETS, REPORT_FILE, ReportBudget, ReportRun, build_report
+from training.report import REPORT_BUDGETS, REPORT_FILE, ReportBudget, build_report
 from training.report_notes import verdict
 from training.report_results import Comparison, Confirmation, Mix, RecipeRow
+from training.report_run import ReportRun
 from training.report_setup import Stages
 from training.report_trials import classification_accuracy_score, recommend
 from training.split import Split
@@ -29,13 +28,7 @@ from training.split import Split
 PICTURES = ("samples", "truncation_sweep", "losses", "lipschitz", "embedding", "recipes")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny networks gain nothing from threads, and on shared cores they oversubscribe."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -2,18 +2,16 @@
 the decision it feeds, the trials' use of ganaug.data, and what the artifacts record."""
 
 import shutil
-from collections.abc import Iterator
 from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 from ganaug.data import RecipeBatchSampler
 from models.artifact import Manifest
 from models.drawing import DrawSpec
 from training.classifier import ClassifierBudget
-from training.report import PARTS, ReportBudget, ReportRun, build_report
+from training.report import PARTS, ReportBudget, build_report
 from training.report_mixing import default_mixing, mixing_grid, naive_mixing
 from training.report_notes import mixing_note, verdict
 from training.report_results import (
@@ -25,18 +23,14 @@ from training.report_results import (
     MixingSearch,
     RecipeRow,
 )
+from training.report_run import ReportRun
 from training.report_setup import MIXING_FACTORS, Stages
 from training.report_trials import recommend
 
 BEST = Mix(1.0, DrawSpec(1.0))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_the_grid_is_the_defaults_each_factor_changed_alone_then_the_naive_mix():
