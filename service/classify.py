@@ -41,15 +41,12 @@ def head_file(
         found["critic"] = critic
     if evaluator.is_file():
         found["evaluator"] = evaluator
-    if head is None:
-        order: tuple[ClassifierHead, ...] = ("evaluator", "critic")
-        if manifest.method in UNSUPERVISED_METHODS:
-            order = ("critic", "evaluator")
-        head_found = next((name for name in order if name in found), None)
-        if head_found is not None:
-            return head_found, found[head_found]
-    elif head in found:
-        return head, found[head]
+    order: tuple[ClassifierHead, ...] = ("evaluator", "critic")
+    if manifest.method in UNSUPERVISED_METHODS:
+        order = ("critic", "evaluator")
+    for name in (head,) if head else order:
+        if name in found:
+            return name, found[name]
     has_evaluator = "evaluator" in found
     why_no_critic = (
         f"its {manifest.method} critic has no class head"
