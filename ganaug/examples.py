@@ -74,11 +74,16 @@ def balanced_subset(
     x: np.ndarray, y: np.ndarray, per_class: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """`per_class` images of every class, drawn without replacement."""
+    idx = balanced_indices(y, per_class, seed)
+    return x[idx], y[idx]
+
+
+def balanced_indices(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """The row indices `balanced_subset` takes: `per_class` of every class, class by class."""
     rng = np.random.default_rng(seed)
-    idx = np.concatenate(
+    return np.concatenate(
         [rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in np.unique(y)]
     )
-    return x[idx], y[idx]
 
 
 def write_class_folders_zip(out: Path, x: np.ndarray, y: np.ndarray, classes: list[str]) -> None:

@@ -1,0 +1,166 @@
+"""Mixing probe (issue 8): which way of adding a GAN's synthetic rows lifts a classifier that
+already uses classic augmentation, at 500 Fashion-MNIST images.
+
+Measured on a **validation set** (10,000 Fashion-MNIST training images outside the subset),
+never on the official test set, so that choosing a lever here does not tune
+benchmarks/low_data.py's test scores. Per seed: the subset of low_data.py (same seed, same
+images), a GAN with the product's default options trained on it as the product does (its
+80 % split), a pool of its untruncated samples, a teacher (the report's soft-label
+ensemble: 3 classic SmallCNNs, temperature 2), then the benchmark's SmallCNN (3,000 steps,
+classic shifts, same initial weights) once per setting. Every finished (seed, setting) is
+appended to benchmarks/results/mix_probe.jsonl and skipped when the script runs again.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mix_probe.py --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import training  # noqa: E402
+from benchmarks.fashion_mnist import CLASSES, load  # noqa: E402
+from ganaug.examples import balanced_indices  # noqa: E402
+from models.drawing import draw_class_images  # noqa: E402
+from models.sampler import GeneratorSampler  # noqa: E402
+from training import TrainConfig  # noqa: E402
+from training.classifier import (  # noqa: E402
+    ClassifierBudget,
+    accuracy,
+    ensemble_proba,
+    train_classifier,
+)
+from training.dataset import StoredDataset  # noqa: E402
+from training.report_mixing import train_mixed  # noqa: E402
+from training.report_results import Mixing  # noqa: E402
+from training.report_setup import ReportBudget  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "mix_probe.jsonl"
+WORK = Path("/work/bench_work/mix_probe")
+VALIDATION = 10_000
+K = len(CLASSES)
+# name: (synthetic rows per real row in the pool, how they are mixed); None = classic only
+SETTINGS: dict[str, tuple[int, Mixing] | None] = {
+    "classic": None,
+    "hard-1x-shuffled": (1, Mixing(0.5, 1.0, "hard", 0.0)),
+    "hard-10x-share25": (10, Mixing(0.25, 1.0, "hard", 0.0)),
+    "hard-10x-share50": (10, Mixing(0.5, 1.0, "hard", 0.0)),
+    "soft-10x-defaults": (10, Mixing(0.25, 0.25, "soft", 0.1)),
+    "soft-10x-share25-w1": (10, Mixing(0.25, 1.0, "soft", 0.0)),
+    "soft-10x-share50-w1": (10, Mixing(0.5, 1.0, "soft", 0.0)),
+}
+
+
+def done(seed: int, setting: str, knobs: dict) -> dict | None:
+    if not RESULTS.exists():
+        return None
+    for line in RESULTS.read_text().splitlines():
+        row = json.loads(line)
+        if (row["seed"], row["setting"], row["knobs"]) == (seed, setting, knobs):
+            return row
+    return None
+
+
+def gan(seed: int, x: np.ndarray, y: np.ndarray, steps: int) -> Path:
+    """The product-default GAN of this seed's subset (trained once, kept in WORK)."""
+    model_dir = WORK / f"seed{seed}-steps{steps}" / "model"
+    if (model_dir / "generator.onnx").exists():
+        return model_dir
+    dataset_dir = WORK / f"seed{seed}-steps{steps}" / "dataset"
+    StoredDataset.save(dataset_dir, x, y, classes=CLASSES, source_format="npz")
+    config = TrainConfig(seed=seed, steps=steps, report="none")
+    start = time.monotonic()
+    training.run(config, dataset_dir=dataset_dir, out_dir=model_dir, model_id=f"probe{seed}")
+    print(f"seed {seed}: GAN {time.monotonic() - start:.0f} s", flush=True)
+    return model_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--size", type=int, default=500)
+    parser.add_argument("--gan-steps", type=int, default=3000)
+    parser.add_argument("--classifier-steps", type=int, default=3000)
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    args = parser.parse_args()
+    knobs = {"size": args.size, "gan_steps": args.gan_steps, "steps": args.classifier_steps}
+    x_all, y_all = load("train")
+    budget = ClassifierBudget(steps=args.classifier_steps)
+    for seed in args.seeds:
+        idx = balanced_indices(y_all, args.size // K, seed)
+        x, y = x_all[idx], y_all[idx]
+        rest = np.setdiff1d(np.arange(len(y_all)), idx)
+        val = np.random.default_rng(10_000 + seed).choice(rest, VALIDATION, replace=False)
+        x_val, y_val = x_all[val], y_all[val]
+        todo = [s for s in args.settings if not done(seed, s, knobs)]
+        if not todo:
+            continue
+        sampler = GeneratorSampler(gan(seed, x, y, args.gan_steps))
+        pool = np.concatenate(
+            [draw_class_images(sampler, c, 10 * args.size // K, seed + 100) for c in range(K)]
+        )
+        pool_y = np.repeat(np.arange(K), 10 * args.size // K)
+        report = ReportBudget()
+        members = [
+            train_classifier(x, y, num_classes=K, budget=report.evaluator, seed=seed + i)
+            for i in range(report.soft_label_members)
+        ]
+        soft = ensemble_proba(members, pool, report.soft_label_temperature)
+        for setting in todo:
+            start = time.monotonic()
+            plan = SETTINGS[setting]
+            if plan is None:
+                model = train_classifier(x, y, num_classes=K, budget=budget, seed=seed)
+            else:
+                ratio, mixing = plan
+                # the first ratio x size/K images of every class
+                keep = np.concatenate(
+                    [np.flatnonzero(pool_y == c)[: ratio * args.size // K] for c in range(K)]
+                )
+                targets = soft[keep] if mixing.labels == "soft" else np.eye(K)[pool_y[keep]]
+                model = train_mixed(
+                    (x, y),
+                    (pool[keep], targets.astype(np.float32)),
+                    mixing,
+                    num_classes=K,
+                    budget=budget,
+                    seed=seed,
+                )
+            score = accuracy(model, x_val, y_val)
+            row = {"seed": seed, "setting": setting, "validation_accuracy": score}
+            row |= {"seconds": round(time.monotonic() - start), "knobs": knobs}
+            row |= {"at": datetime.now(UTC).isoformat(timespec="seconds")}
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            with RESULTS.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(f"seed {seed} {setting}: {100 * score:.2f} %", flush=True)
+    summarise(knobs)
+
+
+def summarise(knobs: dict) -> None:
+    rows = [json.loads(line) for line in RESULTS.read_text().splitlines()]
+    rows = [r for r in rows if r["knobs"] == knobs]
+    base = {r["seed"]: r["validation_accuracy"] for r in rows if r["setting"] == "classic"}
+    for setting in SETTINGS:
+        diffs = [
+            100 * (r["validation_accuracy"] - base[r["seed"]])
+            for r in rows
+            if r["setting"] == setting and r["seed"] in base
+        ]
+        if diffs:
+            se = np.std(diffs, ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+            print(f"{setting:24s} n={len(diffs)} vs classic {np.mean(diffs):+.2f} ± {se:.2f}")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "2")))
+    main()
