@@ -62,7 +62,6 @@ def serve(
     from ganaug.embedded import EmbeddedWorker
     from ganaug.serving import ServeRun
     from service.access import startup_refusal
-    from service.app import create_app
 
     settings = get_settings()
     # The app decides from the address it is bound to whether callers may be anonymous.
@@ -100,6 +99,8 @@ def serve(
     }
     try:
         if run is None:
+            from service.app import create_app  # several processes each build their own
+
             status = embedded.status if embedded else None
             uvicorn.run(create_app(settings, worker_status=status, prepared=True), **options)
         else:

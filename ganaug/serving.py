@@ -4,9 +4,8 @@ worker (docs/serving.md, "Several API processes").
 uvicorn starts worker processes only from an import string, so each API process builds its
 own app with `create_worker_app` (uvicorn's factory) from what the serve process leaves it
 in the environment, which spawned processes inherit:
-- the settings (GANAUG_*), with the command line's host and port, and the cores shared out:
-  GANAUG_ORT_THREADS and GANAUG_COMPUTE_THREADS, when left at 0 (auto), become each
-  process's share, so N processes do not start N times the threads of one;
+- the settings (GANAUG_*), with the command line's host and port, and the threads of each
+  process (process_threads): N processes run at most as many generations at once as one;
 - a folder made for this serve and removed when it ends: prometheus-client's multi-process
   files (PROMETHEUS_MULTIPROC_DIR: /metrics sums every process's counts) and the status
   the embedded worker publishes, which each API process's /readyz reads;
@@ -41,14 +40,15 @@ WORKER_STATUS_FILE = "worker-status.json"
 
 
 def process_threads(settings: Settings) -> dict[str, int]:
-    """Each API process's threads: the set ones, else its share of the cores (at least 1)
-    for the compute pool and at most the one-process default for an ORT session."""
+    """Each API process's threads: the set ones, else a compute pool of its share of the
+    cores (at least 1) and the one-process default for an ORT session, so the N processes
+    run at most as many generations at once, of as many threads each, as one process."""
     from models.sampler import default_threads
 
     share = max(1, (os.cpu_count() or 1) // settings.serve_workers)
     return {
         "compute_threads": settings.compute_threads or share,
-        "ort_threads": settings.ort_threads or min(default_threads(), share),
+        "ort_threads": settings.ort_threads or default_threads(),
     }
 
 

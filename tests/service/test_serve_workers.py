@@ -80,7 +80,7 @@ def test_each_process_gets_its_share_of_the_threads_and_a_warning_for_memory_lim
     one = Settings(data_dir=tmp_path, serve_workers=1)
     assert process_threads(one) == {"compute_threads": cores, "ort_threads": min(4, cores)}
     shared = Settings(data_dir=tmp_path, serve_workers=2 * cores)
-    assert process_threads(shared) == {"compute_threads": 1, "ort_threads": 1}
+    assert process_threads(shared) == {"compute_threads": 1, "ort_threads": min(4, cores)}
     chosen = Settings(data_dir=tmp_path, serve_workers=4, ort_threads=3, compute_threads=5)
     assert process_threads(chosen) == {"compute_threads": 5, "ort_threads": 3}
 
