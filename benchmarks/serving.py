@@ -16,6 +16,12 @@ round after round, so a change of load hits them all alike:
 
     .venv/bin/python -m benchmarks.serving [--rounds 3] [--seconds 3] [--rss]
 
+`--workers 1,2,2u,2s` compares `ganaug serve --workers N` servers instead (and only
+that), interleaved the same way: /healthz, n=1 PNG (keep-alive and new connections) and
+grid-64 at 8 clients, grid-64 at 1, with how each multi-process server spread the
+requests over its processes (from /metrics). `2u`: each process with one process's
+compute pool instead of its share of the cores; `2s`: the ORT threads shared out too.
+
 Model: default options at 28x28, 10 classes, trained 2 steps (speed does not depend on the
 weights), built once under benchmarks/out/serving.
 """
@@ -29,11 +35,13 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.low_data_service import Service, train_gan
 
@@ -71,6 +79,7 @@ class Variant:
     env: dict[str, str]
     code_dir: Path = ROOT
     args: list[str] = field(default_factory=lambda: ["--no-access-log"])
+    command: list[str] | None = None  # instead of uvicorn with `args`
     proc: subprocess.Popen | None = None
 
     def start(self, data_dir: Path) -> float:
@@ -81,11 +90,13 @@ class Variant:
         env["PYTHONPATH"] = str(self.code_dir)
         log = (OUT / f"{self.name}.log").open("ab")
         started = time.perf_counter()
+        command = self.command or [
+            sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory",
+            "--port", str(self.port), "--log-level", "warning", *self.args,
+        ]  # fmt: skip
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory",
-             "--port", str(self.port), "--log-level", "warning", *self.args],
-            env=env, cwd=self.code_dir, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            command, env=env, cwd=self.code_dir, stdout=log, stderr=subprocess.STDOUT
+        )
         for _ in range(600):
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
@@ -112,12 +123,19 @@ class Variant:
             self.proc = None
 
 
-async def _one_connection(port: int, path: str, deadline: float, latencies: list[float]) -> None:
+async def _one_connection(
+    port: int, path: str, deadline: float, latencies: list[float], keep_alive: bool = True
+) -> None:
+    """Requests one after another on one keep-alive connection, or (`keep_alive` false) each
+    on a new connection, as many independent clients would come."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    request = f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+    close = "" if keep_alive else "Connection: close\r\n"
+    request = f"GET {path} HTTP/1.1\r\nHost: localhost\r\n{close}\r\n".encode()
     try:
         while time.perf_counter() < deadline:
             started = time.perf_counter()
+            if writer.is_closing():  # the last request's, without keep-alive
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             if not head.startswith(b"HTTP/1.1 200"):
@@ -129,18 +147,23 @@ async def _one_connection(port: int, path: str, deadline: float, latencies: list
             )
             await reader.readexactly(length)
             latencies.append(time.perf_counter() - started)
+            if not keep_alive:
+                writer.close()
     finally:
         writer.close()
 
 
-def load_test(port: int, path: str, clients: int, seconds: float) -> dict[str, float]:
-    """req/s and latency percentiles of `clients` keep-alive connections for `seconds`."""
+def load_test(
+    port: int, path: str, clients: int, seconds: float, keep_alive: bool = True
+) -> dict[str, float]:
+    """req/s and latency percentiles of `clients` connections for `seconds` (each keeps
+    its connection, or opens a new one per request)."""
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
 
     async def run() -> None:
         await asyncio.gather(
-            *(_one_connection(port, path, deadline, latencies) for _ in range(clients))
+            *(_one_connection(port, path, deadline, latencies, keep_alive) for _ in range(clients))
         )
 
     started = time.perf_counter()
@@ -254,12 +277,18 @@ def main() -> None:
     parser.add_argument("--variants", default="main,spin,lean,batched,h11,logged")
     parser.add_argument("--rss", action="store_true", help="peak RSS at per_class 1000 vs 20000")
     parser.add_argument("--cold", action="store_true", help="cold starts with/without warm-up")
+    parser.add_argument(
+        "--workers", default="", help="only compare serve --workers N, e.g. 1,2,2u,2s"
+    )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     data_dir = OUT / "data"
     model_id = build_model(data_dir)
     model_dir = data_dir / "models" / model_id
     print(f"model {model_id}; {load()}; cores {os.cpu_count()}", flush=True)
+    if args.workers:
+        compare_workers(args.workers.split(","), model_id, data_dir, args)
+        return
 
     imports = {"this": [], "main": []}
     for _ in range(3):
@@ -385,6 +414,101 @@ def report(rows: dict[str, list[dict]], reference: list[dict], cold: dict[str, f
                 f"{statistics.median(grid):.2f}x, archive {statistics.median(arch):.2f}x"
             )
     del names
+
+
+def requests_by_process(url: str) -> Counter:
+    """Requests each API process answered so far (ganaug_api_process_requests, by pid)."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    return Counter(
+        {
+            sample.labels["pid"]: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "ganaug_api_process_requests"
+        }
+    )
+
+
+def compare_workers(names: list[str], model_id: str, data_dir: Path, args) -> None:
+    """`ganaug serve --workers N` for each name ("N"; "Nu": each process with one process's
+    compute pool, not its share of the cores; "Ns": the ORT threads shared out too), each
+    test on every server in turn, round after round; ratios against the first."""
+    cores = os.cpu_count() or 1
+    servers, counts = [], []
+    for index, name in enumerate(names):
+        count, port = int(name.rstrip("us")), 8830 + index
+        threads = {  # u: one process's pool; s: the ORT threads split too
+            "u": {"GANAUG_COMPUTE_THREADS": str(cores)},
+            "s": {"GANAUG_ORT_THREADS": str(max(1, min(4, cores // count)))},
+        }
+        env = {"GANAUG_ACCESS_LOG": "false", **threads.get(name[-1], {})}
+        command = [sys.executable, "-m", "ganaug.cli", "serve", "--port", str(port),
+                   "--no-worker", "--workers", str(count)]  # fmt: skip
+        servers.append(Variant(f"workers{name}", port, env, command=command))
+        counts.append(count)
+    one = f"/v1/models/{model_id}/samples?n=1&class=3&format=png"
+    grid = f"/v1/models/{model_id}/samples?n=64&class=0&seed=1"
+    tests = {  # (path, clients, keep-alive)
+        "healthz": ("/healthz", 8, True),
+        "one8": (one, 8, True),
+        "one8new": (one, 8, False),
+        "grid8": (grid, 8, True),
+        "grid1": (grid, 1, True),
+    }
+    rows: dict[str, list[dict]] = {server.name: [] for server in servers}
+    try:
+        for server in servers:
+            started = server.start(data_dir)
+            print(f"{server.name}: /healthz answered {started:.1f} s after start", flush=True)
+        for round_ in range(args.rounds):
+            row_of = {server.name: {"load": os.getloadavg()[0]} for server in servers}
+            for key, (path, clients, keep_alive) in tests.items():
+                for server, count in zip(servers, counts, strict=True):
+                    before = requests_by_process(server.url) if count > 1 else Counter()
+                    result = load_test(server.port, path, clients, args.seconds, keep_alive)
+                    if count > 1:
+                        took = requests_by_process(server.url) - before
+                        result["spread"] = sorted(took.values(), reverse=True)
+                    row_of[server.name][key] = result
+            for server in servers:
+                row = row_of[server.name]
+                rows[server.name].append(row)
+                print(
+                    f"round {round_} {server.name:9s} healthz x8 {row['healthz']['rps']:6.0f}/s"
+                    f"{spread(row['healthz'])}  n=1 x8 {row['one8']['rps']:5.0f}/s p99 "
+                    f"{row['one8']['p99_ms']:5.1f} ms{spread(row['one8'])}  n=1 x8 new "
+                    f"connections {row['one8new']['rps']:5.0f}/s{spread(row['one8new'])}  grid x8 "
+                    f"{row['grid8']['rps']:5.1f}/s{spread(row['grid8'])}  grid x1 p50 "
+                    f"{row['grid1']['p50_ms']:6.1f} ms  load {row['load']:.1f}",
+                    flush=True,
+                )
+    finally:
+        for server in servers:
+            server.stop()
+    base = servers[0].name
+    print(f"\nmedians over rounds of each round's ratio against {base}; {load()}")
+    for server in servers[1:]:
+        mine, theirs = rows[server.name], rows[base]
+        print(
+            f"  {server.name} vs {base}: healthz x8 req/s "
+            f"{paired_ratio(mine, theirs, 'healthz', 'rps'):.2f}x, n=1 x8 req/s "
+            f"{paired_ratio(mine, theirs, 'one8', 'rps'):.2f}x, n=1 x8 new connections "
+            f"{paired_ratio(mine, theirs, 'one8new', 'rps'):.2f}x, grid x8 req/s "
+            f"{paired_ratio(mine, theirs, 'grid8', 'rps'):.2f}x, grid x1 p50 speed "
+            f"{1 / paired_ratio(mine, theirs, 'grid1', 'p50_ms'):.2f}x"
+        )
+
+
+def spread(result: dict) -> str:
+    """How a multi-process server's processes shared a test's requests, e.g. " [412/388]"."""
+    shares = result.get("spread")
+    return f" [{'/'.join(f'{n:.0f}' for n in shares)}]" if shares else ""
+
+
+def paired_ratio(rows: list[dict], reference: list[dict], key: str, sub: str) -> float:
+    """The median over rounds of row[key][sub] / the same round's reference[key][sub]."""
+    pairs = zip(rows, reference, strict=True)
+    return statistics.median(x[key][sub] / y[key][sub] for x, y in pairs)
 
 
 def cold_starts(data_dir: Path, model_id: str, attempts: int = 3) -> None:

@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     broker_url: str = Field(EMBEDDED_BROKER, description="Celery broker; filesystem:// = embedded")
     host: str = "127.0.0.1"
     port: int = 8000
+    serve_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="API processes of `ganaug serve` on one port (docs/serving.md); one "
+        "training worker whatever the number",
+    )
 
     # who may call: API keys (`ganaug keys`), tenants, trusted hosts
     default_tenant: str = Field("default", description="the tenant of anonymous requests")

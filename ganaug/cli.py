@@ -50,18 +50,27 @@ def serve(
             "--worker/--no-worker", help="start a worker process; default: in embedded mode"
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="API processes on the port (GANAUG_SERVE_WORKERS)"),
+    ] = None,
 ) -> None:
-    """Serve the REST API; in embedded mode also run a supervised training worker process."""
+    """Serve the REST API; in embedded mode also run a supervised training worker process
+    (one, whatever the number of API processes)."""
     import uvicorn
 
     from ganaug.embedded import EmbeddedWorker
+    from ganaug.serving import ServeRun
     from service.access import startup_refusal
-    from service.app import create_app
 
     settings = get_settings()
     # The app decides from the address it is bound to whether callers may be anonymous.
     settings = settings.model_copy(
-        update={"host": host or settings.host, "port": port or settings.port}
+        update={
+            "host": host or settings.host,
+            "port": port or settings.port,
+            "serve_workers": workers or settings.serve_workers,
+        }
     )
     configure_logging(settings)
     prepare(settings)
@@ -69,30 +78,38 @@ def serve(
         typer.echo(refusal, err=True)
         raise typer.Exit(2)
     start_worker = settings.embedded if worker is None else worker
+    run = ServeRun(settings) if settings.serve_workers > 1 else None
     embedded = None
     if start_worker:
         if settings.embedded:  # our own worker was the only one: its unfinished jobs rerun
             from core.queue import requeue_interrupted
 
             requeue_interrupted(settings)
-        embedded = EmbeddedWorker(settings).start()
+        embedded = EmbeddedWorker(settings, run.worker_status_file if run else None).start()
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it under the previous handler:
-    # this one turns it into SystemExit, so the `finally` below stops the worker.
+    # this one turns it into SystemExit, so the `finally` below stops the worker. (With
+    # several processes uvicorn's supervisor takes SIGTERM, stops them and returns.)
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    options = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "info",
+        "access_log": settings.access_log,
+        "log_config": None,  # uvicorn's lines go through core.logs like ours
+    }
     try:
-        uvicorn.run(
-            create_app(
-                settings, worker_status=embedded.status if embedded else None, prepared=True
-            ),
-            host=settings.host,
-            port=settings.port,
-            log_level="info",
-            access_log=settings.access_log,
-            log_config=None,  # uvicorn's lines go through core.logs like ours
-        )
+        if run is None:
+            from service.app import create_app  # several processes each build their own
+
+            status = embedded.status if embedded else None
+            uvicorn.run(create_app(settings, worker_status=status, prepared=True), **options)
+        else:
+            run.serve(**options)
     finally:
         if embedded is not None:
             embedded.stop()
+        if run is not None:
+            run.close()
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:

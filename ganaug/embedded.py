@@ -5,11 +5,13 @@ The worker lives in its own process group (so stopping it reaches its pool proce
 dies with the serve however the serve ends (`ganaug worker --parent-pid`, see
 workers/lifecycle.py). When it dies on its own it is restarted; in embedded mode its jobs
 are put back in the queue at once, since it was the only worker and their leases need not
-run out first.
+run out first. With several API processes (`ganaug serve --workers N`) its status is also
+written to `status_file` at each change, where every API process's /readyz reads it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from core.queue import requeue_interrupted
 from core.settings import Settings
@@ -29,10 +32,12 @@ STABLE_AFTER_S = 60.0  # a worker that ran this long restarts after the first de
 
 
 class EmbeddedWorker:
-    """Start `ganaug worker`, restart it when it dies, stop it (and its pool) on `stop`."""
+    """Start `ganaug worker`, restart it when it dies, stop it (and its pool) on `stop`;
+    `status_file`: where to publish `status()` at each change (see read_status)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, status_file: Path | None = None) -> None:
         self.settings = settings
+        self.status_file = status_file
         self.restarts = 0
         self._proc: subprocess.Popen | None = None
         self._last_exit: str | None = None
@@ -49,6 +54,7 @@ class EmbeddedWorker:
         argv = [sys.executable, "-m", "ganaug.cli", "worker", "--parent-pid", str(os.getpid())]
         self._proc = subprocess.Popen(argv, start_new_session=True)
         self._started = time.monotonic()
+        self._publish()
 
     def status(self) -> str:
         """ "ok" while the worker process runs, else what happened to it (for /readyz)."""
@@ -58,6 +64,13 @@ class EmbeddedWorker:
         exited = self._last_exit or "not started"
         return f"down: {exited}; restarting (restarts so far: {self.restarts})"
 
+    def _publish(self) -> None:
+        if self.status_file is None:
+            return
+        written = self.status_file.with_suffix(".tmp")
+        written.write_text(json.dumps({"status": self.status()}))
+        os.replace(written, self.status_file)  # readers see the old status or the new one
+
     def _supervise(self) -> None:
         delay = FIRST_RESTART_DELAY_S
         while True:
@@ -66,6 +79,7 @@ class EmbeddedWorker:
             if self._stopping.is_set():
                 return
             self._last_exit = f"exited with {_describe_exit(code)} at {time.strftime('%H:%M:%S')}"
+            self._publish()
             log.error("embedded worker %s; restarting in %.0f s", self._last_exit, delay)
             _kill_group(self._proc.pid, signal.SIGKILL)  # pool processes it left, if any
             if time.monotonic() - self._started > STABLE_AFTER_S:
@@ -103,6 +117,11 @@ class EmbeddedWorker:
                 pass
         _kill_group(proc.pid, signal.SIGKILL)  # nothing of its group outlives it
         proc.wait()
+
+
+def read_status(status_file: Path) -> str:
+    """The status an EmbeddedWorker of another process published to `status_file`."""
+    return json.loads(status_file.read_text())["status"]
 
 
 def _kill_group(pgid: int, sig: int) -> bool:

@@ -91,11 +91,15 @@ class RateLimits:
     def admit(self, name: str, caller: str) -> None:
         """Count one `name` request of `caller` (a key id); ApiError 429 when over a limit."""
         items = self._items[name]
-        for item in items:
+        for item in items:  # a request refused here counts against none of its limits
             if not self._limiter.test(item, name, caller):
                 raise self._refusal(name, item, caller)
+        # `hit` checks and counts in one step (a Lua script in Redis): of concurrent
+        # requests that all passed `test`, in this process or another, only as many as
+        # the limit allows are admitted.
         for item in items:
-            self._limiter.hit(item, name, caller)
+            if not self._limiter.hit(item, name, caller):
+                raise self._refusal(name, item, caller)
 
     def _refusal(self, name: str, item: RateLimitItem, caller: str) -> ApiError:
         reset_at = self._limiter.get_window_stats(item, name, caller).reset_time

@@ -17,11 +17,19 @@ Metrics (prometheus-client, this process's registry):
 - `ganaug_onnxruntime_provider{graph, provider}` = 1: the ONNX Runtime execution provider
   the sessions of each graph (generator, classifier, evaluator, soft_labels) run on, set
   when the gateway opens one (CUDAExecutionProvider or CPUExecutionProvider).
+
+Several API processes (`ganaug serve --workers N`) run in prometheus-client's multi-process
+mode (PROMETHEUS_MULTIPROC_DIR, set by ganaug.serving): each process writes its counts to
+files there and /metrics, whichever process answers, sums every process's, so the
+counters and histograms are the service's totals. The provider gauge is the maximum over
+processes, and `ganaug_api_process_requests{pid}` (only in this mode) counts the requests
+each process answered, to see how the load spreads.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import uuid
@@ -37,6 +45,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from starlette.datastructures import Headers, MutableHeaders
@@ -52,6 +61,7 @@ log = logging.getLogger("ganaug.api")
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 METRICS_PATH = "/metrics"
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's name
 MODEL_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 REPORT_STATUSES = ("none", "pending", "queued", "running", "succeeded", "failed")
 
@@ -93,6 +103,7 @@ ORT_PROVIDER = Gauge(
     "1 for the ONNX Runtime execution provider each graph's sessions run on",
     ["graph", "provider"],
     registry=None,
+    multiprocess_mode="max",  # 1 if any API process opened such a session
 )
 
 
@@ -104,25 +115,45 @@ def record_provider(graph: str, providers: list[str]) -> None:
 
 
 class Metrics:
-    """The gateway's Prometheus registry: request counters and the database's job gauges."""
+    """The gateway's Prometheus registry: request counters and the database's job gauges;
+    in multi-process mode (MULTIPROCESS_DIR_ENV set) the counts of every API process."""
 
     def __init__(self, settings: Settings) -> None:
-        self.registry = CollectorRegistry()
+        folder = os.environ.get(MULTIPROCESS_DIR_ENV)
+        self.registry = CollectorRegistry()  # what /metrics renders
+        # In multi-process mode counts go to this process's files, rendered from there.
+        counted = None if folder else self.registry
         self.requests = Counter(
             "ganaug_http_requests",
             "HTTP requests answered, by method, route template and status",
             ["method", "route", "status"],
-            registry=self.registry,
+            registry=counted,
         )
         self.latency = Histogram(
             "ganaug_http_request_duration_seconds",
             "Time to answer (until the response starts), by method and route template",
             ["method", "route"],
-            registry=self.registry,
+            registry=counted,
         )
-        self.registry.register(SAMPLES_SERVED)
-        self.registry.register(ORT_PROVIDER)
+        self.by_process: Gauge | None = None
+        if folder:
+            self.by_process = Gauge(
+                "ganaug_api_process_requests",
+                "HTTP requests answered by each API process (ganaug serve --workers N)",
+                registry=None,
+                multiprocess_mode="all",  # one sample per process, labelled with its pid
+            )
+            MultiProcessCollector(self.registry, folder)  # every process's files, summed
+        else:
+            self.registry.register(SAMPLES_SERVED)
+            self.registry.register(ORT_PROVIDER)
         self.registry.register(JobsCollector(settings))
+
+    def count(self, method: str, route: str, status: int) -> None:
+        """Count one answered request."""
+        self.requests.labels(method, route, str(status)).inc()
+        if self.by_process is not None:
+            self.by_process.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -207,7 +238,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_time)
         finally:
-            self.metrics.requests.labels(scope["method"], _route(scope), str(status)).inc()
+            self.metrics.count(scope["method"], _route(scope), status)
 
 
 def _route(scope: Scope) -> str:

@@ -339,6 +339,16 @@ def check_urls_point_at_compose_services(d: Deployment) -> None:
     assert brokers == {flower}, f"flower watches {flower}, ganaug uses {brokers}"
 
 
+def check_api_processes_share_rate_limits(d: Deployment) -> None:
+    """The api's process count comes from the env file, and its processes count rate limits
+    in redis together (in memory each would allow a key the whole limit)."""
+    env = environment(d.services["api"])
+    workers = env.get("GANAUG_SERVE_WORKERS", "")
+    assert re.fullmatch(r"\$\{GANAUG_SERVE_WORKERS:-[1-9]\d*\}", workers), workers
+    storage = urlsplit(env.get("GANAUG_RATE_LIMIT_STORAGE_URL", "memory://"))
+    assert storage.scheme == "redis" and storage.hostname in d.services, storage
+
+
 def check_image_builds_from_the_packages(d: Deployment) -> None:
     builder, final = d.stages[0], d.final
     assert len(d.stages) >= 2, "not multi-stage"
@@ -376,6 +386,7 @@ CHECKS = [
     check_volumes,
     check_no_hard_coded_secrets,
     check_urls_point_at_compose_services,
+    check_api_processes_share_rate_limits,
     check_image_builds_from_the_packages,
 ]
 
@@ -497,6 +508,14 @@ BREAKS: dict[str, tuple[Callable, Callable[[Deployment], None]]] = {
     "flower watches another broker": (
         check_urls_point_at_compose_services,
         lambda d: _set_env(d.services["flower"], "CELERY_BROKER_URL", "redis://redis:6379/1"),
+    ),
+    "api processes count rate limits each in memory": (
+        check_api_processes_share_rate_limits,
+        lambda d: _set_env(d.services["api"], "GANAUG_RATE_LIMIT_STORAGE_URL", "memory://"),
+    ),
+    "api process count not from the env file": (
+        check_api_processes_share_rate_limits,
+        lambda d: _set_env(d.services["api"], "GANAUG_SERVE_WORKERS", "4"),
     ),
     "a package is not copied into the image": (
         check_image_builds_from_the_packages,
