@@ -25,7 +25,7 @@ def build_routes(app: FastAPI) -> int:
     """Build every route's dependency tree and validators; returns how many routes.
 
     FastAPI >= 0.137 includes a router lazily and builds its routes on the first request
-    that reaches it: for /v1/models that was 45-110 ms of the first request (pydantic type
+    that reaches it: for /v1/models that was 45-115 ms of the first request (pydantic type
     adapters of each route's parameters), the largest part of what the warm-up left
     (benchmarks/results/serving.md). Walking the routes builds them once, as the OpenAPI
     schema does, without its cost.
