@@ -314,7 +314,7 @@ def main() -> None:
         "pool1": Variant("pool1", 8808, {"GANAUG_COMPUTE_THREADS": "1"}),
     }
     if args.cold:
-        cold_starts(data_dir, model_id)
+        cold_starts(data_dir, model_id, args.main_dir)
     variants = [all_variants[name] for name in args.variants.split(",") if name]
     try:
         measure(variants, work, model_id, data_dir, args)
@@ -511,25 +511,45 @@ def paired_ratio(rows: list[dict], reference: list[dict], key: str, sub: str) ->
     return statistics.median(x[key][sub] / y[key][sub] for x, y in pairs)
 
 
-def cold_starts(data_dir: Path, model_id: str, attempts: int = 3) -> None:
-    """First grid request of a fresh server against the median of its next 5, with the
-    start-up warm-up and without (GANAUG_WARM_MODELS=0), alternating."""
+def cold_starts(data_dir: Path, model_id: str, main_dir: Path, attempts: int = 5) -> None:
+    """First grid request of a fresh server against the median of its next 5, alternating
+    (a 2x2 of the two start-up warm-ups): this code (routes built, models warmed), this code
+    with GANAUG_WARM_MODELS=0 (routes only), main's code (models only) and main's with
+    GANAUG_WARM_MODELS=0 (nothing). Each request opens a new connection, as a new user's
+    does, from one client made beforehand: httpx.get's own set-up (50-100 ms at load 6-8)
+    would add to both sides of the ratio."""
     grid = f"/v1/models/{model_id}/samples?n=64&class=0&seed=1"
-    for _ in range(attempts):
-        for name, env in (("warm-up", {}), ("no warm-up", {"GANAUG_WARM_MODELS": "0"})):
-            variant = Variant(name.replace(" ", "-"), 8820, env)
-            variant.start(data_dir)
-            try:
-                url = variant.url + grid
-                times = [timed(lambda url=url: httpx.get(url, timeout=60), 1) for _ in range(6)]
-            finally:
-                variant.stop()
-            rest = statistics.median(times[1:])
-            print(
-                f"{name:10s}: first {1000 * times[0]:.0f} ms, then {1000 * rest:.0f} ms: "
-                f"{times[0] / rest:.2f}x; {load()}",
-                flush=True,
-            )
+    variants = {
+        "this": (ROOT, {}),
+        "routes only": (ROOT, {"GANAUG_WARM_MODELS": "0"}),
+        "models only": (main_dir, {}),
+        "nothing": (main_dir, {"GANAUG_WARM_MODELS": "0"}),
+    }
+    ratios: dict[str, list[float]] = {name: [] for name in variants}
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(base_url="http://127.0.0.1:8820", limits=fresh, timeout=60) as client:
+        for _ in range(attempts):
+            for name, (code_dir, env) in variants.items():
+                variant = Variant(name.replace(" ", "-"), 8820, env, code_dir=code_dir)
+                variant.start(data_dir)
+                try:
+                    times = [
+                        timed(lambda: client.get(grid).raise_for_status(), 1) for _ in range(6)
+                    ]
+                finally:
+                    variant.stop()
+                rest = statistics.median(times[1:])
+                ratios[name].append(times[0] / rest)
+                print(
+                    f"{name:11s}: first {1000 * times[0]:.0f} ms, then {1000 * rest:.0f} ms: "
+                    f"{times[0] / rest:.2f}x; {load()}",
+                    flush=True,
+                )
+    for name, values in ratios.items():
+        print(
+            f"cold/warm {name:11s}: median {statistics.median(values):.2f}x, "
+            f"range {min(values):.2f}-{max(values):.2f}x over {len(values)} starts"
+        )
 
 
 def rss(data_dir: Path, main_dir: Path) -> None:

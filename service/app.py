@@ -22,7 +22,7 @@ from service.routes import datasets, health, models, reports
 from service.routes.dashboard import install_dashboard
 from service.telemetry import Metrics, MetricsMiddleware, RequestIdMiddleware
 from service.telemetry import router as metrics_router
-from service.warmup import warm_models
+from service.warmup import build_routes, warm_models
 
 log = logging.getLogger("ganaug.api")
 
@@ -50,6 +50,7 @@ def create_app(
             log.warning("anonymous mode: %s", auth["warning"])
         else:
             log.info("API keys required; trusted hosts: %s", ", ".join(trusted_hosts(settings)))
+        build_routes(app)
         warm_models(settings)
         yield
         app.state.compute.close()

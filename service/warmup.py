@@ -1,12 +1,14 @@
-"""Open the generator sessions of the newest succeeded models at start-up, before the
-server accepts requests, so the first sample request is not the one that pays for loading
-and ORT's first-run allocations (issue 12: the first grid after start took 3-4x a warm
-one). Bounded by settings.warm_models."""
+"""Start-up work done before the server accepts requests, so the first request is not the
+one that pays for it (issue 12: the first grid after start took 3-4x a warm one): build the
+routes, and open and run the generator sessions of the newest succeeded models (bounded by
+settings.warm_models). Nothing here fails start-up."""
 
 from __future__ import annotations
 
 import logging
 
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 from sqlalchemy import select
 
 from core.db.session import session_scope
@@ -17,6 +19,22 @@ from models.images import encode_png, image_grid
 from service import generation
 
 log = logging.getLogger("ganaug.api")
+
+
+def build_routes(app: FastAPI) -> int:
+    """Build every route's dependency tree and validators; returns how many routes.
+
+    FastAPI >= 0.137 includes a router lazily and builds its routes on the first request
+    that reaches it: for /v1/models that was 45-115 ms of the first request (pydantic type
+    adapters of each route's parameters), the largest part of what the warm-up left
+    (benchmarks/results/serving.md). Walking the routes builds them once, as the OpenAPI
+    schema does, without its cost.
+    """
+    try:
+        return sum(1 for _ in iter_route_contexts(app.routes))
+    except Exception:  # a route that cannot build fails its own requests, not start-up
+        log.exception("building the routes at start-up failed")
+        return 0
 
 
 def newest_model_ids(settings: Settings, limit: int) -> list[str]:

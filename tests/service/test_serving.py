@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
+import fastapi.routing
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -29,6 +30,7 @@ from models.truncation import sample_latents
 from service import generation
 from service.app import create_app
 from service.compute import Compute
+from service.routes.models import get_samples
 from service.zipstream import ZipStream
 from tests.factories import SHAPES
 from tests.service.served import upload_trained_model
@@ -227,6 +229,33 @@ def test_start_up_opens_the_newest_models_sessions(servers):
     cold = settings.model_copy(update={"warm_models": 0})
     with TestClient(create_app(cold), base_url="http://localhost"):
         assert generation._sampler.cache_info().currsize == 0
+
+
+def test_start_up_builds_the_routes_so_the_first_request_builds_none(servers, monkeypatch):
+    """FastAPI builds an included router's routes (dependency trees, validators) on the
+    first request that reaches it; the gateway builds them at start-up, so a first sample
+    request after start builds none. Without start-up, the same request builds them (the
+    spy sees route building at all)."""
+    built: list = []
+    build = fastapi.routing.get_dependant
+
+    def spy(**kwargs):
+        built.append(kwargs["call"])
+        return build(**kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "get_dependant", spy)
+    url = f"/v1/models/{servers.plain_id}/samples"
+    with TestClient(create_app(servers.plain_settings), base_url="http://localhost") as client:
+        assert get_samples in built  # at start-up
+        built.clear()
+        assert client.get(url, params={"n": 2, "seed": 1}).status_code == 200
+    assert built == []
+    unstarted = create_app(servers.plain_settings)
+    try:
+        response = TestClient(unstarted, base_url="http://localhost").get(url, params={"n": 2})
+    finally:
+        unstarted.state.compute.close()  # what its lifespan would have done
+    assert response.status_code == 200 and get_samples in built
 
 
 def test_png_level_changes_size_not_pixels(tiny_model, tmp_path):
