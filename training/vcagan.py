@@ -15,7 +15,9 @@ losses:
 With `balanced_warmup` N > 0 (the author's later CGPGAN code, not the paper) the first N
 critic steps pick each real image's class from its probabilities centred over the batch,
 argmax(softmax(Q(x)) - E_batch softmax(Q(x))), which spreads the batch over the classes, and
-P(C) stays uniform meanwhile (the centred probabilities average to 1/d_c).
+P(C) stays uniform meanwhile (the centred probabilities average to 1/d_c). With
+`creg_images` fake (the same code) the classifier penalty is taken on the fakes instead,
+E_z,c |∇_x (1 - softmax(Q(x))·c)²|² at x = G(z, c).
 
 Q(x) is the classifier's logits. Virtual classes with P(C) >= min_class_probability are the
 discovered classes (`discovered_classes`). `PointTrainer` trains MLPs on low-dimensional
