@@ -20,6 +20,7 @@ at the default steps is meant to stay under 30 CPU minutes (its time is in the t
 
     python benchmarks/unlabelled.py                       # both datasets, lambda 1, 5, 10
     python benchmarks/unlabelled.py --datasets digits --lambdas 5 --steps 3000
+    python benchmarks/unlabelled.py --datasets fashion --lambdas 5 --balanced-warmup 0.3
     python benchmarks/unlabelled.py --tiny --results /tmp/unlabelled   # seconds: a smoke run
 """
 
@@ -147,6 +148,8 @@ def unit_key(row: dict) -> tuple:
         row["n"],
         prior_decay(row),
         latent_size(row),
+        balanced_steps(row),
+        penalised_images(row),
     )
 
 
@@ -160,6 +163,16 @@ def latent_size(row: dict) -> int | None:
     return None if row["method"] == "kmeans" else row.get("z_dim", 64)
 
 
+def balanced_steps(row: dict) -> int | None:
+    """The unit's balanced warm-up in critic steps; rows written before it existed had none."""
+    return None if row["method"] == "kmeans" else row.get("balanced_warmup", 0)
+
+
+def penalised_images(row: dict) -> str | None:
+    """Where the unit's classifier penalty was taken; rows before the option: real images."""
+    return None if row["method"] == "kmeans" else row.get("creg_images", "real")
+
+
 def write_table(rows: list[dict], path: Path) -> None:
     """The results table: every unit with its NMI ratio to k-means of the same dataset and
     seed, the targets' verdicts, and the paper's MNIST figures beside."""
@@ -171,11 +184,15 @@ def write_table(rows: list[dict], path: Path) -> None:
         "labels never reach training, they only score the clusters). NMI ratio: vcagan's NMI "
         "over k-means' on the same images and seed (target >= 1.3); clusters: classes kept "
         "with P(C) >= min_class_probability (target at lambda_creg 5: true count +- 3); "
-        "H: entropy of P(C) in nats. CPU time is process time of the whole unit.",
+        "H: entropy of P(C) in nats; balanced: `balanced_warmup` steps (real images assigned "
+        "by batch-centred probabilities, P(C) uniform); creg on: `creg_images`, the images the "
+        "classifier penalty is taken on. CPU time is process time of the whole "
+        "unit.",
         "",
-        "| dataset | n | method | lambda_creg | prior_decay | z_dim | steps | seed "
+        "| dataset | n | method | lambda_creg | creg on | prior_decay | z_dim | balanced "
+        "| steps | seed "
         "| clusters (non-empty) | H | NMI | ARI | accuracy | NMI ratio | CPU min | targets |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda r: (r["dataset"], r["method"] != "kmeans", unit_key(r))):
         base = kmeans.get((r["dataset"], r["seed"], r["n"]))
@@ -190,7 +207,9 @@ def write_table(rows: list[dict], path: Path) -> None:
         entropy = "-" if r["entropy"] is None else f"{r['entropy']:.2f}"
         lines.append(
             f"| {r['dataset']} | {r['n']} | {r['method']} | {r['lambda_creg'] or '-'} "
-            f"| {prior_decay(r) or '-'} | {latent_size(r) or '-'} | {r['steps'] or '-'} "
+            f"| {penalised_images(r) or '-'} "
+            f"| {prior_decay(r) or '-'} | {latent_size(r) or '-'} "
+            f"| {'-' if balanced_steps(r) is None else balanced_steps(r)} | {r['steps'] or '-'} "
             f"| {r['seed']} "
             f"| {r['clusters']}{nonempty} "
             f"| {entropy} | {r['nmi']:.3f} "
@@ -241,6 +260,19 @@ def main() -> None:
         default=training.TrainConfig(method="vcagan").z_dim,
         help="G's latent size (default: vcagan's)",
     )
+    parser.add_argument(
+        "--balanced-warmup",
+        type=float,
+        default=0.0,
+        help="vcagan's balanced_warmup as a fraction of the steps (the author's CGPGAN: 0.3)",
+    )
+    parser.add_argument(
+        "--creg-images",
+        choices=["real", "fake"],
+        default="real",
+        help="vcagan's creg_images: the classifier penalty on real images (the paper) or on "
+        "fakes (the author's CGPGAN, which weights it 0.1: pass --lambdas 0.1)",
+    )
     parser.add_argument("--tiny", action="store_true", help="300 images, 20 steps: a smoke run")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the results")
     args = parser.parse_args()
@@ -250,6 +282,7 @@ def main() -> None:
         x, y = load_dataset(name, args.tiny)
         steps = 20 if args.tiny else args.steps or DEFAULT_STEPS[name]
         common = {"dataset": name, "n": len(x), "true_classes": len(np.unique(y))}
+        balanced = round(args.balanced_warmup * steps)
         for seed in args.seeds:
             units = [("kmeans", None)] + [("vcagan", lam) for lam in args.lambdas]
             for method, lam in units:
@@ -262,6 +295,8 @@ def main() -> None:
                 if method == "vcagan":
                     row["prior_decay"] = args.prior_decay
                     row["z_dim"] = args.z_dim
+                    row["balanced_warmup"] = balanced
+                    row["creg_images"] = args.creg_images
                 if unit_key(row) in {unit_key(r) for r in done_units(jsonl)}:
                     continue
                 if method == "kmeans":
@@ -272,6 +307,8 @@ def main() -> None:
                         "lambda_creg": lam,
                         "prior_decay": args.prior_decay,
                         "z_dim": args.z_dim,
+                        "balanced_warmup": balanced,
+                        "creg_images": args.creg_images,
                         "max_classes": args.max_classes,
                         "steps": steps,
                         "seed": seed,
@@ -280,6 +317,8 @@ def main() -> None:
                         **NETWORKS[name],
                     }
                     tag = f"creg{lam:g}-decay{args.prior_decay:g}-z{args.z_dim}-seed{seed}"
+                    tag += f"-balanced{balanced}" if balanced else ""
+                    tag += "-cregfake" if args.creg_images == "fake" else ""
                     grid = args.results / "unlabelled" / f"{name}-{tag}.png"
                     with tempfile.TemporaryDirectory() as work:
                         row |= {"options": options}

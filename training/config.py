@@ -83,6 +83,8 @@ VIRTUAL_LABEL_OPTIONS = (
     "lambda_cls",
     "prior_decay",
     "prior_warmup",
+    "balanced_warmup",
+    "creg_images",
     "min_class_probability",
 )
 
@@ -316,6 +318,20 @@ class TrainConfig(BaseModel, extra="forbid"):
         ge=0,
         description="vcagan: critic steps during which P(C) stays uniform before its moving "
         "average starts (beyond the paper, which starts the average at once; 0 = off)",
+    )
+    balanced_warmup: int = Field(
+        0,
+        ge=0,
+        description="vcagan: critic steps during which each real image's class is the argmax "
+        "of its probabilities minus the batch's mean (spreading each batch over the classes) "
+        "and P(C) stays uniform (the author's later CGPGAN code, 30 % of its training; beyond "
+        "the paper; 0 = off)",
+    )
+    creg_images: Literal["real", "fake"] = Field(
+        "real",
+        description="vcagan: where the classifier gradient penalty is taken: real (the "
+        "paper's E|grad_x Q(x)_argmax|^2 on real images) or fake (the author's later CGPGAN "
+        "code: E|grad (1 - softmax(Q(G(z, c)))·c)^2|^2 on fakes, which it weights 0.1)",
     )
     min_class_probability: float = Field(
         0.01,

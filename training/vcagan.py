@@ -12,6 +12,13 @@ losses:
     generator: f_g(D(G(z, c))·c)                  (adversarial only: no classification loss)
     P(C) ← decay P(C) + (1 - decay) E_x softmax(Q(x)) on each real batch; fakes draw c ~ P(C)
 
+With `balanced_warmup` N > 0 (the author's later CGPGAN code, not the paper) the first N
+critic steps pick each real image's class from its probabilities centred over the batch,
+argmax(softmax(Q(x)) - E_batch softmax(Q(x))), which spreads the batch over the classes, and
+P(C) stays uniform meanwhile (the centred probabilities average to 1/d_c). With
+`creg_images` fake (the same code) the classifier penalty is taken on the fakes instead,
+E_z,c |∇_x (1 - softmax(Q(x))·c)²|² at x = G(z, c).
+
 Q(x) is the classifier's logits. Virtual classes with P(C) >= min_class_probability are the
 discovered classes (`discovered_classes`). `PointTrainer` trains MLPs on low-dimensional
 points (the paper's 2-D mixture); `VirtualLabelTrainer` trains the image networks of
@@ -55,17 +62,27 @@ class VirtualLabelLoss:
     lambda_cls: float  # CE(c, Q(G(z, c))): Q learns the fakes' virtual classes
     lambda_creg: float  # classifier gradient penalty: larger = smoother Q = fewer clusters
     r1_weight: float  # R1 on real images, r1_weight / 2 * E|grad D(x)·ĉ|^2
+    creg_images: Literal["real", "fake"] = "real"  # where the classifier penalty is taken
 
     def critic(
-        self, critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, fake_classes: torch.Tensor
+        self,
+        critic: nn.Module,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        fake_classes: torch.Tensor,
+        *,
+        balanced: bool = False,
     ) -> tuple[torch.Tensor, Stats, torch.Tensor]:
-        """(loss to minimise, detached stats, Q's mean probabilities on `real` (d_c,))."""
-        penalised = self.lambda_creg > 0 or self.r1_weight > 0
-        real = real.detach().requires_grad_(penalised)
+        """(loss to minimise, detached stats, Q's mean probabilities on `real` (d_c,)).
+        `balanced`: pick the real images' classes by `real_image_classes`' centred argmax."""
+        creg_fake = self.lambda_creg > 0 and self.creg_images == "fake"
+        penalised_real = self.r1_weight > 0 or (self.lambda_creg > 0 and not creg_fake)
+        real = real.detach().requires_grad_(penalised_real)
         adv_real, logits_real = critic(real)  # (B, d_c), (B, d_c)
-        real_classes = logits_real.argmax(dim=1, keepdim=True).detach()  # (B, 1)
+        real_classes = real_image_classes(logits_real.detach(), balanced)  # (B, 1)
         score_real = adv_real.gather(1, real_classes).squeeze(1)  # (B,)
-        adv_fake, logits_fake = critic(fake.detach())  # (B, d_c), (B, d_c)
+        fake = fake.detach().requires_grad_(creg_fake)
+        adv_fake, logits_fake = critic(fake)  # (B, d_c), (B, d_c)
         score_fake = adv_fake.gather(1, fake_classes[:, None]).squeeze(1)  # (B,)
         if self.adversarial == "bce":
             adversarial = F.softplus(-score_real).mean() + F.softplus(score_fake).mean()
@@ -73,10 +90,19 @@ class VirtualLabelLoss:
             adversarial = F.relu(1 - score_real).mean() + F.relu(1 + score_fake).mean()
         classification = F.cross_entropy(logits_fake, fake_classes)
         loss = adversarial + self.lambda_cls * classification
-        stats: Stats = {"d_adv": adversarial.detach(), "d_cls": classification.detach()}
+        stats: Stats = {
+            "d_adv": adversarial.detach(),
+            "d_cls": classification.detach(),
+            # how many virtual classes the real batch was spread over (1: all in one)
+            "real_classes": F.one_hot(real_classes[:, 0], adv_real.shape[1]).amax(0).sum().float(),
+        }
         if self.lambda_creg > 0:
-            top_logit = logits_real.gather(1, real_classes).squeeze(1)  # (B,)
-            creg = squared_gradient_norm(top_logit, real)
+            if creg_fake:  # the author's CGPGAN: the gradient of (1 - softmax(Q(G(z, c)))·c)^2
+                fake_prob = logits_fake.softmax(dim=1).gather(1, fake_classes[:, None])  # (B, 1)
+                creg = squared_gradient_norm((1 - fake_prob).square().squeeze(1), fake)
+            else:  # the paper's Algorithm 1: the gradient of Q(x)·ĉ on real images
+                top_logit = logits_real.gather(1, real_classes).squeeze(1)  # (B,)
+                creg = squared_gradient_norm(top_logit, real)
             loss = loss + self.lambda_creg * creg
             stats["creg"] = creg.detach()
         if self.r1_weight > 0:
@@ -100,7 +126,27 @@ class VirtualLabelLoss:
         adversarial = config.adversarial_loss
         if adversarial == "wasserstein":
             raise ValueError("vcagan takes a bce or hinge adversarial loss")
-        return cls(adversarial, config.lambda_cls, config.lambda_creg, config.r1_weight)
+        return cls(
+            adversarial,
+            config.lambda_cls,
+            config.lambda_creg,
+            config.r1_weight,
+            config.creg_images,
+        )
+
+
+def real_image_classes(logits: torch.Tensor, balanced: bool = False) -> torch.Tensor:
+    """Each real image's virtual class for the adversarial term, (B, 1) from logits (B, d_c).
+
+    Plain (Algorithm 1): argmax Q(x). Balanced (the author's CGPGAN warm-up): the argmax of
+    softmax(Q(x)) minus its batch mean, so an image goes to the class it favours more than
+    the batch does; when Q starts out preferring one class for every image, the batch is
+    still spread over the classes. (The author adds 1/d_c back, which moves no argmax.)
+    """
+    if not balanced:
+        return logits.argmax(dim=1, keepdim=True)
+    probs = logits.softmax(dim=1)  # (B, d_c)
+    return (probs - probs.mean(dim=0, keepdim=True)).argmax(dim=1, keepdim=True)
 
 
 def squared_gradient_norm(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
@@ -113,18 +159,42 @@ class CategoricalPrior:
     """P(C): an exponential moving average of the classifier's probabilities on real images,
     uniform at the start; fake classes are drawn from it. With `warmup` > 0 it stays uniform
     for that many updates first (beyond the paper), so Q learns from fakes of every class
-    before the prior can favour the classes Q happens to prefer early."""
+    before the prior can favour the classes Q happens to prefer early. With
+    `balanced_warmup` > 0 it also stays uniform that long, and `balancing` tells the critic
+    step to assign the real images by centred probabilities meanwhile (the author's CGPGAN:
+    P(C) averages the centred probabilities then, whose mean is uniform)."""
 
     def __init__(
-        self, num_classes: int, decay: float, device: torch.device | str = "cpu", warmup: int = 0
+        self,
+        num_classes: int,
+        decay: float,
+        device: torch.device | str = "cpu",
+        warmup: int = 0,
+        balanced_warmup: int = 0,
     ):
-        self.decay, self.warmup, self.updates = decay, warmup, 0
+        self.decay, self.warmup, self.balanced_warmup = decay, warmup, balanced_warmup
+        self.updates = 0
         self.probs = torch.full((num_classes,), 1 / num_classes, device=device)  # (d_c,)
+
+    @property
+    def balancing(self) -> bool:
+        """Whether the next critic step is in the balanced warm-up."""
+        return self.updates < self.balanced_warmup
 
     def update(self, batch_probs: torch.Tensor) -> None:
         self.updates += 1
-        if self.updates > self.warmup:
+        if self.updates > max(self.warmup, self.balanced_warmup):
             self.probs.lerp_(batch_probs.to(self.probs.dtype), 1 - self.decay)
+
+    @classmethod
+    def of(cls, config: TrainConfig, device: torch.device | str = "cpu") -> CategoricalPrior:
+        return cls(
+            config.max_classes,
+            config.prior_decay,
+            device,
+            warmup=config.prior_warmup,
+            balanced_warmup=config.balanced_warmup,
+        )
 
     def sample(self, n: int, rng: torch.Generator | None = None) -> torch.Tensor:
         return torch.multinomial(self.probs, n, replacement=True, generator=rng)  # (n,)
@@ -180,7 +250,9 @@ def virtual_label_step(
         with torch.no_grad():
             classes = prior.sample(batch_size)
             fake = generator(torch.randn(batch_size, z_dim, device=device), classes)
-        d_loss, d_stats, real_probs = loss.critic(critic, real, fake, classes)
+        d_loss, d_stats, real_probs = loss.critic(
+            critic, real, fake, classes, balanced=prior.balancing
+        )
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
@@ -215,7 +287,7 @@ class PointTrainer:
         self.opt_g = torch.optim.Adam(self.generator.parameters(), config.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), config.lr_d, betas=betas)
         self.loss = VirtualLabelLoss.of(config)
-        self.prior = CategoricalPrior(classes, config.prior_decay, warmup=config.prior_warmup)
+        self.prior = CategoricalPrior.of(config)
 
     def _sample_real(self, n: int) -> torch.Tensor:
         return self.points[torch.randint(len(self.points), (n,))]
@@ -294,9 +366,7 @@ class VirtualLabelTrainer(Trainer):
         )
         self._place_and_optimise(acceleration)
         self.virtual_loss = VirtualLabelLoss.of(config)
-        self.prior = CategoricalPrior(
-            classes, config.prior_decay, device, warmup=config.prior_warmup
-        )
+        self.prior = CategoricalPrior.of(config, device)
         self.augment = AdaptiveAugment(1.0, None, config.ada_kimg)  # unused; in checkpoints
         self._fake = None  # Trainer's cached fake batch: vcagan draws fresh fakes every step
         self.steps_done = 0

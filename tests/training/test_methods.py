@@ -383,6 +383,8 @@ OLD_DEFAULT = {
     "lambda_cls": 1.0,
     "prior_decay": 0.999,
     "prior_warmup": 0,
+    "balanced_warmup": 0,
+    "creg_images": "real",
     "min_class_probability": 0.01,
 }
 # The options that differ between methods, as each method fills them when left out.

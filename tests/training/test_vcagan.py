@@ -20,6 +20,8 @@ from training.vcagan import (
     VirtualLabelLoss,
     discovered_classes,
     entropy,
+    real_image_classes,
+    virtual_label_step,
 )
 
 # The paper's 2-D mixture of four Gaussians (s.d. 0.3).
@@ -117,6 +119,71 @@ def test_prior_warmup_holds_p_c_uniform_then_averages_and_resumes_its_count():
     assert resumed.probs.tolist() == pytest.approx([0.325, 0.225, 0.225, 0.225])
 
 
+# Logits of 4 images over 4 classes that every image's raw argmax puts in class 0, while
+# image i favours class i more than the batch does (the balanced warm-up's case).
+ONE_CLASS_LOGITS = 3 * torch.eye(4) + torch.tensor([4.0, 0.0, 0.0, 0.0])
+
+
+def test_centred_assignment_spreads_a_batch_that_the_argmax_puts_in_one_class():
+    assert real_image_classes(ONE_CLASS_LOGITS).flatten().tolist() == [0, 0, 0, 0]
+    balanced = real_image_classes(ONE_CLASS_LOGITS, balanced=True)
+    assert balanced.flatten().tolist() == [0, 1, 2, 3]
+
+
+class LinearCritic(torch.nn.Module):
+    """Adversarial scores and class logits both ONE_CLASS_LOGITS' map of one-hot inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(3 * torch.eye(4))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = x @ self.weight + torch.tensor([4.0, 0.0, 0.0, 0.0])  # (B, 4)
+        return logits, logits
+
+
+class OneHotGenerator(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, z: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(classes, 4).float() + 0 * self.unused  # (B, 4)
+
+
+def test_balanced_warmup_spreads_the_real_batch_then_uses_the_argmax_again():
+    """During the warm-up the real batch is spread over the classes and P(C) stays uniform;
+    after it the raw argmax puts every image in class 0 and P(C) moves towards it; a
+    prior resumed mid-warm-up is still in it."""
+    critic, generator = LinearCritic(), OneHotGenerator()
+    prior = CategoricalPrior(4, decay=0.9, balanced_warmup=2)
+    frozen = {"lr": 0.0}  # the critic must keep its logits for the test to read them
+    step = {
+        "generator": generator,
+        "critic": critic,
+        "opt_g": torch.optim.SGD(generator.parameters(), **frozen),
+        "opt_d": torch.optim.SGD(critic.parameters(), **frozen),
+        "loss": VirtualLabelLoss("bce", lambda_cls=1.0, lambda_creg=1.0, r1_weight=1.0),
+        "prior": prior,
+        "sample_real": lambda n: torch.eye(4),  # the 4 images of ONE_CLASS_LOGITS
+        "z_dim": 2,
+        "batch_size": 4,
+        "n_critic": 1,
+    }
+    spread = []
+    for _ in range(2):
+        stats, _ = virtual_label_step(**step)
+        spread.append(float(stats["real_classes"]))
+    assert spread == [4.0, 4.0]
+    assert prior.probs.tolist() == pytest.approx([0.25] * 4)
+    resumed = CategoricalPrior(4, decay=0.9, balanced_warmup=3)
+    resumed.load_state_dict(prior.state_dict())
+    assert resumed.balancing and not prior.balancing
+    stats, _ = virtual_label_step(**step)
+    assert float(stats["real_classes"]) == 1.0
+    assert prior.probs[0] > 0.25 + 0.05  # the average started: Q's raw means favour class 0
+
+
 def test_discovered_classes_keep_the_probable_ones_most_probable_first():
     prior = [0.05, 0.3, 0.009, 0.3, 0.341]
     assert discovered_classes(prior, 0.01) == [4, 1, 3, 0]
@@ -157,12 +224,33 @@ def test_critic_loss_has_the_penalties_it_is_given():
     assert float(probs.sum()) == pytest.approx(1.0)
 
 
+def test_classifier_penalty_on_fakes_is_the_gradient_of_the_missed_class_probability():
+    """creg_images fake (the author's CGPGAN): |grad_x (1 - softmax(Q(x))·c)^2|^2 on the fakes
+    x = G(z, c), whatever the real images are."""
+    from models.networks import PointCritic
+
+    torch.manual_seed(0)
+    critic = PointCritic(num_classes=4, adv_outputs=4)
+    fake, classes = torch.randn(16, 2), torch.randint(4, (16,))
+    on_fakes = VirtualLabelLoss("bce", 1.0, lambda_creg=0.1, r1_weight=0.0, creg_images="fake")
+    _, stats_a, _ = on_fakes.critic(critic, torch.randn(16, 2), fake, classes)
+    _, stats_b, _ = on_fakes.critic(critic, torch.randn(16, 2), fake, classes)
+    x = fake.clone().requires_grad_(True)
+    missed = 1 - critic(x)[1].softmax(dim=1).gather(1, classes[:, None])  # (16, 1)
+    (grad,) = torch.autograd.grad(missed.square().sum(), x)
+    expected = grad.square().sum(dim=1).mean()
+    assert float(stats_a["creg"]) == pytest.approx(float(expected), rel=1e-5)
+    assert float(stats_b["creg"]) == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_vcagan_defaults_are_the_papers_where_they_serve():
     config = TrainConfig(method="vcagan")
     assert (config.lr_g, config.lr_d, config.beta1, config.beta2) == (1e-3, 1e-3, 0.0, 0.99)
     assert (config.r1_weight, config.lambda_cls, config.n_critic) == (1.0, 1.0, 1)
     assert config.min_class_probability == 0.01 and config.prior_decay == 0.999
     assert config.prior_warmup == 0  # the warm-up is beyond the paper: off
+    assert config.balanced_warmup == 0  # so is the author's later balanced warm-up
+    assert config.creg_images == "real"  # the paper's penalty, on real images
     assert config.diffaugment == "" and config.mode_seeking == 0 and config.ada_target is None
     # stored configs validate again unchanged (the worker re-reads them)
     assert TrainConfig.model_validate(config.model_dump()) == config
@@ -177,6 +265,10 @@ def test_vcagan_defaults_are_the_papers_where_they_serve():
         ({"method": "acgan", "max_classes": 4}, "max_classes apply to vcagan only"),
         ({"method": "cgan", "prior_warmup": 100}, "prior_warmup apply to vcagan only"),
         ({"method": "vcagan", "prior_warmup": -1}, "prior_warmup"),
+        ({"method": "acgan", "balanced_warmup": 900}, "balanced_warmup apply to vcagan only"),
+        ({"method": "vcagan", "balanced_warmup": -1}, "balanced_warmup"),
+        ({"method": "cgan", "creg_images": "fake"}, "creg_images apply to vcagan only"),
+        ({"method": "vcagan", "creg_images": "both"}, "creg_images"),
         ({"method": "vcagan", "mode_seeking": 0.5}, "mode_seeking do not apply to vcagan"),
         ({"method": "vcagan", "diffaugment": "translation"}, "diffaugment do not apply"),
         ({"method": "vcagan", "select_by": "recall"}, "select_by do not apply"),
