@@ -465,6 +465,9 @@ def knobs_of(args: argparse.Namespace) -> dict:
         "critic_config": json.loads(args.critic_config),
         "fixed_recipe": args.fixed_recipe,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
+        # the report's recommendation: its search, else the benchmark's recipe (rows from
+        # before it, when the search alone decided, lack this key and are kept apart)
+        "recommendation": "search, else benchmark recipe",
     }
 
 

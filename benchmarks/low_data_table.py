@@ -83,7 +83,8 @@ def knob_section(knobs: dict, rows: list[dict], columns: dict[str, str]) -> list
         f"report {knobs['report']}, {knobs['device']}",
         "",
         f"Augmenting GAN `{json.dumps(knobs['gan_config'])}`; critic GAN "
-        f"`{json.dumps(knobs['critic_config'])}`; fixed recipe {knobs['fixed_recipe']}.",
+        f"`{json.dumps(knobs['critic_config'])}`; fixed recipe {knobs['fixed_recipe']}; "
+        f"recommendation: {knobs.get('recommendation', 'the search alone')}.",
         "",
         "Test accuracy, mean ± s.e. over seeds (%), and below it the mean ± s.e. of the paired "
         "difference to classic (points, same subset and classifier seed); n = seeds.",

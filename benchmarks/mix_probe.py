@@ -50,15 +50,18 @@ RESULTS = Path(__file__).resolve().parent / "results" / "mix_probe.jsonl"
 WORK = Path("/work/bench_work/mix_probe")
 VALIDATION = 10_000
 K = len(CLASSES)
-# name: (synthetic rows per real row in the pool, how they are mixed); None = classic only
-SETTINGS: dict[str, tuple[int, Mixing] | None] = {
+# name: (synthetic rows per real row in the pool, how they are mixed); None = classic only;
+# "real": the distillation control, no GAN: each real image again with the teacher's labels
+SETTINGS: dict[str, tuple[int | str, Mixing] | None] = {
     "classic": None,
     "hard-1x-shuffled": (1, Mixing(0.5, 1.0, "hard", 0.0)),
     "hard-10x-share25": (10, Mixing(0.25, 1.0, "hard", 0.0)),
     "hard-10x-share50": (10, Mixing(0.5, 1.0, "hard", 0.0)),
+    "hard-10x-share75": (10, Mixing(0.75, 1.0, "hard", 0.0)),
     "soft-10x-defaults": (10, Mixing(0.25, 0.25, "soft", 0.1)),
     "soft-10x-share25-w1": (10, Mixing(0.25, 1.0, "soft", 0.0)),
     "soft-10x-share50-w1": (10, Mixing(0.5, 1.0, "soft", 0.0)),
+    "distil-share50-w1": ("real", Mixing(0.5, 1.0, "soft", 0.0)),
 }
 
 
@@ -131,6 +134,12 @@ def main() -> None:
             plan = SETTINGS[setting]
             if plan is None:
                 model = train_classifier(x, y, num_classes=K, budget=budget, seed=seed)
+            elif plan[0] == "real":
+                mixing = plan[1]
+                teacher = ensemble_proba(members, x, report.soft_label_temperature)
+                model = train_mixed(
+                    (x, y), (x, teacher), mixing, num_classes=K, budget=budget, seed=seed
+                )
             else:
                 ratio, mixing = plan
                 # the first ratio x size/K images of every class

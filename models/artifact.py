@@ -112,6 +112,13 @@ class Recipe(BaseModel):
     real_only_final_steps: float = Field(
         0.0, ge=0, le=1, description="fraction of training, at the end, on real rows only"
     )
+    basis: Literal["search", "benchmark"] = Field(
+        "search",
+        description="search: the report's own recipe search found it (or, at ratio 0, found "
+        "nothing better than real images alone); benchmark: the search could not tell on "
+        "this dataset's few held-out images, so the recipe our benchmark measured to help "
+        "datasets this small is recommended, having done no harm beyond noise on them",
+    )
     mixing_searched: bool = Field(
         False,
         description="whether the report searched how to mix (True: the four mixing fields "

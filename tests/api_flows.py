@@ -204,6 +204,7 @@ def check_recommended_archive(client: httpx.Client, model_id: str, manifest_reci
         names = archive.namelist()
     assert manifest["recipe"] == manifest_recipe
     assert manifest["recipe"]["mixing_searched"] is True, "the report searched how to mix"
+    assert manifest["recipe"]["basis"] == "search", "the fast report has no benchmark recipe"
     assert manifest["complete"] is True and manifest["error"] is None, manifest
     assert (manifest["truncation"], manifest["filter"]) == (
         manifest_recipe["truncation"],

@@ -148,8 +148,11 @@ def mixing_search(run: ReportRun, found: Findings) -> MixingSearch | None:
 @register_part("decision")
 def decision(run: ReportRun, found: Findings) -> Decision:
     """Whether the best recipe, mixed as searched, beats real-only training beyond noise
-    (and confirms)."""
-    return recommend(found.recipes, run.budget.alpha, run.trials.confirm, found.mixing)
+    (and confirms); if not, whether the benchmark's recipe does no harm."""
+    trials = run.trials
+    return recommend(
+        found.recipes, run.budget.alpha, trials.confirm, found.mixing, trials.benchmark_check
+    )
 
 
 @register_part("cas")

@@ -40,7 +40,7 @@ def notes(
         "images vs the held-out ones, which a perfect generator would match.",
         sweep_note(sweep),
     ]
-    return [*said, verdict(decision), *mixing_note(mixing, decision)]
+    return [*said, verdict(decision), *benchmark_note(decision), *mixing_note(mixing, decision)]
 
 
 def how_to_mix(mixing: Mixing) -> str:
@@ -117,7 +117,7 @@ def verdict(decision: Decision) -> str:
         f"{screened.accuracy - screened.lift:.1%} for real images only ({_points(screened)})"
     )
     if confirmation is not None:
-        return _confirmed_verdict(result, confirmation, decision.helped)
+        return _confirmed_verdict(result, confirmation, decision)
     compared = f"{decision.recipes_compared} recipes and mixing settings"
     if decision.helped:
         return (
@@ -128,18 +128,48 @@ def verdict(decision: Decision) -> str:
         f"Synthetic data did not help: the best recipe, {result}, does not beat "
         f"real images only by the {100 * decision.required_lift:.1f} points "
         f"({decision.z:.2f} standard errors) that the best of {compared} needs to be more "
-        "than luck. Train on the real images alone (recommended ratio 0)."
+        f"than luck.{_real_only(decision)}"
     )
 
 
-def _confirmed_verdict(result: str, confirmation: Confirmation, helped: bool) -> str:
+def _real_only(decision: Decision) -> str:
+    """The advice when the search's recipe did not help, unless the benchmark's stands."""
+    return "" if decision.by_benchmark else " Train on the real images alone (recommended ratio 0)."
+
+
+def benchmark_note(decision: Decision) -> list[str]:
+    """Why the benchmark's recipe is recommended, or why not, when it was checked."""
+    check = decision.benchmark
+    if check is None:
+        return []
+    measured = check.comparison
+    scored = (
+        f"{recipe_label(check.mix)}, {how_to_mix(check.mixing)}, trained for "
+        f"{check.budget.steps} steps, scored {measured.accuracy:.1%} vs "
+        f"{measured.accuracy - measured.lift:.1%} for real images only ({_points(measured)})"
+    )
+    if check.harmful:
+        return [
+            f"The benchmark's recipe for datasets this small ({check.evidence}) was checked "
+            f"on these held-out images: {scored}, worse by more than {check.z:.2f} standard "
+            "errors, so it is not recommended here. Train on the real images alone "
+            "(recommended ratio 0)."
+        ]
+    return [
+        "These held-out images are too few to resolve a lift of a point, so the benchmark's "
+        f"recipe for datasets this small is recommended: {check.evidence}. Checked on these "
+        f"held-out images, {scored}: no harm beyond noise ({check.z:.2f} standard errors)."
+    ]
+
+
+def _confirmed_verdict(result: str, confirmation: Confirmation, decision: Decision) -> str:
     measured = confirmation.comparison
     confirmed = (
         f"trained for {confirmation.budget.steps} steps, as a downstream classifier would be, "
         f"it scored {measured.accuracy:.1%} vs {measured.accuracy - measured.lift:.1%} "
         f"({100 * measured.lift:+.1f} ± {100 * measured.lift_se:.1f} points)"
     )
-    if helped:
+    if decision.helped:
         return (
             f"Synthetic data helped: {result} with quick classifiers, and {confirmed}. "
             "It was the best of several recipes on these held-out images, so expect a "
@@ -147,6 +177,6 @@ def _confirmed_verdict(result: str, confirmation: Confirmation, helped: bool) ->
         )
     return (
         f"Synthetic data did not help: {result} with quick classifiers, but {confirmed}, "
-        f"short of the {100 * confirmation.required_lift:.1f} points needed. Train on "
-        "the real images alone (recommended ratio 0)."
+        f"short of the {100 * confirmation.required_lift:.1f} points needed."
+        f"{_real_only(decision)}"
     )

@@ -297,6 +297,35 @@ class Confirmation(Record):
 
 
 @dataclass(frozen=True)
+class BenchmarkCheck(Record):
+    """The benchmark's recipe on this dataset's held-out images, against real-only
+    training, both at the downstream budget: recommended unless it hurts beyond noise."""
+
+    mix: Mix
+    mixing: Mixing
+    comparison: Comparison
+    budget: ClassifierBudget
+    z: float  # one-sided normal quantile at alpha
+    evidence: str  # what the benchmark measured
+
+    @property
+    def harmful(self) -> bool:
+        """Worse than real images only by more than z standard errors."""
+        return self.comparison.lift < -self.z * self.comparison.lift_se
+
+    def record(self) -> dict:
+        return {
+            **self.mix.settings(),
+            **self.mixing.record(),
+            **self.comparison.record(),
+            "budget": asdict(self.budget),
+            "z": self.z,
+            "harmful": self.harmful,
+            "evidence": self.evidence,
+        }
+
+
+@dataclass(frozen=True)
 class Decision(Record):
     """Whether synthetic data helped, and the recipe the manifest records for it."""
 
@@ -310,11 +339,27 @@ class Decision(Record):
     required_lift: float | None
     confirmation: Confirmation | None  # the best recipe at the downstream budget
     recipe: Recipe | None  # report.json's `recipe`, not part of its `decision`
+    # the benchmark's recipe where the search could not tell (None: not tried)
+    benchmark: BenchmarkCheck | None = None
+
+    @property
+    def by_benchmark(self) -> bool:
+        """The recipe is the benchmark's: the search could not tell, and it did no harm."""
+        return not self.helped and self.benchmark is not None and not self.benchmark.harmful
 
     @property
     def mix(self) -> Mix:
-        """The recommended training set: the best recipe's, or real images only."""
-        return self.best.mix if self.helped and self.best is not None else BASELINE
+        """The recommended training set: the best recipe's, the benchmark's, or real only."""
+        if self.helped and self.best is not None:
+            return self.best.mix
+        return self.benchmark.mix if self.by_benchmark else BASELINE
+
+    @property
+    def served_mixing(self) -> Mixing | None:
+        """How the recommended mix is mixed (None: shuffled, as the recipe search trains)."""
+        if self.by_benchmark:
+            return self.benchmark.mixing
+        return self.mixing.mixing if self.mixing is not None else None
 
     def record(self) -> dict:
         confirmation = self.confirmation
@@ -328,6 +373,8 @@ class Decision(Record):
             "mixing": self.mixing.setting if self.mixing is not None else None,
             "required_lift": self.required_lift,
             "confirmation": confirmation.record() if confirmation is not None else None,
+            "benchmark": self.benchmark.record() if self.benchmark is not None else None,
+            "by_benchmark": self.by_benchmark,
         }
 
 

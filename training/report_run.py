@@ -166,7 +166,7 @@ class ReportRun:
         """Images and held-out accuracy per class: evaluator, real only, the recommended mix."""
         y, k, classes = self.data.y_test, len(self.data.classes), self.data.classes
         heldout: list[HeldoutAccuracy | None] = [None] * k
-        mixing = decision.mixing.mixing if decision.mixing is not None else None
+        mixing = decision.served_mixing
         if self.data.heldout and decision.recipe is not None:
             columns = zip(
                 np.bincount(y, minlength=k).tolist(),

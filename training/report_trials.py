@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from statistics import NormalDist
+from typing import Literal
 
 import numpy as np
 
@@ -21,9 +22,10 @@ from models.image_classifier import ImageClassifier
 from models.sampler import GeneratorSampler
 from training import metrics
 from training.classifier import ClassifierBudget, predict_proba, train_classifier
-from training.report_mixing import default_mixing, mixing_grid, train_mixed
+from training.report_mixing import benchmark_mixing, default_mixing, mixing_grid, train_mixed
 from training.report_results import (
     BASELINE,
+    BenchmarkCheck,
     Cas,
     Comparison,
     Confirmation,
@@ -57,8 +59,14 @@ class SyntheticPool:
     ):
         self.sampler, self.scorer, self.budget = sampler, scorer, budget
         self.counts = train_counts
-        self.per_class = np.ceil(budget.max_ratio * train_counts).astype(int)
         self._images: dict[DrawSpec, list[np.ndarray] | FilterExhausted] = {}
+
+    def per_class(self, draw: DrawSpec) -> np.ndarray:
+        """How many images of every class the pool draws with `draw`: enough for the most
+        any classifier trains on (a filter's draws are costlier, and only the search's)."""
+        budget = self.budget
+        ratio = budget.max_ratio if draw.needs_scorer else budget.max_unfiltered_ratio
+        return np.ceil(ratio * self.counts).astype(int)
 
     def take(self, draw: DrawSpec, ratio: float) -> tuple[np.ndarray, np.ndarray]:
         """round(ratio x real count) images of every class and their labels.
@@ -67,7 +75,7 @@ class SyntheticPool:
             FilterExhausted: the filter (confident, manifold) kept too few images.
         """
         images = self._draw(draw)
-        wanted = np.minimum(np.round(ratio * self.counts).astype(int), self.per_class)
+        wanted = np.minimum(np.round(ratio * self.counts).astype(int), self.per_class(draw))
         x = np.concatenate(
             [class_images[:n] for class_images, n in zip(images, wanted, strict=True)]
         )
@@ -79,7 +87,7 @@ class SyntheticPool:
             try:
                 self._images[draw] = [
                     draw_class_images(self.sampler, c, int(n), seed, draw, self.scorer)
-                    for c, n in enumerate(self.per_class)
+                    for c, n in enumerate(self.per_class(draw))
                 ]
             except FilterExhausted as exc:
                 self._images[draw] = exc  # remembered: the same draw would fail again
@@ -277,6 +285,28 @@ class Trials:
         comparison = self.compare(mix, budget, mixing)
         return Confirmation.judge(comparison, budget, self.budget.alpha)
 
+    def benchmark_check(self) -> BenchmarkCheck | None:
+        """The budget's benchmark recipe (untruncated, unfiltered) against real-only
+        training, both at the downstream budget; None where it does not apply: no recipe,
+        no held-out images, or a class with more train images than it was measured for."""
+        recipe = self.budget.benchmark_recipe
+        if (
+            recipe is None
+            or not self.data.heldout
+            or self.data.train_counts.max() > recipe.max_train_per_class
+        ):
+            return None
+        self.stages.start("benchmark_recipe", 2 * len(self.budget.seeds))
+        mix, mixing = Mix(recipe.ratio, self.budget.draw(None)), benchmark_mixing(recipe)
+        return BenchmarkCheck(
+            mix=mix,
+            mixing=mixing,
+            comparison=self.compare(mix, self.budget.confirm, mixing),
+            budget=self.budget.confirm,
+            z=NormalDist().inv_cdf(1 - self.budget.alpha),
+            evidence=recipe.evidence,
+        )
+
     def cas(self) -> Cas | None:
         """Classification accuracy score of untruncated samples, next to real-only training."""
         self.stages.start("cas", len(self.budget.seeds))
@@ -345,9 +375,16 @@ def recommend(
     alpha: float,
     confirm: Callable[[Mix, Mixing | None], Confirmation] | None = None,
     mixing: MixingSearch | None = None,
+    benchmark: Callable[[], BenchmarkCheck | None] | None = None,
 ) -> Decision:
     """The most accurate synthetic recipe, mixed as the mixing search chose, if it beats
-    real-only training beyond noise, else ratio 0 (add no synthetic images).
+    real-only training beyond noise; else the benchmark's recipe where it applies and does
+    no harm beyond noise on the held-out images; else ratio 0 (add no synthetic images).
+
+    Why the benchmark's recipe: a held-out split of ~100 images cannot resolve the lift of
+    a point or so that synthetic data gives at 500 images (one image is a point), so the
+    search alone would always say ratio 0 there. The benchmark measured the recipe on
+    10,000 independent images; the held-out split can still veto it when it clearly hurts.
 
     The screen judges the recipe as it would be served: with the mixing search's choice
     when there is one (so a soft-labelled, down-weighted mix can help where shuffling every
@@ -366,6 +403,8 @@ def recommend(
         rows: the recipe search, real-only training first.
         mixing: the mixing search on `best_recipe(rows)`; None: not searched, and the
             recipe carries the literature's mixing, marked unsearched.
+        benchmark: checks the benchmark's recipe on the held-out images (called only when
+            the search's recipe did not help); None: never recommended.
 
     Returns:
         The decision; its recipe is None when no recipe was tried (no held-out images).
@@ -384,9 +423,12 @@ def recommend(
         confirmation = confirm(best.mix, served.mixing if served else None)
         helped = confirmation.helped
     recipe, searched = None, mixing is not None
+    checked = benchmark() if benchmark is not None and not helped else None
     if helped:
         measured = confirmation.comparison if confirmation else screened
         recipe = _recipe(best.mix, measured, served.mixing if served else None, searched)
+    elif checked is not None and not checked.harmful:
+        recipe = _recipe(checked.mix, checked.comparison, checked.mixing, False, "benchmark")
     elif rows:
         recipe = _recipe(rows[0].mix, rows[0].comparison, None, searched)
     return Decision(
@@ -400,12 +442,19 @@ def recommend(
         required_lift=z * screened.lift_se if screened else None,
         confirmation=confirmation,
         recipe=recipe,
+        benchmark=checked,
     )
 
 
-def _recipe(mix: Mix, measured: Comparison, mixing: Mixing | None, searched: bool) -> Recipe:
+def _recipe(
+    mix: Mix,
+    measured: Comparison,
+    mixing: Mixing | None,
+    searched: bool,
+    basis: Literal["search", "benchmark"] = "search",
+) -> Recipe:
     """The manifest's record of the recommended mix, its measured accuracies and how to mix
-    (the searched mixing, else the literature's defaults)."""
+    (the searched mixing, the benchmark's, else the literature's defaults)."""
     return Recipe(
         **mix.settings(),
         heldout_accuracy=measured.accuracy,
@@ -413,4 +462,5 @@ def _recipe(mix: Mix, measured: Comparison, mixing: Mixing | None, searched: boo
         lift=measured.lift,
         **(mixing or default_mixing(mix.ratio)).record(),
         mixing_searched=searched,
+        basis=basis,
     )

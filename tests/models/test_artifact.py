@@ -69,6 +69,7 @@ def test_manifests_from_before_soft_labels_and_mixing_still_load(tmp_path):
     old = loaded.recipe  # what it meant: rows shuffled together at full weight, hard labels
     assert old.synthetic_batch_fraction is None and old.synthetic_loss_weight == 1.0
     assert (old.labels, old.real_only_final_steps, old.mixing_searched) == ("hard", 0.0, False)
+    assert old.basis == "search"  # before the benchmark's recipe, the search decided alone
 
 
 def test_manifest_describes_onnx_graph():
