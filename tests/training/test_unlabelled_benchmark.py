@@ -26,7 +26,7 @@ def test_units_at_another_prior_decay_are_new_units_and_old_rows_ran_at_0_99(tmp
     text = path.read_text()
     assert "old table" not in text
     lines = [line for line in text.splitlines() if line.startswith("| digits | 10 | vcagan")]
-    assert [line.split(" | ")[4] for line in lines] == ["0.99", "0.999"]
+    assert [line.split(" | ")[5] for line in lines] == ["0.99", "0.999"]  # after "creg on"
     assert text.endswith(EXPERIMENTS + "\n\n| run | change |\n| A | decay |\n")
     write_table([row("kmeans"), old, new], path)  # a second rewrite keeps it once
     assert text == path.read_text()
@@ -41,4 +41,4 @@ def test_units_at_another_latent_size_are_new_units_and_old_rows_ran_at_64(tmp_p
     path = tmp_path / "unlabelled.md"
     write_table([row("kmeans"), old, new], path)
     lines = [line for line in path.read_text().splitlines() if "| digits | 10 | vcagan" in line]
-    assert [line.split(" | ")[5] for line in lines] == ["64", "256"]
+    assert [line.split(" | ")[6] for line in lines] == ["64", "256"]
