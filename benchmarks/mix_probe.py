@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -244,5 +243,4 @@ def summarise(knobs: dict) -> None:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "2")))
     main()
