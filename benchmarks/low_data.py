@@ -78,6 +78,14 @@ COLUMNS = {  # name: what it trains (the table's legend)
     "with ±2 px shifts (SmallCNN's loop and budget)",
 }
 AUGMENT_GAN = {"hard", "recipe", "distil", "fixed"}  # need the augmenting GAN and its report
+# Columns that never see the augmenting GAN, and the knobs their scores depend on: a score
+# from another knob set that agrees on these is copied, not retrained (same subset, seed and
+# classifier; the row records where it came from).
+GAN_FREE = {
+    "plain": ("classifier_steps", "device"),
+    "classic": ("classifier_steps", "device"),
+    "trunk": ("classifier_steps", "device", "critic_config"),
+}
 BATCH = 64
 
 
@@ -97,6 +105,23 @@ class Ledger:
     def find(self, kind: str, **keys) -> dict | None:
         keys |= {"kind": kind, "knobs": self.knobs}
         return next((r for r in self.rows if all(r.get(k) == v for k, v in keys.items())), None)
+
+    def find_gan_free(self, column: str, **keys) -> dict | None:
+        """A score row of a column that never sees the augmenting GAN, from any knob set that
+        agrees on the knobs its score depends on (GAN_FREE); None for other columns."""
+        if column not in GAN_FREE:
+            return None
+        same = {k: self.knobs.get(k) for k in GAN_FREE[column]}
+        keys |= {"kind": "score", "column": column}
+        return next(
+            (
+                r
+                for r in self.rows
+                if all(r.get(k) == v for k, v in keys.items())
+                and all(r["knobs"].get(k) == v for k, v in same.items())
+            ),
+            None,
+        )
 
     def add(self, row: dict) -> dict:
         row = {"kind": row.pop("kind"), **row, "knobs": self.knobs, "at": now()}
@@ -393,6 +418,12 @@ class Context:
 def run_unit(unit: Unit, columns: list[str], ledger: Ledger, args: argparse.Namespace) -> None:
     for column in columns:
         if ledger.find("score", size=unit.size, seed=unit.seed, column=column):
+            continue
+        earlier = ledger.find_gan_free(column, size=unit.size, seed=unit.seed)
+        if earlier:
+            copied = {k: v for k, v in earlier.items() if k not in ("knobs", "at")}
+            ledger.add(copied | {"copied_from": earlier["at"]})
+            print(f"[{unit.size}] seed {unit.seed} {column}: copied from {earlier['at']}")
             continue
         start = time.monotonic()
         score, extra = getattr(unit, column)()

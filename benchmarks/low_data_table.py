@@ -156,7 +156,10 @@ def write_table(ledger, args, columns: dict[str, str]) -> None:
         "Classifier columns: the small CNN of shared/RESEARCH.md, batch 64, Adam 1e-3, seed = "
         "the unit's seed. `recipe` and `distil` run whole epochs of RecipeBatchSampler, so "
         "their step count is the classifier steps rounded up to an epoch. A column with no "
-        "synthetic rows (recommended ratio 0) is classic by definition and reuses its score.",
+        "synthetic rows (recommended ratio 0) is classic by definition and reuses its score. "
+        "`plain`, `classic` and `trunk` never see the augmenting GAN: a knob set that agrees "
+        "with an earlier one on the classifier (and, for trunk, the critic's architecture) "
+        "copies their scores (rows marked `copied_from`).",
         "",
     ]
     for knobs in sets:

@@ -1,0 +1,57 @@
+"""benchmarks/low_data.py's ledger: a column that never sees the augmenting GAN is copied from
+an earlier knob set that agrees on what its score depends on; GAN columns never are."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.low_data import Ledger
+
+
+def knobs(**changes) -> dict:
+    base = {
+        "gan_steps": 3000,
+        "classifier_steps": 3000,
+        "report": "standard",
+        "gan_config": {"method": "cgan"},
+        "critic_config": {"method": "wacgan-gp"},
+        "fixed_recipe": None,
+        "device": "cpu",
+    }
+    return base | changes
+
+
+def score(column: str, seed: int, accuracy: float, knob_set: dict) -> dict:
+    return {
+        "kind": "score",
+        "size": 500,
+        "seed": seed,
+        "column": column,
+        "accuracy": accuracy,
+        "knobs": knob_set,
+        "at": "2026-11-28T10:00:00+00:00",
+    }
+
+
+def test_gan_free_columns_come_from_a_set_with_the_same_classifier_and_gan_ones_never(tmp_path):
+    old = knobs()
+    new = knobs(recommendation="search, else benchmark recipe")
+    rows = [
+        score("classic", 0, 0.8117, old),
+        score("hard", 0, 0.8117, old),
+        score("trunk", 0, 0.7932, old),
+        score("plain", 0, 0.70, knobs(classifier_steps=1000)),  # another classifier
+        score("trunk", 1, 0.77, knobs(critic_config={"method": "acgan"})),  # another critic
+    ]
+    path = tmp_path / "low_data.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ledger = Ledger(path, new)
+
+    assert ledger.find("score", size=500, seed=0, column="classic") is None  # not this set
+    assert ledger.find_gan_free("classic", size=500, seed=0)["accuracy"] == 0.8117
+    assert ledger.find_gan_free("trunk", size=500, seed=0)["accuracy"] == 0.7932
+    assert ledger.find_gan_free("hard", size=500, seed=0) is None  # depends on the GAN
+    assert ledger.find_gan_free("classic", size=500, seed=1) is None  # another seed
+    assert ledger.find_gan_free("classic", size=2500, seed=0) is None  # another subset
+    assert ledger.find_gan_free("plain", size=500, seed=0) is None  # 1,000-step classifier
+    assert ledger.find_gan_free("trunk", size=500, seed=1) is None  # another architecture
