@@ -55,7 +55,7 @@ from training.classifier import (  # noqa: E402
 )
 from training.config import TrainConfig  # noqa: E402
 from training.report_mixing import default_mixing  # noqa: E402
-from training.report_results import Mixing  # noqa: E402
+from training.report_record import Mixing  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 WORK_DIR = Path(__file__).resolve().parent / "out" / "low_data"

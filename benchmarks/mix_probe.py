@@ -42,7 +42,7 @@ from training.classifier import (  # noqa: E402
 )
 from training.dataset import StoredDataset  # noqa: E402
 from training.report_mixing import train_mixed  # noqa: E402
-from training.report_results import Mixing  # noqa: E402
+from training.report_record import Mixing  # noqa: E402
 from training.report_setup import ReportBudget  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "mix_probe.jsonl"

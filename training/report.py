@@ -40,6 +40,7 @@ from models.artifact import (
 from models.evaluator import EVALUATOR_FILE
 from models.manifold import MANIFOLD_FILE
 from training.report_notes import notes
+from training.report_record import record
 from training.report_results import (
     Cas,
     ClassAccuracy,
@@ -52,7 +53,6 @@ from training.report_results import (
     RecipeRow,
     SoftLabelSummary,
     SweepRow,
-    record,
 )
 from training.report_run import ReportRun
 from training.report_setup import REPORT_BUDGETS, ReportBudget, Stages, Truncation

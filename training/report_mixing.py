@@ -17,8 +17,8 @@ import torch
 from ganaug.data import RecipeBatchSampler, recipe_loss
 from models.images import to_unit_nchw
 from training.classifier import Batch, ClassifierBudget, SmallCNN, train_on_batches
-from training.report_results import Mixing
-from training.report_setup import BenchmarkRecipe, MixingFactor
+from training.report_record import Mixing
+from training.report_setup import MixingFactor
 
 # How to mix, from shared/RESEARCH.md's evidence: at most a quarter of each batch synthetic
 # and a loss weight of 0.2-0.3 (arXiv 2312.02253), the teacher's soft labels (cGAN-KD,
@@ -36,16 +36,6 @@ def default_mixing(ratio: float) -> Mixing:
         synthetic_loss_weight=SYNTHETIC_LOSS_WEIGHT,
         labels="soft",
         real_only_final_steps=REAL_ONLY_FINAL_STEPS if ratio > 0 else 0.0,
-    )
-
-
-def benchmark_mixing(recipe: BenchmarkRecipe) -> Mixing:
-    """How the benchmark's recipe mixes its synthetic rows."""
-    return Mixing(
-        synthetic_batch_fraction=recipe.synthetic_batch_fraction,
-        synthetic_loss_weight=recipe.synthetic_loss_weight,
-        labels=recipe.labels,
-        real_only_final_steps=recipe.real_only_final_steps,
     )
 
 

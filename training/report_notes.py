@@ -6,11 +6,11 @@ import numpy as np
 
 from training.report_mixing import default_mixing
 from training.report_plots import recipe_label, truncation_text
+from training.report_record import Mixing
 from training.report_results import (
     Comparison,
     Confirmation,
     Decision,
-    Mixing,
     MixingSearch,
     RecipeRow,
     SweepRow,

@@ -9,34 +9,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
-from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel
 
 from models.artifact import FEATURES_NOTE, Recipe
 from models.drawing import DrawSpec
 from training.classifier import ClassifierBudget
+from training.report_record import Mixing, Record, record
 from training.report_setup import Truncation
-
-
-class Record:
-    """A typed result of the report; `record()` is its value in report.json."""
-
-    def record(self) -> dict:
-        return asdict(self)  # type: ignore[call-overload]  # subclasses are dataclasses
-
-
-def record(value: Any) -> Any:
-    """A part's result as report.json holds it: typed results (and lists of them) as their
-    records, the manifest's pydantic models dumped, anything else as it is."""
-    if isinstance(value, Record):
-        return value.record()
-    if isinstance(value, BaseModel):
-        return value.model_dump()
-    if isinstance(value, list):
-        return [record(item) for item in value]
-    return value
 
 
 @dataclass(frozen=True)
@@ -187,17 +167,6 @@ class RecipeRow(Record):
     def record(self) -> dict:
         outcome = {"reason": self.reason} if self.comparison is None else self.comparison.record()
         return {**self.mix.settings(), "status": self.status, **outcome}
-
-
-@dataclass(frozen=True)
-class Mixing(Record):
-    """How synthetic rows enter a classifier's training, as `ganaug.data` applies them
-    (RecipeBatchSampler, recipe_loss): the Recipe's mixing fields, by their names."""
-
-    synthetic_batch_fraction: float  # synthetic share of every batch
-    synthetic_loss_weight: float  # factor on the loss of synthetic rows
-    labels: Literal["soft", "hard"]  # the soft labeller's probabilities, or the drawn class
-    real_only_final_steps: float  # fraction of the steps, at the end, on real rows only
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from models.drawing import DrawSpec, FilterKind
 from training.classifier import ClassifierBudget
 from training.dataset import StoredDataset
 from training.errors import TrainingAborted
+from training.report_record import Mixing
 from training.split import Split
 
 Truncation = float | None
@@ -36,10 +37,7 @@ class BenchmarkRecipe:
     one point is far inside the noise), unless that split shows it hurts beyond noise."""
 
     ratio: float  # synthetic per class, x the real train count (untruncated, no filter)
-    synthetic_batch_fraction: float
-    synthetic_loss_weight: float
-    labels: Literal["soft", "hard"]
-    real_only_final_steps: float
+    mixing: Mixing  # how its synthetic rows enter each batch and the loss
     max_train_per_class: int  # the largest class (train images) it was measured for
     evidence: str  # what was measured, said in the report's verdict
 
@@ -50,10 +48,12 @@ class BenchmarkRecipe:
 # 2 and 3 it gained less (+0.0 and +0.2 on validation, +0.0 and +0.5 on test), never lost.
 BENCHMARK_RECIPE = BenchmarkRecipe(
     ratio=10.0,
-    synthetic_batch_fraction=0.5,
-    synthetic_loss_weight=1.0,
-    labels="soft",
-    real_only_final_steps=0.0,
+    mixing=Mixing(
+        synthetic_batch_fraction=0.5,
+        synthetic_loss_weight=1.0,
+        labels="soft",
+        real_only_final_steps=0.0,
+    ),
     max_train_per_class=50,
     evidence="+0.8 ± 0.4 points over classic augmentation on 10,000 validation images "
     "(Fashion-MNIST, 500 images, 4 seeds, +0.0 to +1.9 each; +0.2 on the test set of the "

@@ -22,7 +22,8 @@ from models.image_classifier import ImageClassifier
 from models.sampler import GeneratorSampler
 from training import metrics
 from training.classifier import ClassifierBudget, predict_proba, train_classifier
-from training.report_mixing import benchmark_mixing, default_mixing, mixing_grid, train_mixed
+from training.report_mixing import default_mixing, mixing_grid, train_mixed
+from training.report_record import Mixing
 from training.report_results import (
     BASELINE,
     BenchmarkCheck,
@@ -32,7 +33,6 @@ from training.report_results import (
     Decision,
     DistributionMetrics,
     Mix,
-    Mixing,
     MixingRow,
     MixingSearch,
     RatioPoint,
@@ -297,7 +297,7 @@ class Trials:
         ):
             return None
         self.stages.start("benchmark_recipe", 2 * len(self.budget.seeds))
-        mix, mixing = Mix(recipe.ratio, self.budget.draw(None)), benchmark_mixing(recipe)
+        mix, mixing = Mix(recipe.ratio, self.budget.draw(None)), recipe.mixing
         return BenchmarkCheck(
             mix=mix,
             mixing=mixing,

@@ -11,14 +11,14 @@ from models.artifact import Manifest
 from models.drawing import DrawSpec
 from training.classifier import ClassifierBudget
 from training.report import ReportBudget, build_report
-from training.report_mixing import benchmark_mixing
 from training.report_notes import benchmark_note, verdict
+from training.report_record import Mixing
 from training.report_results import BenchmarkCheck, Comparison, Mix, RecipeRow
 from training.report_run import ReportRun
 from training.report_setup import BENCHMARK_RECIPE, BenchmarkRecipe, Stages
 from training.report_trials import recommend
 
-RECIPE = BenchmarkRecipe(10.0, 0.5, 1.0, "hard", 0.0, 50, "+0.9 points (test evidence)")
+RECIPE = BenchmarkRecipe(10.0, Mixing(0.5, 1.0, "hard", 0.0), 50, "+0.9 points (test evidence)")
 
 
 def rows(best_lift: float, best_se: float) -> list[RecipeRow]:
@@ -33,7 +33,7 @@ def check(lift: float, lift_se: float) -> BenchmarkCheck:
     """The benchmark recipe measured at `lift` ± `lift_se` over real images only."""
     return BenchmarkCheck(
         mix=Mix(RECIPE.ratio, DrawSpec()),
-        mixing=benchmark_mixing(RECIPE),
+        mixing=RECIPE.mixing,
         comparison=Comparison(0.75 + lift, 0.0, lift, lift_se),
         budget=ClassifierBudget(steps=3000),
         z=1.645,

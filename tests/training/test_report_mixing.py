@@ -14,11 +14,11 @@ from training.classifier import ClassifierBudget
 from training.report import PARTS, ReportBudget, build_report
 from training.report_mixing import default_mixing, mixing_grid, naive_mixing
 from training.report_notes import mixing_note, verdict
+from training.report_record import Mixing
 from training.report_results import (
     Comparison,
     Confirmation,
     Mix,
-    Mixing,
     MixingRow,
     MixingSearch,
     RecipeRow,
