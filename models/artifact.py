@@ -123,7 +123,8 @@ class Recipe(BaseModel):
         False,
         description="whether the report searched how to mix (True: the four mixing fields "
         "are the measured choice, and with ratio 0 no mixing beat real images alone) or "
-        "they are defaults from the literature (False)",
+        "not (False): then they are defaults from the literature, or, with basis "
+        "benchmark, the mixing the benchmark measured",
     )
 
 

@@ -61,8 +61,8 @@ def mixing_note(mixing: MixingSearch | None, decision: Decision) -> list[str]:
     """What the mixing search found, or where unsearched mixing settings come from."""
     recipe = decision.recipe
     if mixing is None:
-        if recipe is None or recipe.ratio == 0:
-            return []  # nothing searched, nothing to mix
+        if recipe is None or recipe.ratio == 0 or decision.by_benchmark:
+            return []  # nothing to mix, or the benchmark's mixing, said in its own note
         return [
             f"How to mix was not searched: {how_to_mix(default_mixing(recipe.ratio))} are "
             "defaults from the literature (arXiv 2312.02253; soft labels: arXiv 2104.03164). "
@@ -152,8 +152,7 @@ def benchmark_note(decision: Decision) -> list[str]:
         return [
             f"The benchmark's recipe for datasets this small ({check.evidence}) was checked "
             f"on these held-out images: {scored}, worse by more than {check.z:.2f} standard "
-            "errors, so it is not recommended here. Train on the real images alone "
-            "(recommended ratio 0)."
+            "errors, so it is not recommended here."
         ]
     return [
         "These held-out images are too few to resolve a lift of a point, so the benchmark's "

@@ -16,7 +16,13 @@ from models.artifact import FEATURES_NOTE, Recipe
 from models.drawing import DrawSpec
 from training.classifier import ClassifierBudget
 from training.report_record import Mixing, Record, record
-from training.report_setup import Truncation
+from training.report_setup import BenchmarkRecipe, Truncation
+
+
+def one_sided_z(alpha: float, comparisons: int = 1) -> float:
+    """Standard errors a lift must exceed to be more than luck at `alpha`, one-sided,
+    Bonferroni-corrected over `comparisons` (at least one)."""
+    return NormalDist().inv_cdf(1 - alpha / max(comparisons, 1))
 
 
 @dataclass(frozen=True)
@@ -208,7 +214,7 @@ class MixingSearch(Record):
         beats the defaults by luck alone more often than one would."""
         defaults, alternatives = rows[0], rows[1:]
         best = _most_accurate(alternatives)
-        z = NormalDist().inv_cdf(1 - alpha / max(len(alternatives), 1))
+        z = one_sided_z(alpha, len(alternatives))
         required = z * best.over_defaults.lift_se if best is not None else None
         wins = best is not None and best.over_defaults.lift > max(0.0, required or 0.0)
         return cls(mix, rows, alpha, z, required, best if wins and best else defaults)
@@ -249,7 +255,7 @@ class Confirmation(Record):
 
     @classmethod
     def judge(cls, comparison: Comparison, budget: ClassifierBudget, alpha: float) -> Confirmation:
-        z = NormalDist().inv_cdf(1 - alpha)
+        z = one_sided_z(alpha)
         return cls(comparison, budget, z, z * comparison.lift_se)
 
     @property
@@ -276,6 +282,20 @@ class BenchmarkCheck(Record):
     budget: ClassifierBudget
     z: float  # one-sided normal quantile at alpha
     evidence: str  # what the benchmark measured
+
+    @classmethod
+    def judge(
+        cls,
+        mix: Mix,
+        recipe: BenchmarkRecipe,
+        comparison: Comparison,
+        budget: ClassifierBudget,
+        alpha: float,
+    ) -> BenchmarkCheck:
+        """The check of `recipe` trained as `mix`: harmful beyond the one-sided z at alpha
+        (one comparison, so no correction)."""
+        z = one_sided_z(alpha)
+        return cls(mix, recipe.mixing, comparison, budget, z, recipe.evidence)
 
     @property
     def harmful(self) -> bool:

@@ -10,7 +10,6 @@ seeds, image by image, so every lift comes with a paired standard error.
 from __future__ import annotations
 
 from collections.abc import Callable
-from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
@@ -39,6 +38,7 @@ from training.report_results import (
     RatioStudy,
     RecipeRow,
     SweepRow,
+    one_sided_z,
 )
 from training.report_setup import RealData, ReportBudget, Stages, Truncation
 
@@ -63,9 +63,14 @@ class SyntheticPool:
 
     def per_class(self, draw: DrawSpec) -> np.ndarray:
         """How many images of every class the pool draws with `draw`: enough for the most
-        any classifier trains on (a filter's draws are costlier, and only the search's)."""
+        any classifier trains on; more for the untruncated draw where the benchmark's
+        recipe applies (its ratio). Latents come in a fixed order per class, so a smaller
+        draw's latents are the first ones of a larger draw's."""
         budget = self.budget
-        ratio = budget.max_ratio if draw.needs_scorer else budget.max_unfiltered_ratio
+        ratio = budget.max_ratio
+        recipe = budget.benchmark_for(self.counts)
+        if recipe is not None and draw == budget.draw(None):
+            ratio = max(ratio, recipe.ratio)
         return np.ceil(ratio * self.counts).astype(int)
 
     def take(self, draw: DrawSpec, ratio: float) -> tuple[np.ndarray, np.ndarray]:
@@ -289,23 +294,14 @@ class Trials:
         """The budget's benchmark recipe (untruncated, unfiltered) against real-only
         training, both at the downstream budget; None where it does not apply: no recipe,
         no held-out images, or a class with more train images than it was measured for."""
-        recipe = self.budget.benchmark_recipe
-        if (
-            recipe is None
-            or not self.data.heldout
-            or self.data.train_counts.max() > recipe.max_train_per_class
-        ):
-            return None
+        recipe = self.budget.benchmark_for(self.data.train_counts)
+        # started even when skipped, so overall progress moves on by the stage's weight
         self.stages.start("benchmark_recipe", 2 * len(self.budget.seeds))
-        mix, mixing = Mix(recipe.ratio, self.budget.draw(None)), recipe.mixing
-        return BenchmarkCheck(
-            mix=mix,
-            mixing=mixing,
-            comparison=self.compare(mix, self.budget.confirm, mixing),
-            budget=self.budget.confirm,
-            z=NormalDist().inv_cdf(1 - self.budget.alpha),
-            evidence=recipe.evidence,
-        )
+        if recipe is None or not self.data.heldout:
+            return None
+        mix = Mix(recipe.ratio, self.budget.draw(None))
+        comparison = self.compare(mix, self.budget.confirm, recipe.mixing)
+        return BenchmarkCheck.judge(mix, recipe, comparison, self.budget.confirm, self.budget.alpha)
 
     def cas(self) -> Cas | None:
         """Classification accuracy score of untruncated samples, next to real-only training."""
@@ -414,7 +410,7 @@ def recommend(
     if mixing is not None and (best is None or mixing.mix != best.mix):
         raise ValueError("the mixing search must be run on the best recipe of the search")
     compared = len(tried) + (len(mixing.rows) if mixing is not None else 0)
-    z = NormalDist().inv_cdf(1 - alpha / max(compared, 1))
+    z = one_sided_z(alpha, compared)
     served = mixing.chosen if mixing is not None else None
     screened = served.comparison if served is not None else best.comparison if best else None
     helped = screened is not None and screened.lift > max(0.0, z * screened.lift_se)

@@ -5,6 +5,7 @@ show harm, or the dataset is larger than the benchmark measured."""
 import shutil
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from models.artifact import Manifest
@@ -13,10 +14,10 @@ from training.classifier import ClassifierBudget
 from training.report import ReportBudget, build_report
 from training.report_notes import benchmark_note, verdict
 from training.report_record import Mixing
-from training.report_results import BenchmarkCheck, Comparison, Mix, RecipeRow
+from training.report_results import BenchmarkCheck, Comparison, Confirmation, Mix, RecipeRow
 from training.report_run import ReportRun
-from training.report_setup import BENCHMARK_RECIPE, BenchmarkRecipe, Stages
-from training.report_trials import recommend
+from training.report_setup import BenchmarkRecipe, Stages
+from training.report_trials import SyntheticPool, recommend
 
 RECIPE = BenchmarkRecipe(10.0, Mixing(0.5, 1.0, "hard", 0.0), 50, "+0.9 points (test evidence)")
 
@@ -72,10 +73,40 @@ def test_when_the_search_finds_a_recipe_the_benchmark_is_not_asked():
 
 
 def test_the_standard_budget_recommends_the_measured_recipe():
-    assert ReportBudget.standard().benchmark_recipe == BENCHMARK_RECIPE
-    assert BENCHMARK_RECIPE.max_train_per_class >= 40  # 500 images, 10 classes, 80 % train
-    assert ReportBudget.standard().max_unfiltered_ratio == BENCHMARK_RECIPE.ratio
+    # what benchmarks/mix_probe.py measured: 10x untruncated, half of each batch, weight 1,
+    # soft labels, no real-only end; 500 images give 40 train images a class
+    recipe = ReportBudget.standard().benchmark_recipe
+    assert recipe.ratio == 10.0 and recipe.mixing == Mixing(0.5, 1.0, "soft", 0.0)
+    assert recipe.max_train_per_class == 50
     assert ReportBudget.fast().benchmark_recipe is None  # 30-step classifiers cannot check it
+
+
+def test_the_benchmark_recipe_applies_up_to_its_cap_and_sizes_only_the_untruncated_draw():
+    budget = replace(ReportBudget.fast(), benchmark_recipe=RECIPE, ratios=(1.0, 2.0))
+    assert budget.benchmark_for(np.array([40, 50, 12])) is RECIPE
+    assert budget.benchmark_for(np.array([40, 51, 12])) is None
+    counts = np.array([40, 50])
+    pool = SyntheticPool(None, None, counts, budget)
+    assert list(pool.per_class(budget.draw(None))) == [400, 500]  # the recipe's 10x
+    assert list(pool.per_class(budget.draw(1.0))) == [80, 100]  # truncated: the search's 2x
+    larger = SyntheticPool(None, None, np.array([40, 60]), budget)
+    assert list(larger.per_class(budget.draw(None))) == [80, 120]  # past the cap: 2x
+
+
+def test_where_the_confirmation_refuses_the_search_the_benchmark_is_asked():
+    asked = []
+
+    def benchmark():
+        asked.append(1)
+        return check(0.0, 0.02)
+
+    def confirm(_mix, _mixing):
+        return Confirmation.judge(Comparison(0.70, 0.0, 0.0, 0.02), ClassifierBudget(), 0.05)
+
+    decision = recommend(rows(0.08, 0.02), 0.05, confirm, None, benchmark)
+    assert asked == [1] and not decision.helped and decision.by_benchmark
+    assert decision.confirmation is not None and decision.recipe.basis == "benchmark"
+    assert decision.recipe.ratio == 10.0
 
 
 def test_larger_datasets_than_measured_get_no_benchmark_recipe(trained, tmp_path):
@@ -102,6 +133,8 @@ def test_the_report_recommends_the_benchmark_recipe_it_checked(trained, tmp_path
     checked = decision["benchmark"]
     assert checked["ratio"] == 3.0 and checked["synthetic_batch_fraction"] == 0.5
     assert checked["labels"] == "hard" and checked["budget"]["steps"] == budget.confirm.steps
+    assert checked["truncation"] is None and checked["filter"] == "none"  # untruncated draw
+    assert checked["z"] == pytest.approx(6.0, abs=0.01)  # one-sided at alpha 1e-9
     stored = Manifest.load(model_dir).evaluation.recipe
     assert stored.basis == "benchmark" and stored.ratio == 3.0 == result["recipe"]["ratio"]
     assert stored.lift == pytest.approx(checked["lift"])
