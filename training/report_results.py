@@ -345,10 +345,19 @@ class Decision(Record):
 
     @property
     def served_mixing(self) -> Mixing | None:
-        """How the recommended mix is mixed (None: shuffled, as the recipe search trains)."""
+        """How the recommended mix is mixed (None: shuffled, as the recipe search trains,
+        or no synthetic rows to mix)."""
         if self.by_benchmark:
             return self.benchmark.mixing
-        return self.mixing.mixing if self.mixing is not None else None
+        return self.mixing.mixing if self.helped and self.mixing is not None else None
+
+    @property
+    def measured(self) -> Comparison | None:
+        """The recommended mix against real-only training, as measured (the confirmation's
+        where it ran); None where real images alone are recommended."""
+        if self.helped:
+            return self.confirmation.comparison if self.confirmation else self.screened
+        return self.benchmark.comparison if self.by_benchmark else None
 
     def record(self) -> dict:
         confirmation = self.confirmation

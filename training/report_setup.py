@@ -46,8 +46,9 @@ class BenchmarkRecipe:
 
 # Fashion-MNIST, 500 images (40 train images per class after the 20 % held-out split),
 # product-default GAN, 10,000 validation images outside the subset, paired over seeds.
-# Chosen as the best of 6 mixings of GAN images on seeds 0 and 1 (+1.9 and +1.0 points); on fresh seeds
-# 2 and 3 it gained less (+0.0 and +0.2 on validation, +0.0 and +0.5 on test), never lost.
+# Chosen as the best of 6 mixings of GAN images on seeds 0 and 1 (+1.9 and +1.0 points); on
+# fresh seeds 2 and 3 it gained less (+0.0 and +0.2 on validation, +0.0 and +0.5 on test),
+# never lost.
 BENCHMARK_RECIPE = BenchmarkRecipe(
     ratio=10.0,
     mixing=Mixing(

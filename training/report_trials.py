@@ -10,7 +10,7 @@ seeds, image by image, so every lift comes with a paired standard error.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from dataclasses import replace
 
 import numpy as np
 
@@ -418,16 +418,8 @@ def recommend(
     if helped and confirm is not None:
         confirmation = confirm(best.mix, served.mixing if served else None)
         helped = confirmation.helped
-    recipe, searched = None, mixing is not None
     checked = benchmark() if benchmark is not None and not helped else None
-    if helped:
-        measured = confirmation.comparison if confirmation else screened
-        recipe = _recipe(best.mix, measured, served.mixing if served else None, searched)
-    elif checked is not None and not checked.harmful:
-        recipe = _recipe(checked.mix, checked.comparison, checked.mixing, False, "benchmark")
-    elif rows:
-        recipe = _recipe(rows[0].mix, rows[0].comparison, None, searched)
-    return Decision(
+    decision = Decision(
         helped=helped,
         best=best,
         recipes_compared=compared,
@@ -437,26 +429,25 @@ def recommend(
         mixing=served,
         required_lift=z * screened.lift_se if screened else None,
         confirmation=confirmation,
-        recipe=recipe,
+        recipe=None,
         benchmark=checked,
     )
+    measured = decision.measured or (rows[0].comparison if rows else None)
+    if measured is None:
+        return decision  # nothing was tried: no held-out images
+    return replace(decision, recipe=_recipe(decision, measured, searched=mixing is not None))
 
 
-def _recipe(
-    mix: Mix,
-    measured: Comparison,
-    mixing: Mixing | None,
-    searched: bool,
-    basis: Literal["search", "benchmark"] = "search",
-) -> Recipe:
-    """The manifest's record of the recommended mix, its measured accuracies and how to mix
+def _recipe(decision: Decision, measured: Comparison, searched: bool) -> Recipe:
+    """The manifest's record of the decision's mix, its measured accuracies and how to mix
     (the searched mixing, the benchmark's, else the literature's defaults)."""
+    mix, by_benchmark = decision.mix, decision.by_benchmark
     return Recipe(
         **mix.settings(),
         heldout_accuracy=measured.accuracy,
         baseline_accuracy=measured.accuracy - measured.lift,
         lift=measured.lift,
-        **(mixing or default_mixing(mix.ratio)).record(),
-        mixing_searched=searched,
-        basis=basis,
+        **(decision.served_mixing or default_mixing(mix.ratio)).record(),
+        mixing_searched=searched and not by_benchmark,
+        basis="benchmark" if by_benchmark else "search",
     )

@@ -61,6 +61,9 @@ def test_a_benchmark_recipe_that_hurts_the_held_out_images_is_refused():
     decision = recommend(rows(0.01, 0.03), 0.05, None, None, lambda: check(-0.05, 0.02))
     assert decision.recipe.ratio == 0 and decision.recipe.basis == "search"
     assert not decision.by_benchmark and decision.mix == Mix() and decision.benchmark.harmful
+    # real images alone: nothing to mix, and the recipe carries real-only's own accuracy
+    assert decision.served_mixing is None and decision.recipe.synthetic_batch_fraction == 0
+    assert decision.recipe.lift == 0.0 and decision.recipe.heldout_accuracy == 0.70
     assert "not recommended here" in benchmark_note(decision)[0]
     assert decision.record()["benchmark"]["harmful"] is True
 
