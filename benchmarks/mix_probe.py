@@ -23,6 +23,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -49,18 +50,35 @@ RESULTS = Path(__file__).resolve().parent / "results" / "mix_probe.jsonl"
 WORK = Path("/work/bench_work/mix_probe")
 VALIDATION = 10_000
 K = len(CLASSES)
-# name: (synthetic rows per real row in the pool, how they are mixed); None = classic only;
-# "real": the distillation control, no GAN: each real image again with the teacher's labels
-SETTINGS: dict[str, tuple[int | str, Mixing] | None] = {
+
+
+class Plan(NamedTuple):
+    """A setting: synthetic rows per real row in the pool ("real": the distillation control,
+    no GAN: each real image again with the teacher's labels), how they are mixed, and the
+    steps of each teacher member (None: the report's evaluator budget, as the product)."""
+
+    source: int | str
+    mixing: Mixing
+    teacher_steps: int | None = None
+
+
+# name: its plan; None = classic only
+SETTINGS: dict[str, Plan | None] = {
     "classic": None,
-    "hard-1x-shuffled": (1, Mixing(0.5, 1.0, "hard", 0.0)),
-    "hard-10x-share25": (10, Mixing(0.25, 1.0, "hard", 0.0)),
-    "hard-10x-share50": (10, Mixing(0.5, 1.0, "hard", 0.0)),
-    "hard-10x-share75": (10, Mixing(0.75, 1.0, "hard", 0.0)),
-    "soft-10x-defaults": (10, Mixing(0.25, 0.25, "soft", 0.1)),
-    "soft-10x-share25-w1": (10, Mixing(0.25, 1.0, "soft", 0.0)),
-    "soft-10x-share50-w1": (10, Mixing(0.5, 1.0, "soft", 0.0)),
-    "distil-share50-w1": ("real", Mixing(0.5, 1.0, "soft", 0.0)),
+    "hard-1x-shuffled": Plan(1, Mixing(0.5, 1.0, "hard", 0.0)),
+    "hard-10x-share25": Plan(10, Mixing(0.25, 1.0, "hard", 0.0)),
+    "hard-10x-share50": Plan(10, Mixing(0.5, 1.0, "hard", 0.0)),
+    "hard-10x-share75": Plan(10, Mixing(0.75, 1.0, "hard", 0.0)),
+    "soft-10x-defaults": Plan(10, Mixing(0.25, 0.25, "soft", 0.1)),
+    "soft-10x-share25-w1": Plan(10, Mixing(0.25, 1.0, "soft", 0.0)),
+    "soft-10x-share50-w1": Plan(10, Mixing(0.5, 1.0, "soft", 0.0)),
+    "distil-share50-w1": Plan("real", Mixing(0.5, 1.0, "soft", 0.0)),
+    # second round (2026-11-29, session 7): more synthetic share, a larger pool, and a
+    # stronger teacher (members trained 1,500 steps instead of the evaluator's 500)
+    "soft-10x-share75-w1": Plan(10, Mixing(0.75, 1.0, "soft", 0.0)),
+    "soft-20x-share50-w1": Plan(20, Mixing(0.5, 1.0, "soft", 0.0)),
+    "soft-10x-share50-w1-teacher1500": Plan(10, Mixing(0.5, 1.0, "soft", 0.0), 1500),
+    "distil-share50-w1-teacher1500": Plan("real", Mixing(0.5, 1.0, "soft", 0.0), 1500),
 }
 
 
@@ -74,6 +92,44 @@ def done(seed: int, setting: str, knobs: dict, with_test: bool) -> dict | None:
             if not with_test or "test_accuracy" in row:
                 return row
     return None
+
+
+class Teachers:
+    """Soft-label ensembles of one subset, trained when first asked: the report's members
+    (evaluator budget), or members of a given number of steps."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, seed: int, report: ReportBudget):
+        self.x, self.y, self.seed, self.report = x, y, seed, report
+        self._members: dict[int | None, list] = {}
+
+    def of(self, steps: int | None) -> list:
+        if steps not in self._members:
+            budget = self.report.evaluator if steps is None else ClassifierBudget(steps)
+            self._members[steps] = [
+                train_classifier(self.x, self.y, num_classes=K, budget=budget, seed=self.seed + i)
+                for i in range(self.report.soft_label_members)
+            ]
+        return self._members[steps]
+
+
+def low_data_gan(seed: int, size: int, work_dirs: list[Path]) -> Path:
+    """The augmenting GAN that benchmarks/low_data.py trained through the service for this
+    (size, seed) under its current knobs: its model directory in one of `work_dirs`."""
+    ledger = RESULTS.parent / "low_data.jsonl"
+    rows = [json.loads(line) for line in ledger.read_text().splitlines()]
+    ids = [
+        r["model_id"]
+        for r in rows
+        if r["kind"] == "gan"
+        and (r["size"], r["seed"], r["role"]) == (size, seed, "augment")
+        and r["knobs"].get("recommendation")
+    ]
+    for model_id in reversed(ids):
+        for work in work_dirs:
+            model_dir = work / "data" / "models" / model_id
+            if (model_dir / "generator.onnx").exists():
+                return model_dir
+    raise SystemExit(f"no low_data GAN for size {size}, seed {seed} in {work_dirs}")
 
 
 def gan(seed: int, x: np.ndarray, y: np.ndarray, steps: int) -> Path:
@@ -104,13 +160,22 @@ def main() -> None:
         help="rerun settings whose rows lack a test score (rows of the first runs)",
     )
     parser.add_argument("--summary", action="store_true", help="only rewrite mix_probe.md")
+    parser.add_argument(
+        "--low-data-gans",
+        type=Path,
+        nargs="+",
+        help="use the GANs benchmarks/low_data.py trained through the service (its --work-dir "
+        "folders) instead of training the probe's own; rows are kept apart",
+    )
     args = parser.parse_args()
     knobs = {"size": args.size, "gan_steps": args.gan_steps, "steps": args.classifier_steps}
+    if args.low_data_gans:
+        knobs["gans"] = "low_data.py's: through the service, standard report"
     x_all, y_all = load("train")
     test = load("t10k")
     budget = ClassifierBudget(steps=args.classifier_steps)
     if args.summary:
-        return summarise(knobs)
+        return summarise()
     for seed in args.seeds:
         idx = balanced_indices(y_all, args.size // K, seed)
         x, y = x_all[idx], y_all[idx]
@@ -120,35 +185,43 @@ def main() -> None:
         todo = [s for s in args.settings if not done(seed, s, knobs, args.with_test)]
         if not todo:
             continue
-        sampler = GeneratorSampler(gan(seed, x, y, args.gan_steps))
+        if args.low_data_gans:
+            model_dir = low_data_gan(seed, args.size, args.low_data_gans)
+        else:
+            model_dir = gan(seed, x, y, args.gan_steps)
+        sampler = GeneratorSampler(model_dir)
+        plans = [SETTINGS[s] for s in todo if SETTINGS[s] is not None]
+        most = max([p.source for p in plans if isinstance(p.source, int)], default=0)
+        # latents come in a fixed order per class: a smaller pool is a prefix of a larger
+        pool_y = np.repeat(np.arange(K), most * args.size // K)
         pool = np.concatenate(
-            [draw_class_images(sampler, c, 10 * args.size // K, seed + 100) for c in range(K)]
+            [draw_class_images(sampler, c, most * args.size // K, seed + 100) for c in range(K)]
         )
-        pool_y = np.repeat(np.arange(K), 10 * args.size // K)
         report = ReportBudget()
-        members = [
-            train_classifier(x, y, num_classes=K, budget=report.evaluator, seed=seed + i)
-            for i in range(report.soft_label_members)
-        ]
-        soft = ensemble_proba(members, pool, report.soft_label_temperature)
+        teachers = Teachers(x, y, seed, report)
         for setting in todo:
             start = time.monotonic()
             plan = SETTINGS[setting]
             if plan is None:
                 model = train_classifier(x, y, num_classes=K, budget=budget, seed=seed)
-            elif plan[0] == "real":
-                mixing = plan[1]
+            elif plan.source == "real":
+                mixing = plan.mixing
+                members = teachers.of(plan.teacher_steps)
                 teacher = ensemble_proba(members, x, report.soft_label_temperature)
                 model = train_mixed(
                     (x, y), (x, teacher), mixing, num_classes=K, budget=budget, seed=seed
                 )
             else:
-                ratio, mixing = plan
+                ratio, mixing = plan.source, plan.mixing
                 # the first ratio x size/K images of every class
                 keep = np.concatenate(
                     [np.flatnonzero(pool_y == c)[: ratio * args.size // K] for c in range(K)]
                 )
-                targets = soft[keep] if mixing.labels == "soft" else np.eye(K)[pool_y[keep]]
+                if mixing.labels == "soft":
+                    members = teachers.of(plan.teacher_steps)
+                    targets = ensemble_proba(members, pool[keep], report.soft_label_temperature)
+                else:
+                    targets = np.eye(K)[pool_y[keep]]
                 model = train_mixed(
                     (x, y),
                     (pool[keep], targets.astype(np.float32)),
@@ -167,7 +240,7 @@ def main() -> None:
             with RESULTS.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(f"seed {seed} {setting}: {100 * score:.2f} %", flush=True)
-    summarise(knobs)
+    summarise()
 
 
 NOTES = """## What it shows (2026-11-29, load 3-7 on the 2 cores)
@@ -190,26 +263,45 @@ NOTES = """## What it shows (2026-11-29, load 3-7 on the 2 cores)
 """
 
 
-def summarise(knobs: dict) -> None:
-    """Print and write results/mix_probe.md: per setting and seed the accuracy, and the
-    paired difference to classic (mean ± s.e. over seeds), on validation and on test."""
-    rows = [json.loads(line) for line in RESULTS.read_text().splitlines()]
-    rows = [r for r in rows if r["knobs"] == knobs]
-    seeds = sorted({r["seed"] for r in rows})
+def summarise() -> None:
+    """Print and write results/mix_probe.md: per knob set (whose GANs, which lengths), per
+    setting and seed the accuracy and the paired difference to classic (mean ± s.e. over
+    seeds), on validation and on test."""
+    every = [json.loads(line) for line in RESULTS.read_text().splitlines()]
+    sets: list[dict] = []
+    for row in every:
+        if row["knobs"] not in sets:
+            sets.append(row["knobs"])
     lines = [
         "# Mixing probe (issue 8): which mixing of a GAN's samples lifts a classic-augmented "
         "classifier",
         "",
-        f"Written by `benchmarks/mix_probe.py` from `mix_probe.jsonl` ({knobs['size']} "
-        f"Fashion-MNIST images, GAN {knobs['gan_steps']} steps with the product's default "
-        f"options, SmallCNN {knobs['steps']} steps with ±2 px shifts, same initial weights "
-        "within a seed). Settings are chosen on **validation** accuracy (10,000 training "
-        "images outside the subset); the official test accuracy is recorded beside it, "
-        "never used to choose. `NxX-shareS-wW`: a pool of N synthetic images per real one "
-        "(untruncated), S of each batch synthetic, loss weight W, hard (drawn class) or "
-        "soft (teacher: 3 classic SmallCNNs, temperature 2) labels; `defaults` = share "
-        "0.25, weight 0.25, soft, last 10 % real only; `distil` = the control: each real "
-        "image again with the teacher's labels instead of synthetic ones.",
+        "Written by `benchmarks/mix_probe.py` from `mix_probe.jsonl` (Fashion-MNIST subsets "
+        "of low_data.py, GANs with the product's default options, SmallCNN with ±2 px shifts, "
+        "same initial weights within a seed). Settings are chosen on **validation** accuracy "
+        "(10,000 training images outside the subset); the official test accuracy is recorded "
+        "beside it, never used to choose. `NxX-shareS-wW`: a pool of N synthetic images per "
+        "real one (untruncated), S of each batch synthetic, loss weight W, hard (drawn class) "
+        "or soft (teacher: 3 classic SmallCNNs at the report's evaluator budget, 500 steps, "
+        "temperature 2; `teacherT`: members of T steps) labels; `defaults` = share 0.25, "
+        "weight 0.25, soft, last 10 % real only; `distil` = the control: each real image "
+        "again with the teacher's labels instead of synthetic ones.",
+        "",
+    ]
+    for knobs in sets:
+        lines += section(knobs, [r for r in every if r["knobs"] == knobs])
+    text = "\n".join([*lines, NOTES])
+    print(text)
+    (RESULTS.parent / "mix_probe.md").write_text(text)
+
+
+def section(knobs: dict, rows: list[dict]) -> list[str]:
+    """The tables of one knob set."""
+    seeds = sorted({r["seed"] for r in rows})
+    gans = knobs.get("gans", "the probe's own: training.run, no report")
+    lines = [
+        f"## {knobs['size']} images, GAN {knobs['gan_steps']} steps ({gans}), SmallCNN "
+        f"{knobs['steps']} steps",
         "",
     ]
     for split in ("validation_accuracy", "test_accuracy"):
@@ -217,7 +309,7 @@ def summarise(knobs: dict) -> None:
         if not base:
             continue
         lines += [
-            f"## {split.split('_')[0].capitalize()} accuracy (%)",
+            f"### {split.split('_')[0].capitalize()} accuracy (%)",
             "",
             "| setting | " + " | ".join(f"seed {s}" for s in seeds) + " | n | mean "
             "| vs classic (paired) |",
@@ -237,9 +329,7 @@ def summarise(knobs: dict) -> None:
                 f"| {paired} |"
             )
         lines.append("")
-    text = "\n".join([*lines, NOTES])
-    print(text)
-    (RESULTS.parent / "mix_probe.md").write_text(text)
+    return lines
 
 
 if __name__ == "__main__":
