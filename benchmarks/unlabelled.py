@@ -263,15 +263,16 @@ def main() -> None:
     parser.add_argument(
         "--balanced-warmup",
         type=float,
-        default=0.0,
-        help="vcagan's balanced_warmup as a fraction of the steps (the author's CGPGAN: 0.3)",
+        default=None,
+        help="vcagan's balanced_warmup as a fraction of the steps (default: vcagan's, 0.3 as "
+        "the author's CGPGAN; 0: off)",
     )
     parser.add_argument(
         "--creg-images",
         choices=["real", "fake"],
-        default="real",
+        default=training.TrainConfig(method="vcagan").creg_images,
         help="vcagan's creg_images: the classifier penalty on real images (the paper) or on "
-        "fakes (the author's CGPGAN, which weights it 0.1: pass --lambdas 0.1)",
+        "fakes (the author's CGPGAN, which weights it 0.1; default: vcagan's)",
     )
     parser.add_argument("--tiny", action="store_true", help="300 images, 20 steps: a smoke run")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the results")
@@ -282,7 +283,10 @@ def main() -> None:
         x, y = load_dataset(name, args.tiny)
         steps = 20 if args.tiny else args.steps or DEFAULT_STEPS[name]
         common = {"dataset": name, "n": len(x), "true_classes": len(np.unique(y))}
-        balanced = round(args.balanced_warmup * steps)
+        if args.balanced_warmup is None:  # vcagan's own default for this many steps
+            balanced = training.TrainConfig(method="vcagan", steps=steps).balanced_warmup
+        else:
+            balanced = round(args.balanced_warmup * steps)
         for seed in args.seeds:
             units = [("kmeans", None)] + [("vcagan", lam) for lam in args.lambdas]
             for method, lam in units:

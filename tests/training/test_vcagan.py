@@ -46,6 +46,9 @@ def train_points(lambda_creg: float, seed: int) -> PointTrainer:
         # the 2-D proof's faster prior: the default (the paper's 0.999) still holds all 8
         # virtual classes after 3,000 steps on the mixture (docs/training.md)
         prior_decay=0.99,
+        # the paper's Algorithm 1: its penalty on real images, no balanced warm-up
+        creg_images="real",
+        balanced_warmup=0,
         batch_size=128,
         z_dim=16,
         steps=POINT_STEPS,
@@ -249,8 +252,12 @@ def test_vcagan_defaults_are_the_papers_where_they_serve():
     assert (config.r1_weight, config.lambda_cls, config.n_critic) == (1.0, 1.0, 1)
     assert config.min_class_probability == 0.01 and config.prior_decay == 0.999
     assert config.prior_warmup == 0  # the warm-up is beyond the paper: off
-    assert config.balanced_warmup == 0  # so is the author's later balanced warm-up
-    assert config.creg_images == "real"  # the paper's penalty, on real images
+    # the author's later code, measured better (benchmarks/results/unlabelled.md): the
+    # penalty on fakes and a balanced warm-up over 30 % of the steps, whatever their number
+    assert config.creg_images == "fake" and config.balanced_warmup == 900  # of 3,000 steps
+    assert TrainConfig(method="vcagan", steps=100).balanced_warmup == 30
+    assert TrainConfig(method="vcagan", balanced_warmup=0).balanced_warmup == 0  # off, asked
+    assert TrainConfig(method="vcagan", creg_images="real").creg_images == "real"  # the paper
     assert config.diffaugment == "" and config.mode_seeking == 0 and config.ada_target is None
     # stored configs validate again unchanged (the worker re-reads them)
     assert TrainConfig.model_validate(config.model_dump()) == config
