@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 
 EARLIER = "## Earlier run"  # the file from this heading on is kept as it is
+NOTES = "## Notes"  # so is a hand-written notes section, from its heading on
 PAPER = {  # the Wasserstein AC-GAN-GP + truncation low-data paper, Fashion-MNIST
     500: "paper: trunk alone 77.5 %, critic (WAC-GAN-GPT) 79.8 %",
     2500: "paper: trunk alone 83.5 %, critic (WAC-GAN-GPT) 86.0 %",
@@ -165,7 +166,8 @@ def write_table(ledger, args, columns: dict[str, str]) -> None:
     for knobs in sets:
         lines += knob_section(knobs, [r for r in ledger.rows if r["knobs"] == knobs], columns)
     old = path.read_text() if path.exists() else ""
-    if EARLIER in old:
-        lines += [old[old.index(EARLIER) :].rstrip("\n")]
+    kept = [old.index(heading) for heading in (NOTES, EARLIER) if heading in old]
+    if kept:
+        lines += [old[min(kept) :].rstrip("\n")]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

@@ -4,8 +4,10 @@ an earlier knob set that agrees on what its score depends on; GAN columns never 
 from __future__ import annotations
 
 import json
+from argparse import Namespace
 
-from benchmarks.low_data import Ledger
+from benchmarks.low_data import COLUMNS, Ledger
+from benchmarks.low_data_table import write_table
 
 
 def knobs(**changes) -> dict:
@@ -55,3 +57,15 @@ def test_gan_free_columns_come_from_a_set_with_the_same_classifier_and_gan_ones_
     assert ledger.find_gan_free("classic", size=2500, seed=0) is None  # another subset
     assert ledger.find_gan_free("plain", size=500, seed=0) is None  # 1,000-step classifier
     assert ledger.find_gan_free("trunk", size=500, seed=1) is None  # another architecture
+
+
+def test_the_table_is_rewritten_and_the_hand_written_notes_kept(tmp_path):
+    rows = [score("classic", 0, 0.8117, knobs()), score("plain", 0, 0.7795, knobs())]
+    jsonl = tmp_path / "low_data.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    md = tmp_path / "low_data.md"
+    md.write_text("stale table\n\n## Notes\n\nwhat we learnt\n\n## Earlier run\n\nold rows\n")
+    write_table(Ledger(jsonl, knobs()), Namespace(results_dir=tmp_path), COLUMNS)
+    text = md.read_text()
+    assert "stale table" not in text and "| 500 | 1 | 77.95 | 81.17 |" in text
+    assert text.endswith("## Notes\n\nwhat we learnt\n\n## Earlier run\n\nold rows\n")
