@@ -1,5 +1,6 @@
 """benchmarks/low_data.py's ledger: a column that never sees the augmenting GAN is copied from
-an earlier knob set that agrees on what its score depends on; GAN columns never are."""
+an earlier knob set that agrees on what its score depends on; GAN columns never are. The
+table keeps its hand-written notes when it is rewritten."""
 
 from __future__ import annotations
 
