@@ -32,7 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import training  # noqa: E402
 from benchmarks.fashion_mnist import CLASSES, load  # noqa: E402
 from ganaug.examples import balanced_indices  # noqa: E402
+from models.artifact import SOFT_LABELS_FILE  # noqa: E402
 from models.drawing import draw_class_images  # noqa: E402
+from models.image_classifier import ImageClassifier  # noqa: E402
 from models.sampler import GeneratorSampler  # noqa: E402
 from training import TrainConfig  # noqa: E402
 from training.classifier import (  # noqa: E402
@@ -55,11 +57,12 @@ K = len(CLASSES)
 class Plan(NamedTuple):
     """A setting: synthetic rows per real row in the pool ("real": the distillation control,
     no GAN: each real image again with the teacher's labels), how they are mixed, and the
-    steps of each teacher member (None: the report's evaluator budget, as the product)."""
+    steps of each teacher member (None: the report's evaluator budget, as the product;
+    "product": the soft labeller the service's report exported, trained on its 80 % split)."""
 
     source: int | str
     mixing: Mixing
-    teacher_steps: int | None = None
+    teacher: int | str | None = None  # "product": the GAN's own report's soft_labels.onnx
 
 
 # name: its plan; None = classic only
@@ -79,6 +82,9 @@ SETTINGS: dict[str, Plan | None] = {
     "soft-20x-share50-w1": Plan(20, Mixing(0.5, 1.0, "soft", 0.0)),
     "soft-10x-share50-w1-teacher1500": Plan(10, Mixing(0.5, 1.0, "soft", 0.0), 1500),
     "distil-share50-w1-teacher1500": Plan("real", Mixing(0.5, 1.0, "soft", 0.0), 1500),
+    # the same recipe labelled by the service's own soft labeller (--low-data-gans only):
+    # members trained on the report's 80 % train split, not on every image
+    "soft-10x-share50-w1-productteacher": Plan(10, Mixing(0.5, 1.0, "soft", 0.0), "product"),
 }
 
 
@@ -96,11 +102,23 @@ def done(seed: int, setting: str, knobs: dict, with_test: bool) -> dict | None:
 
 class Teachers:
     """Soft-label ensembles of one subset, trained when first asked: the report's members
-    (evaluator budget), or members of a given number of steps."""
+    (evaluator budget), or members of a given number of steps; or the model's own."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, seed: int, report: ReportBudget):
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, seed: int, report: ReportBudget, model_dir: Path
+    ):
         self.x, self.y, self.seed, self.report = x, y, seed, report
+        self.model_dir = model_dir
         self._members: dict[int | None, list] = {}
+
+    def probs(self, teacher: int | str | None, images: np.ndarray) -> np.ndarray:
+        """The teacher's class probabilities (N, K) for uint8 NHWC images."""
+        if teacher == "product":
+            labeller = ImageClassifier(
+                self.model_dir / SOFT_LABELS_FILE, providers=["CPUExecutionProvider"]
+            )
+            return labeller.probs(images)
+        return ensemble_proba(self.of(teacher), images, self.report.soft_label_temperature)
 
     def of(self, steps: int | None) -> list:
         if steps not in self._members:
@@ -198,7 +216,7 @@ def main() -> None:
             [draw_class_images(sampler, c, most * args.size // K, seed + 100) for c in range(K)]
         )
         report = ReportBudget()
-        teachers = Teachers(x, y, seed, report)
+        teachers = Teachers(x, y, seed, report, model_dir)
         for setting in todo:
             start = time.monotonic()
             plan = SETTINGS[setting]
@@ -206,8 +224,7 @@ def main() -> None:
                 model = train_classifier(x, y, num_classes=K, budget=budget, seed=seed)
             elif plan.source == "real":
                 mixing = plan.mixing
-                members = teachers.of(plan.teacher_steps)
-                teacher = ensemble_proba(members, x, report.soft_label_temperature)
+                teacher = teachers.probs(plan.teacher, x)
                 model = train_mixed(
                     (x, y), (x, teacher), mixing, num_classes=K, budget=budget, seed=seed
                 )
@@ -218,8 +235,7 @@ def main() -> None:
                     [np.flatnonzero(pool_y == c)[: ratio * args.size // K] for c in range(K)]
                 )
                 if mixing.labels == "soft":
-                    members = teachers.of(plan.teacher_steps)
-                    targets = ensemble_proba(members, pool[keep], report.soft_label_temperature)
+                    targets = teachers.probs(plan.teacher, pool[keep])
                 else:
                     targets = np.eye(K)[pool_y[keep]]
                 model = train_mixed(
