@@ -135,7 +135,15 @@ class SoftLabelsInfo(BaseModel):
     file: str = SOFT_LABELS_FILE
     members: int = Field(ge=1)
     temperature: float = Field(gt=0)
-    heldout_accuracy: float | None = Field(description="top-class accuracy; None: no held-out")
+    heldout_accuracy: float | None = Field(
+        description="top-class accuracy of the same ensemble trained on the train split only "
+        "(what the report's trials label with); None: no held-out"
+    )
+    trained_on: int | None = Field(
+        None,
+        description="images the served members trained on: every image of the dataset, "
+        "held-out ones too (None: a report from before, whose members saw the train split)",
+    )
 
 
 class Evaluation(BaseModel):

@@ -132,12 +132,15 @@ class EvaluatorSummary(Record):
 
 @dataclass(frozen=True)
 class SoftLabelSummary(Record):
-    """The soft labeller: the evaluator and more like it, one graph at a temperature."""
+    """The archive's soft labeller: evaluator-like classifiers, one graph at a temperature."""
 
     file: str
     members: int
     temperature: float
-    heldout_accuracy: float | None  # the ensemble's top class; None: no held-out images
+    # top-class accuracy of the same ensemble trained on the train split (the one the
+    # report's trials label with); None: no held-out images
+    heldout_accuracy: float | None
+    trained_on: int  # images the served members trained on: train and held-out ones
 
 
 @dataclass(frozen=True)

@@ -194,13 +194,13 @@ class Stages:
     WEIGHTS = {
         "data": 0.01,
         "evaluator": 0.08,
-        "soft_labels": 0.12,  # two more evaluators at the standard budget
+        "soft_labels": 0.24,  # five more evaluators (two on the split, three served; estimated)
         "metrics": 0.01,
-        "truncation_sweep": 0.17,
-        "recipe_search": 0.23,
-        "mixing": 0.15,  # six quick classifiers on the best recipe's images
+        "truncation_sweep": 0.14,
+        "recipe_search": 0.19,
+        "mixing": 0.13,  # six quick classifiers on the best recipe's images
         "confirm": 0.0,  # usually skipped; when it runs, minutes on a CPU
-        "benchmark_recipe": 0.15,  # two classifiers at the downstream budget
+        "benchmark_recipe": 0.12,  # two classifiers at the downstream budget
         "cas": 0.03,
         "ratio_study": 0.03,
         "pictures": 0.01,

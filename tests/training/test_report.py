@@ -16,7 +16,7 @@ from models.manifold import MANIFOLD_FILE
 from models.sampler import GeneratorSampler
 from tests.factories import SHAPES
 from training import TrainConfig, TrainingAborted
-from training.classifier import ClassifierBudget
+from training.classifier import ClassifierBudget, ensemble_proba
 from training.report import REPORT_BUDGETS, REPORT_FILE, ReportBudget, build_report
 from training.report_notes import verdict
 from training.report_results import Comparison, Confirmation, Mix, RecipeRow
@@ -135,10 +135,30 @@ def test_evaluator_onnx_runs(trained, report):
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
 
 
-def test_soft_labels_are_the_evaluator_ensemble_at_the_budget_temperature(trained, report):
+def test_the_trials_label_with_members_of_the_train_split_and_the_archive_with_all(
+    trained, tmp_path
+):
+    model_dir = shutil.copytree(trained.model_dir, tmp_path / "model")
+    budget = ReportBudget.fast()
+    run = ReportRun(model_dir, trained.dataset, budget, Stages(None, None), "cpu")
+    run.train_evaluator()
+    run.soft_labeller()
+    x_test = run.data.x_test
+    # the same seeds on the train split: what the trials' labeller must be (no held-out leak)
+    split = [run.evaluator_model, run.evaluator_like(budget.seed + 1)]
+    expected = ensemble_proba(split, x_test, budget.soft_label_temperature)
+    np.testing.assert_allclose(run.trials.labeller.probs(x_test), expected, atol=1e-5)
+    served = ImageClassifier(model_dir / SOFT_LABELS_FILE).probs(x_test)
+    assert np.abs(served - expected).max() > 0.01  # other members: trained on every image
+
+
+def test_soft_labels_are_an_evaluator_ensemble_at_the_budget_temperature(trained, report):
     budget = ReportBudget.fast()
     section = report.result["soft_labels"]
     assert section["file"] == SOFT_LABELS_FILE and section["members"] == 2
+    # the served members trained on every image, the held-out ones too
+    split = Split.load(trained.model_dir)
+    assert section["trained_on"] == len(trained.y) > len(split.train)
     assert section["temperature"] == budget.soft_label_temperature
     assert 0.5 < section["heldout_accuracy"] <= 1, "the shapes are easy to tell apart"
     info = Manifest.load(trained.model_dir).evaluation.soft_labels
@@ -155,7 +175,7 @@ def test_soft_labels_are_the_evaluator_ensemble_at_the_budget_temperature(traine
         assert (probs >= 0).all() and (probs <= 1).all()
         np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
         top = evaluator.score(images)[0].argmax(axis=1)
-        assert np.mean(probs.argmax(axis=1) == top) >= 0.8, "the evaluator is one member"
+        assert np.mean(probs.argmax(axis=1) == top) >= 0.8, "trained as the evaluator is"
         assert probs.max(axis=1).mean() < evaluator.score(images)[0].max(axis=1).mean()
 
 
