@@ -499,6 +499,9 @@ def knobs_of(args: argparse.Namespace) -> dict:
         # the report's recommendation: its search, else the benchmark's recipe (rows from
         # before it, when the search alone decided, lack this key and are kept apart)
         "recommendation": "search, else benchmark recipe",
+        # the archive's soft labeller: trained on every image since 2026-11-29 (rows before
+        # lack this key: their teacher saw the 80 % train split only)
+        "soft_labeller": "all images",
     }
 
 
