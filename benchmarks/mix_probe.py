@@ -189,11 +189,11 @@ def main() -> None:
     knobs = {"size": args.size, "gan_steps": args.gan_steps, "steps": args.classifier_steps}
     if args.low_data_gans:
         knobs["gans"] = "low_data.py's: through the service, standard report"
+    if args.summary:
+        return summarise()
     x_all, y_all = load("train")
     test = load("t10k")
     budget = ClassifierBudget(steps=args.classifier_steps)
-    if args.summary:
-        return summarise()
     for seed in args.seeds:
         idx = balanced_indices(y_all, args.size // K, seed)
         x, y = x_all[idx], y_all[idx]
@@ -223,10 +223,9 @@ def main() -> None:
             if plan is None:
                 model = train_classifier(x, y, num_classes=K, budget=budget, seed=seed)
             elif plan.source == "real":
-                mixing = plan.mixing
                 teacher = teachers.probs(plan.teacher, x)
                 model = train_mixed(
-                    (x, y), (x, teacher), mixing, num_classes=K, budget=budget, seed=seed
+                    (x, y), (x, teacher), plan.mixing, num_classes=K, budget=budget, seed=seed
                 )
             else:
                 ratio, mixing = plan.source, plan.mixing
