@@ -63,6 +63,8 @@ class Plan(NamedTuple):
     source: int | str
     mixing: Mixing
     teacher: int | str | None = None  # "product": the GAN's own report's soft_labels.onnx
+    members: int | None = None  # teacher members (None: the report's soft_label_members)
+    temperature: float | None = None  # None: the report's soft_label_temperature
 
 
 # name: its plan; None = classic only
@@ -85,6 +87,12 @@ SETTINGS: dict[str, Plan | None] = {
     # the same recipe labelled by the service's own soft labeller (--low-data-gans only):
     # members trained on the report's 80 % train split, not on every image
     "soft-10x-share50-w1-productteacher": Plan(10, Mixing(0.5, 1.0, "soft", 0.0), "product"),
+    # third round (2026-11-30, session 8): the teacher's size and temperature (the report's:
+    # 3 members, temperature 2), for the recipe and for the distillation control
+    "soft-10x-share50-w1-members6": Plan(10, Mixing(0.5, 1.0, "soft", 0.0), members=6),
+    "distil-share50-w1-members6": Plan("real", Mixing(0.5, 1.0, "soft", 0.0), members=6),
+    "soft-10x-share50-w1-temp1": Plan(10, Mixing(0.5, 1.0, "soft", 0.0), temperature=1.0),
+    "soft-10x-share50-w1-temp4": Plan(10, Mixing(0.5, 1.0, "soft", 0.0), temperature=4.0),
 }
 
 
@@ -111,23 +119,27 @@ class Teachers:
         self.model_dir = model_dir
         self._members: dict[int | None, list] = {}
 
-    def probs(self, teacher: int | str | None, images: np.ndarray) -> np.ndarray:
-        """The teacher's class probabilities (N, K) for uint8 NHWC images."""
-        if teacher == "product":
+    def probs(self, plan: Plan, images: np.ndarray) -> np.ndarray:
+        """The plan's teacher's class probabilities (N, K) for uint8 NHWC images."""
+        if plan.teacher == "product":
             labeller = ImageClassifier(
                 self.model_dir / SOFT_LABELS_FILE, providers=["CPUExecutionProvider"]
             )
             return labeller.probs(images)
-        return ensemble_proba(self.of(teacher), images, self.report.soft_label_temperature)
+        members = self.of(plan.teacher, plan.members or self.report.soft_label_members)
+        temperature = plan.temperature or self.report.soft_label_temperature
+        return ensemble_proba(members, images, temperature)
 
-    def of(self, steps: int | None) -> list:
-        if steps not in self._members:
-            budget = self.report.evaluator if steps is None else ClassifierBudget(steps)
-            self._members[steps] = [
+    def of(self, steps: int | None, members: int) -> list:
+        """The first `members` members (seeds seed, seed + 1, ...): a larger teacher extends
+        a smaller one, so they differ only by the members added."""
+        trained = self._members.setdefault(steps, [])
+        budget = self.report.evaluator if steps is None else ClassifierBudget(steps)
+        for i in range(len(trained), members):
+            trained.append(
                 train_classifier(self.x, self.y, num_classes=K, budget=budget, seed=self.seed + i)
-                for i in range(self.report.soft_label_members)
-            ]
-        return self._members[steps]
+            )
+        return trained[:members]
 
 
 def low_data_gan(seed: int, size: int, work_dirs: list[Path]) -> Path:
@@ -223,7 +235,7 @@ def main() -> None:
             if plan is None:
                 model = train_classifier(x, y, num_classes=K, budget=budget, seed=seed)
             elif plan.source == "real":
-                teacher = teachers.probs(plan.teacher, x)
+                teacher = teachers.probs(plan, x)
                 model = train_mixed(
                     (x, y), (x, teacher), plan.mixing, num_classes=K, budget=budget, seed=seed
                 )
@@ -234,7 +246,7 @@ def main() -> None:
                     [np.flatnonzero(pool_y == c)[: ratio * args.size // K] for c in range(K)]
                 )
                 if mixing.labels == "soft":
-                    targets = teachers.probs(plan.teacher, pool[keep])
+                    targets = teachers.probs(plan, pool[keep])
                 else:
                     targets = np.eye(K)[pool_y[keep]]
                 model = train_mixed(

@@ -130,7 +130,8 @@ def main() -> None:
             row = {"step": step, **snapshot(trainer, x, y)}
             row |= {k: round(float(v), 3) for k, v in stats.items()}
             print(json.dumps(row), flush=True)
-    row = {"name": args.name, "set": args.set, "separate_q": args.separate_q, "cpu_s": round(time.process_time() - start, 1)}
+    row = {"name": args.name, "set": args.set, "separate_q": args.separate_q}
+    row |= {"cpu_s": round(time.process_time() - start, 1)}
     row |= {"final": snapshot(trainer, x, y)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a") as f:
