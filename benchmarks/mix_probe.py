@@ -197,10 +197,17 @@ def main() -> None:
         help="use the GANs benchmarks/low_data.py trained through the service (its --work-dir "
         "folders) instead of training the probe's own; rows are kept apart",
     )
+    parser.add_argument(
+        "--tag",
+        help="kept in the rows' knobs, so rows of GANs trained anew (e.g. low_data.py's of a "
+        "later session) are not taken for earlier ones",
+    )
     args = parser.parse_args()
     knobs = {"size": args.size, "gan_steps": args.gan_steps, "steps": args.classifier_steps}
     if args.low_data_gans:
         knobs["gans"] = "low_data.py's: through the service, standard report"
+    if args.tag:
+        knobs["tag"] = args.tag
     if args.summary:
         return summarise()
     x_all, y_all = load("train")
@@ -310,7 +317,8 @@ def summarise() -> None:
         "beside it, never used to choose. `NxX-shareS-wW`: a pool of N synthetic images per "
         "real one (untruncated), S of each batch synthetic, loss weight W, hard (drawn class) "
         "or soft (teacher: 3 classic SmallCNNs at the report's evaluator budget, 500 steps, "
-        "temperature 2; `teacherT`: members of T steps) labels; `defaults` = share 0.25, "
+        "temperature 2; `teacherT`: members of T steps; `membersM`: M members; `tempT`: "
+        "temperature T) labels; `defaults` = share 0.25, "
         "weight 0.25, soft, last 10 % real only; `distil` = the control: each real image "
         "again with the teacher's labels instead of synthetic ones.",
         "",
