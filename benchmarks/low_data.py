@@ -98,9 +98,14 @@ class Ledger:
 
     def __init__(self, path: Path, knobs: dict):
         self.path, self.knobs = path, knobs
-        self.rows = (
-            [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-        )
+        self.rows = self.on_disk()
+
+    def on_disk(self) -> list[dict]:
+        """Every row in the file now, those of other runs sharing it included (several
+        low_data.py processes may append to one JSONL side by side)."""
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
 
     def find(self, kind: str, **keys) -> dict | None:
         keys |= {"kind": kind, "knobs": self.knobs}

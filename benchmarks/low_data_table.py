@@ -143,8 +143,9 @@ def knob_section(knobs: dict, rows: list[dict], columns: dict[str, str]) -> list
 def write_table(ledger, args, columns: dict[str, str]) -> None:
     """Rewrite low_data.md from every row of the JSONL: one section per set of knobs."""
     path: Path = args.results_dir / "low_data.md"
+    rows = ledger.on_disk()  # not only this run's: others may share the file
     sets: list[dict] = []
-    for row in ledger.rows:
+    for row in rows:
         if row["knobs"] not in sets:
             sets.append(row["knobs"])
     lines = [
@@ -165,7 +166,7 @@ def write_table(ledger, args, columns: dict[str, str]) -> None:
         "",
     ]
     for knobs in sets:
-        lines += knob_section(knobs, [r for r in ledger.rows if r["knobs"] == knobs], columns)
+        lines += knob_section(knobs, [r for r in rows if r["knobs"] == knobs], columns)
     old = path.read_text() if path.exists() else ""
     kept = [old.index(heading) for heading in (NOTES, EARLIER) if heading in old]
     if kept:

@@ -70,3 +70,12 @@ def test_the_table_is_rewritten_and_the_hand_written_notes_kept(tmp_path):
     text = md.read_text()
     assert "stale table" not in text and "| 500 | 1 | 77.95 | 81.17 |" in text
     assert text.endswith("## Notes\n\nwhat we learnt\n\n## Earlier run\n\nold rows\n")
+
+
+def test_the_table_holds_the_rows_of_every_run_sharing_the_file(tmp_path):
+    jsonl = tmp_path / "low_data.jsonl"
+    jsonl.write_text(json.dumps(score("plain", 0, 0.7795, knobs())) + "\n")
+    first, second = Ledger(jsonl, knobs()), Ledger(jsonl, knobs())  # two runs, side by side
+    second.add({"kind": "score", "size": 500, "seed": 0, "column": "classic", "accuracy": 0.8117})
+    write_table(first, Namespace(results_dir=tmp_path), COLUMNS)  # the run that did not add it
+    assert "| 500 | 0 | 77.95 | 81.17 |" in (tmp_path / "low_data.md").read_text()
