@@ -294,9 +294,12 @@ NOTES = """## What it shows (2026-11-29, load 3-7 on the 2 cores)
   regime (the report does not offer the recipe there: more than 50 train images per
   class), and the end-to-end check through the service (`benchmarks/low_data.py`, whose
   `recipe` column now gets this recipe from the report).
-- Session 8 (2026-11-30, `--tag`): on seed 0's GAN of low_data.py's all-image-labeller set,
-  classic 81.51, the recipe 82.00, distil 82.32 (validation); the teacher's size (6 members)
-  and temperature (1, 4) were stopped unrun to leave the cores to low_data.py's seeds.
+- Session 8 (2026-11-30, `--tag`): on seed 0's GAN of low_data.py's all-image-labeller set
+  (validation, one seed): classic 81.51, the recipe (3 members, temperature 2) 82.00, distil
+  82.32; **6 teacher members 83.09** (+1.58 over classic, +1.09 over 3 members; test 82.70
+  against 81.70), distil with 6 members 81.84; temperature 1 81.40, temperature 4 82.52. A
+  larger teacher helped the GAN's rows, not the control: the lead lever for the next
+  session, to be checked on more seeds before the report's `soft_label_members` changes.
 """
 
 
