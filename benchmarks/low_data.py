@@ -56,6 +56,7 @@ from training.classifier import (  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.report_mixing import default_mixing  # noqa: E402
 from training.report_record import Mixing  # noqa: E402
+from training.report_setup import ReportBudget  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 WORK_DIR = Path(__file__).resolve().parent / "out" / "low_data"
@@ -505,8 +506,9 @@ def knobs_of(args: argparse.Namespace) -> dict:
         # before it, when the search alone decided, lack this key and are kept apart)
         "recommendation": "search, else benchmark recipe",
         # the archive's soft labeller: trained on every image since 2026-11-29 (rows before
-        # lack this key: their teacher saw the 80 % train split only)
-        "soft_labeller": "all images",
+        # lack this key: their teacher saw the 80 % train split only); 6 members since
+        # 2026-11-30 (ReportBudget.soft_label_members; 3 before)
+        "soft_labeller": f"all images, {ReportBudget().soft_label_members} members",
     }
 
 

@@ -7,10 +7,11 @@ benchmarks/low_data.py's test scores; each row also records the official test ac
 for the chosen setting's unbiased estimate and to see whether validation and test agree.
 Per seed: the subset of low_data.py (same seed, same images), a GAN with the product's
 default options trained on it as the product does (its 80 % split), a pool of its
-untruncated samples, a teacher (the report's soft-label ensemble: 3 classic SmallCNNs,
-temperature 2), then the benchmark's SmallCNN (3,000 steps, classic shifts, same initial
-weights) once per setting. Every finished (seed, setting) is
-appended to benchmarks/results/mix_probe.jsonl and skipped when the script runs again.
+untruncated samples, a teacher (the report's soft-label ensemble until 2026-11-30: 3
+classic SmallCNNs, temperature 2; `membersM` settings: M), then the benchmark's SmallCNN
+(3,000 steps, classic shifts, same initial weights) once per setting. Every finished
+(seed, setting) is appended to benchmarks/results/mix_probe.jsonl and skipped when the
+script runs again.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mix_probe.py --seeds 0 1 2
 """
@@ -63,8 +64,10 @@ class Plan(NamedTuple):
     source: int | str
     mixing: Mixing
     teacher: int | str | None = None  # "product": the GAN's own report's soft_labels.onnx
-    members: int | None = None  # teacher members (None: the report's soft_label_members)
-    temperature: float | None = None  # None: the report's soft_label_temperature
+    # the teacher's members and temperature: the report's until 2026-11-30 (it has 6 members
+    # since), kept so that the earlier rows keep their meaning
+    members: int = 3
+    temperature: float = 2.0
 
 
 # name: its plan; None = classic only
@@ -126,9 +129,8 @@ class Teachers:
                 self.model_dir / SOFT_LABELS_FILE, providers=["CPUExecutionProvider"]
             )
             return labeller.probs(images)
-        members = self.of(plan.teacher, plan.members or self.report.soft_label_members)
-        temperature = plan.temperature or self.report.soft_label_temperature
-        return ensemble_proba(members, images, temperature)
+        members = self.of(plan.teacher, plan.members)
+        return ensemble_proba(members, images, plan.temperature)
 
     def of(self, steps: int | None, members: int) -> list:
         """The first `members` members (seeds seed, seed + 1, ...): a larger teacher extends
