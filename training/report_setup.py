@@ -96,8 +96,9 @@ class ReportBudget:
 
     @classmethod
     def standard(cls) -> ReportBudget:
-        """About 5 minutes on 2 CPU cores for 500 images of 28 px, plus about a quarter
-        for the mixing search (measured: 22 % of the report)."""
+        """22-23 minutes for 500 images of 28 px with one torch thread on a shared 2-core CPU
+        (load 3; benchmarks/low_data.py, 2026-11-30): a third of it the soft labeller's
+        eleven classifiers, a quarter the benchmark recipe's two full-length ones."""
         return cls()
 
     @classmethod
@@ -192,20 +193,20 @@ def per_class_accuracy(correct: np.ndarray, labels: np.ndarray, num_classes: int
 class Stages:
     """Reports overall progress, checks abort_fn between units of work, times each stage."""
 
-    # Shares of the run time measured on CPU (500 Fashion-MNIST images), in running order.
+    # Shares of the run time measured on CPU (500 Fashion-MNIST images, 6 soft-label members:
+    # two reports of benchmarks/low_data.py, 2026-11-30), in running order.
     WEIGHTS = {
         "data": 0.01,
-        "evaluator": 0.06,
-        # eleven more evaluators (five on the split, six served; scaled from three members)
-        "soft_labels": 0.41,
+        "evaluator": 0.03,
+        "soft_labels": 0.35,  # eleven more evaluators (five on the split, six served)
         "metrics": 0.01,
-        "truncation_sweep": 0.11,
+        "truncation_sweep": 0.09,
         "recipe_search": 0.15,
-        "mixing": 0.10,  # six quick classifiers on the best recipe's images
+        "mixing": 0.06,  # six quick classifiers on the best recipe's images
         "confirm": 0.0,  # usually skipped; when it runs, minutes on a CPU
-        "benchmark_recipe": 0.09,  # two classifiers at the downstream budget
-        "cas": 0.02,
-        "ratio_study": 0.02,
+        "benchmark_recipe": 0.26,  # two classifiers at the downstream budget
+        "cas": 0.01,
+        "ratio_study": 0.01,
         "pictures": 0.01,
         "write": 0.01,
     }
