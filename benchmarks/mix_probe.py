@@ -300,8 +300,11 @@ NOTES = """## What it shows (2026-11-29, load 3-7 on the 2 cores)
   (validation, one seed): classic 81.51, the recipe (3 members, temperature 2) 82.00, distil
   82.32; **6 teacher members 83.09** (+1.58 over classic, +1.09 over 3 members; test 82.70
   against 81.70), distil with 6 members 81.84; temperature 1 81.40, temperature 4 82.52. A
-  larger teacher helped the GAN's rows, not the control: the lead lever for the next
-  session, to be checked on more seeds before the report's `soft_label_members` changes.
+  larger teacher helped the GAN's rows, not the control.
+- Session 9: the report's `soft_label_members` became 6 on that seed's evidence, and
+  low_data.py measured it through the service on seeds 0-4 (test set): recipe +1.40 ± 0.27
+  over classic (3 members: +0.93 ± 0.26), distil +0.44 ± 0.26 (3 members: +0.62 ± 0.15);
+  see benchmarks/results/low_data.md. Validation rows for seeds 1-4 were not run.
 """
 
 
