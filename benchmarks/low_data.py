@@ -56,7 +56,7 @@ from training.classifier import (  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.report_mixing import default_mixing  # noqa: E402
 from training.report_record import Mixing  # noqa: E402
-from training.report_setup import ReportBudget  # noqa: E402
+from training.report_setup import REPORT_BUDGETS  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 WORK_DIR = Path(__file__).resolve().parent / "out" / "low_data"
@@ -507,8 +507,8 @@ def knobs_of(args: argparse.Namespace) -> dict:
         "recommendation": "search, else benchmark recipe",
         # the archive's soft labeller: trained on every image since 2026-11-29 (rows before
         # lack this key: their teacher saw the 80 % train split only); 6 members since
-        # 2026-11-30 (ReportBudget.soft_label_members; 3 before)
-        "soft_labeller": f"all images, {ReportBudget().soft_label_members} members",
+        # 2026-11-30 (the --report preset's soft_label_members; 3 before)
+        "soft_labeller": f"all images, {REPORT_BUDGETS[args.report].soft_label_members} members",
     }
 
 
