@@ -164,6 +164,12 @@ class Settings(BaseSettings):
     worker_shutdown_grace_s: float = Field(
         30.0, gt=0, description="a stopping worker checkpoints its job, then exits within this"
     )
+    worker_restart_delay_s: float = Field(
+        2.0,
+        gt=0,
+        description="an embedded worker that died is restarted this long after, the delay "
+        "doubling (up to 60 s) while it keeps dying within a minute of each start",
+    )
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> Settings:

@@ -26,7 +26,6 @@ from core.settings import Settings
 
 log = logging.getLogger("ganaug.cli")
 
-FIRST_RESTART_DELAY_S = 2.0
 MAX_RESTART_DELAY_S = 60.0
 STABLE_AFTER_S = 60.0  # a worker that ran this long restarts after the first delay again
 
@@ -72,7 +71,7 @@ class EmbeddedWorker:
         os.replace(written, self.status_file)  # readers see the old status or the new one
 
     def _supervise(self) -> None:
-        delay = FIRST_RESTART_DELAY_S
+        delay = self.settings.worker_restart_delay_s
         while True:
             assert self._proc is not None
             code = self._proc.wait()
@@ -83,7 +82,7 @@ class EmbeddedWorker:
             log.error("embedded worker %s; restarting in %.0f s", self._last_exit, delay)
             _kill_group(self._proc.pid, signal.SIGKILL)  # pool processes it left, if any
             if time.monotonic() - self._started > STABLE_AFTER_S:
-                delay = FIRST_RESTART_DELAY_S
+                delay = self.settings.worker_restart_delay_s
             if self._stopping.wait(delay):
                 return
             if self.settings.embedded:  # else other workers may hold leases: the sweep waits

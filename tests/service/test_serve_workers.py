@@ -75,6 +75,28 @@ def answered_by(base_url: str, requests: list[tuple[str, dict]]) -> tuple[list, 
     return answers, {pid: after[pid] - before.get(pid, 0) for pid in after}
 
 
+def from_every_process(
+    base_url: str,
+    request: tuple[str, dict],
+    took: dict[int, float] | None = None,
+    processes: int = 2,
+    rounds: int = 20,
+) -> tuple[list, dict[int, float]]:
+    """Send `request` in rounds of 16 until `processes` API processes have each answered
+    some, counting those that already answered in `took` (the kernel may hand a whole round
+    to one process when the machine is loaded); at most `rounds` rounds. Returns the new
+    answers and how many each process took in all."""
+    answers: list = []
+    took = Counter({pid: count for pid, count in (took or {}).items() if count > 0})
+    for _ in range(rounds):
+        if len(took) >= processes:
+            break
+        more, counts = answered_by(base_url, [request] * 16)
+        answers += more
+        took.update({pid: count for pid, count in counts.items() if count > 0})
+    return answers, dict(took)
+
+
 def test_each_process_gets_its_share_of_the_threads_and_a_warning_for_memory_limits(tmp_path):
     cores = os.cpu_count() or 1
     one = Settings(data_dir=tmp_path, serve_workers=1)
@@ -134,7 +156,12 @@ def test_two_processes_serve_the_same_bytes_share_limits_and_metrics_and_stop(
     statuses = Counter(a.status_code for a in answers)
     admitted = SAMPLE_LIMIT - len(REFERENCE)
     assert statuses == {200: admitted, 429: len(BURST) - admitted}, statuses
-    assert len(took) == 2 and all(count > 0 for count in took.values()), took
+    # Until both processes have answered part of it, more of the burst: all over the limit.
+    more, took = from_every_process(api.base_url, (samples, BURST[-1]), took)
+    refusals = [(a.status_code, a.json()["error"]["code"]) for a in more]
+    assert refusals == [(429, "rate_limited")] * len(more), refusals
+    refused = len(BURST) - admitted + len(more)
+    assert len(took) == 2, took
     api_pids = set(took)
     assert api_pids <= set(children(api.proc.pid))
     for index, answer in enumerate(answers, start=len(REFERENCE)):
@@ -148,10 +175,7 @@ def test_two_processes_serve_the_same_bytes_share_limits_and_metrics_and_stop(
         metrics = scrape(api.base_url)
         route = (("method", "GET"), ("route", "/v1/models/{model_id}/samples"))
         assert metrics[("ganaug_http_requests_total", (*route, ("status", "200")))] == SAMPLE_LIMIT
-        assert (
-            metrics[("ganaug_http_requests_total", (*route, ("status", "429")))]
-            == len(BURST) - admitted
-        )
+        assert metrics[("ganaug_http_requests_total", (*route, ("status", "429")))] == refused
         served = metrics[("ganaug_samples_generated_total", (("route", "samples"),))]
         assert served == sum(images(params) for params in REFERENCE) + admitted
         all_requests = sum(
@@ -171,7 +195,9 @@ def test_two_processes_serve_the_same_bytes_share_limits_and_metrics_and_stop(
 
 
 def test_every_process_reports_the_one_embedded_worker_and_dies_with_the_serve(tmp_path, processes):
-    env = service_env(tmp_path / "data", TMPDIR=str(tmp_path))  # the run folder a kill leaves
+    env = service_env(  # TMPDIR: the run folder a kill leaves; a down worker stays down 10 s
+        tmp_path / "data", TMPDIR=str(tmp_path), GANAUG_WORKER_RESTART_DELAY_S="10"
+    )
     api = Api(env, tmp_path / "serve.log", ["--workers", "2"]).start()
     processes.append(api)
 
@@ -184,16 +210,16 @@ def test_every_process_reports_the_one_embedded_worker_and_dies_with_the_serve(t
 
     wait_for(lambda: httpx.get(f"{api.base_url}/readyz").status_code == 200, 60, "readyz")
     (worker,) = workers()
-    answers, took = answered_by(api.base_url, [("/readyz", {})] * 16)
-    assert [a.json()["checks"]["worker"] for a in answers] == ["ok"] * 16
-    assert len(took) == 2 and all(count > 0 for count in took.values()), took
+    answers, took = from_every_process(api.base_url, ("/readyz", {}))
+    assert [a.json()["checks"]["worker"] for a in answers] == ["ok"] * len(answers)
+    assert len(took) == 2, took
 
     os.kill(worker, signal.SIGKILL)
     wait_for(lambda: httpx.get(f"{api.base_url}/readyz").status_code == 503, 5, "readyz down")
-    answers, took = answered_by(api.base_url, [("/readyz", {})] * 16)
+    answers, took = from_every_process(api.base_url, ("/readyz", {}))
     messages = [a.json()["error"]["message"] for a in answers]
     assert all("worker down" in m and "signal SIGKILL" in m for m in messages), messages
-    assert len(took) == 2 and all(count > 0 for count in took.values()), took
+    assert len(took) == 2, took
     wait_for(lambda: httpx.get(f"{api.base_url}/readyz").status_code == 200, 60, "restart")
     (restarted,) = workers()
     assert restarted != worker
