@@ -166,10 +166,11 @@ def low_data_gan(seed: int, size: int, work_dirs: list[Path]) -> Path:
 
 def gan(seed: int, x: np.ndarray, y: np.ndarray, steps: int) -> Path:
     """The product-default GAN of this seed's subset (trained once, kept in WORK)."""
-    model_dir = WORK / f"seed{seed}-steps{steps}" / "model"
+    work = WORK / f"size{len(y)}-seed{seed}-steps{steps}"
+    model_dir = work / "model"
     if (model_dir / "generator.onnx").exists():
         return model_dir
-    dataset_dir = WORK / f"seed{seed}-steps{steps}" / "dataset"
+    dataset_dir = work / "dataset"
     if not dataset_dir.exists():  # else an interrupted run's: its checkpoint resumes
         StoredDataset.save(dataset_dir, x, y, classes=CLASSES, source_format="npz")
     config = TrainConfig(seed=seed, steps=steps, report="none")
