@@ -4,7 +4,7 @@ rewritten."""
 
 from __future__ import annotations
 
-from benchmarks.unlabelled import EXPERIMENTS, latent_size, unit_key, write_table
+from benchmarks.unlabelled import EXPERIMENTS, critic_width, latent_size, unit_key, write_table
 
 
 def row(method: str, **extra) -> dict:
@@ -42,3 +42,15 @@ def test_units_at_another_latent_size_are_new_units_and_old_rows_ran_at_64(tmp_p
     write_table([row("kmeans"), old, new], path)
     lines = [line for line in path.read_text().splitlines() if "| digits | 10 | vcagan" in line]
     assert [line.split(" | ")[6] for line in lines] == ["64", "256"]
+
+
+def test_units_with_another_critic_width_are_new_units_shown_in_the_table(tmp_path):
+    wide = row("vcagan") | {"options": {"d_channels": 32}}
+    narrow = row("vcagan") | {"options": {"d_channels": 16}}
+    assert critic_width(wide) == 32 and critic_width(row("kmeans")) is None
+    assert critic_width(row("vcagan")) == 32  # options without a width: the loop's default
+    assert unit_key(wide) != unit_key(narrow)
+    path = tmp_path / "unlabelled.md"
+    write_table([row("kmeans"), wide, narrow], path)
+    lines = [line for line in path.read_text().splitlines() if "| digits | 10 | vcagan" in line]
+    assert [line.split(" | ")[8] for line in lines] == ["16", "32"]  # after "balanced"
