@@ -96,6 +96,13 @@ SETTINGS: dict[str, Plan | None] = {
     "distil-share50-w1-members6": Plan("real", Mixing(0.5, 1.0, "soft", 0.0), members=6),
     "soft-10x-share50-w1-temp1": Plan(10, Mixing(0.5, 1.0, "soft", 0.0), temperature=1.0),
     "soft-10x-share50-w1-temp4": Plan(10, Mixing(0.5, 1.0, "soft", 0.0), temperature=4.0),
+    # fourth round (2026-11-30, session 10): around the 6-member teacher the report now has
+    "soft-10x-share50-w1-members10": Plan(10, Mixing(0.5, 1.0, "soft", 0.0), members=10),
+    "soft-10x-share50-w1-members6-temp4": Plan(
+        10, Mixing(0.5, 1.0, "soft", 0.0), members=6, temperature=4.0
+    ),
+    "soft-20x-share50-w1-members6": Plan(20, Mixing(0.5, 1.0, "soft", 0.0), members=6),
+    "soft-10x-share75-w1-members6": Plan(10, Mixing(0.75, 1.0, "soft", 0.0), members=6),
 }
 
 
