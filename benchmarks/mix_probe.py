@@ -103,6 +103,9 @@ SETTINGS: dict[str, Plan | None] = {
     ),
     "soft-20x-share50-w1-members6": Plan(20, Mixing(0.5, 1.0, "soft", 0.0), members=6),
     "soft-10x-share75-w1-members6": Plan(10, Mixing(0.75, 1.0, "soft", 0.0), members=6),
+    # at 2,500 images (200 real per class) a smaller synthetic share
+    "soft-10x-share25-w1-members6": Plan(10, Mixing(0.25, 1.0, "soft", 0.0), members=6),
+    "soft-2x-share10-w1-members6": Plan(2, Mixing(0.1, 1.0, "soft", 0.0), members=6),
 }
 
 
