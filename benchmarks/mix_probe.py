@@ -106,6 +106,7 @@ SETTINGS: dict[str, Plan | None] = {
     # at 2,500 images (200 real per class) a smaller synthetic share
     "soft-10x-share25-w1-members6": Plan(10, Mixing(0.25, 1.0, "soft", 0.0), members=6),
     "soft-2x-share10-w1-members6": Plan(2, Mixing(0.1, 1.0, "soft", 0.0), members=6),
+    "distil-share25-w1-members6": Plan("real", Mixing(0.25, 1.0, "soft", 0.0), members=6),
 }
 
 
