@@ -317,6 +317,19 @@ NOTES = """## What it shows (2026-11-29, load 3-7 on the 2 cores)
   low_data.py measured it through the service on seeds 0-4 (test set): recipe +1.40 ± 0.27
   over classic (3 members: +0.93 ± 0.26), distil +0.44 ± 0.26 (3 members: +0.62 ± 0.15);
   see benchmarks/results/low_data.md. Validation rows for seeds 1-4 were not run.
+- Session 10, 500 images (`--tag session10-own-gan`, seed 0, the probe's own GAN, which
+  came out identical to low_data.py's: classic and the 6-member recipe reproduce session
+  8's 81.51 and 83.09 to the digit): around the 6-member teacher nothing did better on
+  validation: 10 members 82.69, temperature 4 83.04, a 20x pool 82.64, share 0.75 82.56.
+- Session 10, 2,500 images (200 a class; the probe's own GANs, 6-member teacher): seed 0
+  chose among share 0.5 (86.30, -0.77 against classic), a 2x pool at share 0.1 (86.75)
+  and share 0.25 (87.71, +0.64); on 5 seeds share 0.25 gained +0.38 ± 0.16 on
+  validation (4 of 5 positive; the 4 seeds that did not choose it +0.31 ± 0.19) and
+  +0.41 ± 0.21 on test (all 5 positive), and became the report's recipe for up to 250
+  train images a class (`LARGER_BENCHMARK_RECIPE`). The distillation control at share
+  0.25: -0.13 ± 0.28 validation, +0.21 ± 0.27 test; the GAN's own share is not resolved
+  there (+0.51 ± 0.31 validation, +0.20 ± 0.34 test). Not yet measured through the
+  service (low_data.py at 2,500 with the new knob set).
 """
 
 
