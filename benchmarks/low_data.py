@@ -56,7 +56,7 @@ from training.classifier import (  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.report_mixing import default_mixing  # noqa: E402
 from training.report_record import Mixing  # noqa: E402
-from training.report_setup import REPORT_BUDGETS  # noqa: E402
+from training.report_setup import REPORT_BUDGETS, ReportBudget  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 WORK_DIR = Path(__file__).resolve().parent / "out" / "low_data"
@@ -509,7 +509,24 @@ def knobs_of(args: argparse.Namespace) -> dict:
         # lack this key: their teacher saw the 80 % train split only); 6 members since
         # 2026-11-30 (the --report preset's soft_label_members; 3 before)
         "soft_labeller": f"all images, {REPORT_BUDGETS[args.report].soft_label_members} members",
+        # the benchmark recipes the report falls back on, by the largest class they apply to
+        # (rows before 2026-11-30 lack this key: share 0.5 up to 50 per class, none above)
+        "benchmark_recipes": recipes_knob(REPORT_BUDGETS[args.report]),
     }
+
+
+def recipes_knob(budget: ReportBudget) -> str:
+    """The budget's benchmark recipes as caps and synthetic shares, e.g. "<= 50 per class:
+    10x, share 0.5; <= 250 per class: 10x, share 0.25" ("none" for the fast preset)."""
+    recipes = sorted(budget.benchmark_recipes, key=lambda r: r.max_train_per_class)
+    return (
+        "; ".join(
+            f"<= {r.max_train_per_class} per class: {r.ratio:g}x, "
+            f"share {r.mixing.synthetic_batch_fraction:g}"
+            for r in recipes
+        )
+        or "none"
+    )
 
 
 def main() -> None:

@@ -65,6 +65,28 @@ BENCHMARK_RECIPE = BenchmarkRecipe(
     "(benchmarks/results/mix_probe.md)",
 )
 
+# Fashion-MNIST, 2,500 images (200 train images per class), the probe's product-default GAN,
+# the report's 6-member soft labels, 10,000 validation images outside the subset, paired
+# over 5 seeds (benchmarks/mix_probe.py, 2026-11-30): half of each batch synthetic cost 0.8
+# points on seed 0, a quarter gained +0.38 ± 0.16 (chosen on seed 0; 4 of 5 seeds
+# positive), +0.41 ± 0.21 on the test set (all 5 positive). Its edge over the distillation
+# control (the same teacher on the real images) is not resolved: +0.51 ± 0.31 validation,
+# +0.20 ± 0.34 test. Applied from 51 up to 250 train images per class (a quarter more than
+# measured), where the smaller datasets' recipe stops.
+LARGER_BENCHMARK_RECIPE = BenchmarkRecipe(
+    ratio=10.0,
+    mixing=Mixing(
+        synthetic_batch_fraction=0.25,
+        synthetic_loss_weight=1.0,
+        labels="soft",
+        real_only_final_steps=0.0,
+    ),
+    max_train_per_class=250,
+    evidence="+0.4 ± 0.2 points over classic augmentation on 10,000 validation images "
+    "(Fashion-MNIST, 2,500 images, 5 seeds, 4 of them positive; on the test set +0.4 ± 0.2, "
+    "positive on all 5; benchmarks/results/mix_probe.md)",
+)
+
 
 @dataclass(frozen=True)
 class ReportBudget:
@@ -93,9 +115,10 @@ class ReportBudget:
     metric_samples_per_class: int = 500  # cap on images per class in FID, KID and PRDC
     kid_subsets: int = 50
     alpha: float = 0.05  # chance of recommending synthetic data that does not help
-    # recommended where the search cannot tell and the held-out split shows no harm
-    # (None: never; ratio 0 unless the search's own lift is beyond noise)
-    benchmark_recipe: BenchmarkRecipe | None = BENCHMARK_RECIPE
+    # recommended where the search cannot tell and the held-out split shows no harm, the
+    # one with the smallest cap that covers the dataset's largest class ((): never; ratio 0
+    # unless the search's own lift is beyond noise)
+    benchmark_recipes: tuple[BenchmarkRecipe, ...] = (BENCHMARK_RECIPE, LARGER_BENCHMARK_RECIPE)
     seed: int = 0  # latents, KID subsets, the evaluator and the real subsets
 
     @classmethod
@@ -120,7 +143,7 @@ class ReportBudget:
             metric_samples_per_class=50,
             kid_subsets=10,
             # its 30-step classifiers cannot tell whether the benchmark's recipe hurts
-            benchmark_recipe=None,
+            benchmark_recipes=(),
         )
 
     @property
@@ -129,12 +152,11 @@ class ReportBudget:
         return max((*self.ratios, *self.fixed_total_fractions, self.sweep_ratio, 1.0))
 
     def benchmark_for(self, train_counts: np.ndarray) -> BenchmarkRecipe | None:
-        """The benchmark's recipe where it applies to a dataset of these train counts per
-        class: none set, or a class with more train images than its cap, gives None."""
-        recipe = self.benchmark_recipe
-        if recipe is None or int(np.max(train_counts)) > recipe.max_train_per_class:
-            return None
-        return recipe
+        """The benchmark's recipe for a dataset of these train counts per class: the one with
+        the smallest cap at or above its largest class; None above every cap (or none set)."""
+        largest = int(np.max(train_counts))
+        covering = [r for r in self.benchmark_recipes if largest <= r.max_train_per_class]
+        return min(covering, key=lambda r: r.max_train_per_class, default=None)
 
     def draw(self, truncation: Truncation = None, filter: FilterKind = "none") -> DrawSpec:
         """How the report draws synthetic images at a truncation and filter: one spec per

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from argparse import Namespace
 
-from benchmarks.low_data import COLUMNS, Ledger
+from benchmarks.low_data import COLUMNS, Ledger, recipes_knob
 from benchmarks.low_data_table import write_table
+from training.report_setup import REPORT_BUDGETS
 
 
 def knobs(**changes) -> dict:
@@ -79,3 +80,10 @@ def test_the_table_holds_the_rows_of_every_run_sharing_the_file(tmp_path):
     second.add({"kind": "score", "size": 500, "seed": 0, "column": "classic", "accuracy": 0.8117})
     write_table(first, Namespace(results_dir=tmp_path), COLUMNS)  # the run that did not add it
     assert "| 500 | 0 | 77.95 | 81.17 |" in (tmp_path / "low_data.md").read_text()
+
+
+def test_the_knob_set_names_the_benchmark_recipes_of_the_report_it_runs():
+    assert recipes_knob(REPORT_BUDGETS["standard"]) == (
+        "<= 50 per class: 10x, share 0.5; <= 250 per class: 10x, share 0.25"
+    )
+    assert recipes_knob(REPORT_BUDGETS["fast"]) == "none"

@@ -75,25 +75,35 @@ def test_when_the_search_finds_a_recipe_the_benchmark_is_not_asked():
     assert decision.recipe.ratio == 1.0 and decision.benchmark is None
 
 
-def test_the_standard_budget_recommends_the_measured_recipe():
-    # what benchmarks/mix_probe.py measured: 10x untruncated, half of each batch, weight 1,
-    # soft labels, no real-only end; 500 images give 40 train images a class
-    recipe = ReportBudget.standard().benchmark_recipe
-    assert recipe.ratio == 10.0 and recipe.mixing == Mixing(0.5, 1.0, "soft", 0.0)
-    assert recipe.max_train_per_class == 50
-    assert ReportBudget.fast().benchmark_recipe is None  # 30-step classifiers cannot check it
+def test_the_standard_budget_recommends_the_measured_recipes():
+    # what benchmarks/mix_probe.py measured: 10x untruncated, weight 1, soft labels, no
+    # real-only end; half of each batch synthetic at 500 images (40 train images a class),
+    # a quarter at 2,500 (200 a class)
+    standard = ReportBudget.standard()
+    small = standard.benchmark_for(np.full(10, 40))
+    assert small.ratio == 10.0 and small.mixing == Mixing(0.5, 1.0, "soft", 0.0)
+    assert small.max_train_per_class == 50
+    larger = standard.benchmark_for(np.full(10, 200))
+    assert larger.ratio == 10.0 and larger.mixing == Mixing(0.25, 1.0, "soft", 0.0)
+    assert larger.max_train_per_class == 250 and "2,500 images" in larger.evidence
+    assert standard.benchmark_for(np.full(10, 251)) is None
+    # 30-step classifiers cannot check it
+    assert ReportBudget.fast().benchmark_for(np.full(10, 40)) is None
 
 
 def test_the_benchmark_recipe_applies_up_to_its_cap_and_sizes_only_the_untruncated_draw():
-    budget = replace(ReportBudget.fast(), benchmark_recipe=RECIPE, ratios=(1.0, 2.0))
-    assert budget.benchmark_for(np.array([40, 50, 12])) is RECIPE
-    assert budget.benchmark_for(np.array([40, 51, 12])) is None
-    counts = np.array([40, 50])
-    pool = SyntheticPool(None, None, counts, budget)
+    wider = replace(RECIPE, ratio=5.0, max_train_per_class=200)
+    budget = replace(ReportBudget.fast(), benchmark_recipes=(wider, RECIPE), ratios=(1.0, 2.0))
+    assert budget.benchmark_for(np.array([40, 50, 12])) is RECIPE  # the smallest cap covering
+    assert budget.benchmark_for(np.array([40, 51, 12])) is wider
+    assert budget.benchmark_for(np.array([40, 201, 12])) is None
+    pool = SyntheticPool(None, None, np.array([40, 50]), budget)
     assert list(pool.per_class(budget.draw(None))) == [400, 500]  # the recipe's 10x
     assert list(pool.per_class(budget.draw(1.0))) == [80, 100]  # truncated: the search's 2x
-    larger = SyntheticPool(None, None, np.array([40, 60]), budget)
-    assert list(larger.per_class(budget.draw(None))) == [80, 120]  # past the cap: 2x
+    pool = SyntheticPool(None, None, np.array([40, 60]), budget)
+    assert list(pool.per_class(budget.draw(None))) == [200, 300]  # the wider recipe's 5x
+    pool = SyntheticPool(None, None, np.array([40, 201]), budget)
+    assert list(pool.per_class(budget.draw(None))) == [80, 402]  # past every cap: 2x
 
 
 def test_where_the_confirmation_refuses_the_search_the_benchmark_is_asked():
@@ -118,7 +128,7 @@ def test_larger_datasets_than_measured_get_no_benchmark_recipe(trained, tmp_path
         model_dir, trained.dataset, ReportBudget.fast(), Stages(None, None), "cpu"
     ).data.train_counts
     small = replace(RECIPE, max_train_per_class=int(counts.max()) - 1)
-    budget = replace(ReportBudget.fast(), benchmark_recipe=small)
+    budget = replace(ReportBudget.fast(), benchmark_recipes=(small,))
     run = ReportRun(model_dir, trained.dataset, budget, Stages(None, None), "cpu")
     run.train_evaluator()
     assert run.trials.benchmark_check() is None
@@ -129,7 +139,7 @@ def test_the_report_recommends_the_benchmark_recipe_it_checked(trained, tmp_path
     recipe = replace(RECIPE, ratio=3.0, max_train_per_class=10_000)
     # at alpha 1e-9 no lift of the tiny search is beyond noise, and no harm either: the
     # benchmark recipe is what the report must then recommend
-    budget = replace(ReportBudget.fast(), benchmark_recipe=recipe, alpha=1e-9)
+    budget = replace(ReportBudget.fast(), benchmark_recipes=(recipe,), alpha=1e-9)
     result = build_report(model_dir, trained.dataset, budget=budget, device="cpu")
     decision = result["decision"]
     assert not decision["helped"] and decision["by_benchmark"]
