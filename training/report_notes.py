@@ -150,13 +150,13 @@ def benchmark_note(decision: Decision) -> list[str]:
     )
     if check.harmful:
         return [
-            f"The benchmark's recipe for datasets this small ({check.evidence}) was checked "
+            f"The benchmark's recipe for datasets of this size ({check.evidence}) was checked "
             f"on these held-out images: {scored}, worse by more than {check.z:.2f} standard "
             "errors, so it is not recommended here."
         ]
     return [
         "These held-out images are too few to resolve a lift of a point, so the benchmark's "
-        f"recipe for datasets this small is recommended: {check.evidence}. Checked on these "
+        f"recipe for datasets of this size is recommended: {check.evidence}. Checked on these "
         f"held-out images, {scored}: no harm beyond noise ({check.z:.2f} standard errors)."
     ]
 
