@@ -303,6 +303,9 @@ def main() -> None:
             balanced = training.TrainConfig(method="vcagan", steps=steps).balanced_warmup
         else:
             balanced = round(args.balanced_warmup * steps)
+        networks = dict(NETWORKS[name])
+        if args.d_channels is not None:
+            networks["d_channels"] = args.d_channels
         for seed in args.seeds:
             units = [("kmeans", None)] + [("vcagan", lam) for lam in args.lambdas]
             for method, lam in units:
@@ -317,17 +320,7 @@ def main() -> None:
                     row["z_dim"] = args.z_dim
                     row["balanced_warmup"] = balanced
                     row["creg_images"] = args.creg_images
-                networks = dict(NETWORKS[name])
-                if args.d_channels is not None:
-                    networks["d_channels"] = args.d_channels
-                if method == "vcagan":
-                    row["options"] = networks  # completed below; here for the unit's key
-                if unit_key(row) in {unit_key(r) for r in done_units(jsonl)}:
-                    continue
-                if method == "kmeans":
-                    row |= run_kmeans(x, y, seed)
-                else:
-                    options = {
+                    row["options"] = {
                         "method": "vcagan",
                         "lambda_creg": lam,
                         "prior_decay": args.prior_decay,
@@ -341,14 +334,18 @@ def main() -> None:
                         "report": "none",
                         **networks,
                     }
+                if unit_key(row) in {unit_key(r) for r in done_units(jsonl)}:
+                    continue
+                if method == "kmeans":
+                    row |= run_kmeans(x, y, seed)
+                else:
                     tag = f"creg{lam:g}-decay{args.prior_decay:g}-z{args.z_dim}-seed{seed}"
                     tag += f"-balanced{balanced}" if balanced else ""
                     tag += "-cregfake" if args.creg_images == "fake" else ""
                     tag += f"-d{args.d_channels}" if args.d_channels is not None else ""
                     grid = args.results / "unlabelled" / f"{name}-{tag}.png"
                     with tempfile.TemporaryDirectory() as work:
-                        row |= {"options": options}
-                        row |= run_vcagan(x, y, options, grid, Path(work))
+                        row |= run_vcagan(x, y, row["options"], grid, Path(work))
                 with jsonl.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 write_table(done_units(jsonl), args.results / "unlabelled.md")
