@@ -494,6 +494,7 @@ def parse_args() -> argparse.Namespace:
 
 def knobs_of(args: argparse.Namespace) -> dict:
     """Everything that changes a score: rows with other knobs are neither reused nor mixed."""
+    report = REPORT_BUDGETS[args.report]
     return {
         "gan_steps": args.gan_steps,
         "classifier_steps": args.classifier_steps,
@@ -508,10 +509,10 @@ def knobs_of(args: argparse.Namespace) -> dict:
         # the archive's soft labeller: trained on every image since 2026-11-29 (rows before
         # lack this key: their teacher saw the 80 % train split only); 6 members since
         # 2026-11-30 (the --report preset's soft_label_members; 3 before)
-        "soft_labeller": f"all images, {REPORT_BUDGETS[args.report].soft_label_members} members",
+        "soft_labeller": f"all images, {report.soft_label_members} members",
         # the benchmark recipes the report falls back on, by the largest class they apply to
         # (rows before 2026-11-30 lack this key: share 0.5 up to 50 per class, none above)
-        "benchmark_recipes": recipes_knob(REPORT_BUDGETS[args.report]),
+        "benchmark_recipes": recipes_knob(report),
     }
 
 
