@@ -86,7 +86,12 @@ def knob_section(knobs: dict, rows: list[dict], columns: dict[str, str]) -> list
         f"Augmenting GAN `{json.dumps(knobs['gan_config'])}`; critic GAN "
         f"`{json.dumps(knobs['critic_config'])}`; fixed recipe {knobs['fixed_recipe']}; "
         f"recommendation: {knobs.get('recommendation', 'the search alone')}; soft labeller "
-        f"trained on {knobs.get('soft_labeller', 'the 80 % train split')}.",
+        f"trained on {knobs.get('soft_labeller', 'the 80 % train split')}"
+        + (
+            f"; benchmark recipes {knobs['benchmark_recipes']}."
+            if "benchmark_recipes" in knobs
+            else "."
+        ),
         "",
         "Test accuracy, mean ± s.e. over seeds (%), and below it the mean ± s.e. of the paired "
         "difference to classic (points, same subset and classifier seed); n = seeds.",

@@ -87,3 +87,22 @@ def test_the_knob_set_names_the_benchmark_recipes_of_the_report_it_runs():
         "<= 50 per class: 10x, share 0.5; <= 250 per class: 10x, share 0.25"
     )
     assert recipes_knob(REPORT_BUDGETS["fast"]) == "none"
+
+
+def test_a_section_header_names_its_benchmark_recipes_where_its_knob_set_has_them(tmp_path):
+    recipes = recipes_knob(REPORT_BUDGETS["standard"])
+    jsonl = tmp_path / "low_data.jsonl"
+    rows = [
+        score("classic", 0, 0.81, knobs()),
+        score("classic", 0, 0.82, knobs(benchmark_recipes=recipes)),
+    ]
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_table(Ledger(jsonl, knobs()), Namespace(results_dir=tmp_path), COLUMNS)
+    headers = [
+        line
+        for line in (tmp_path / "low_data.md").read_text().splitlines()
+        if line.startswith("Augmenting GAN")
+    ]
+    assert len(headers) == 2
+    assert headers[0].endswith("trained on the 80 % train split.")  # a set from before the key
+    assert headers[1].endswith(f"trained on the 80 % train split; benchmark recipes {recipes}.")
