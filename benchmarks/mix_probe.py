@@ -330,6 +330,19 @@ NOTES = """## What it shows (2026-11-29, load 3-7 on the 2 cores)
   0.25: -0.13 ± 0.28 validation, +0.21 ± 0.27 test; the GAN's own share is not resolved
   there (+0.51 ± 0.31 validation, +0.20 ± 0.34 test). Not yet measured through the
   service (low_data.py at 2,500 with the new knob set).
+- Session 11, 500 images (`--tag session11-patient`, seeds 0 and 1, the probe's own GANs;
+  the 6-member recipe and classic at 1,000, 3,000 and 6,000 classifier steps; seed 0's
+  3,000-step rows are session 10's, same GAN and subset): does the recipe want a longer
+  schedule (distillation's "patient teacher") while classic overfits? Validation / test:
+  seed 0 classic 82.61 / 82.11, 81.51 / 81.05, 81.11 / 80.65 and recipe 81.33 / 80.87,
+  83.09 / 82.70, 83.68 / 83.08 at 1,000 / 3,000 / 6,000 steps; seed 1 classic 79.73 /
+  79.04, 80.18 / 79.64, 78.93 / 79.30 and recipe 81.45 / 81.17, 81.03 / 81.09 at 3,000 /
+  6,000 (1,000 not run). 1,000 steps is too short for the recipe (seed 0: -1.8 on
+  validation). 6,000 against 3,000 helped on seed 0 (+0.59 / +0.38) and not on seed 1
+  (-0.42 / -0.08): no schedule change for the recipe. The control at 6,000: 82.55 / 82.47
+  (seed 0), 80.71 / 79.85 (seed 1), below the recipe on both. Classic at 1,000 steps on
+  all five low_data.py subsets: low_data.md, session 11 (80.19 % against 80.43 % at
+  3,000).
 """
 
 
@@ -372,7 +385,7 @@ def section(knobs: dict, rows: list[dict]) -> list[str]:
     gans = knobs.get("gans", "the probe's own: training.run, no report")
     lines = [
         f"## {knobs['size']} images, GAN {knobs['gan_steps']} steps ({gans}), SmallCNN "
-        f"{knobs['steps']} steps",
+        f"{knobs['steps']} steps" + (f", tag `{knobs['tag']}`" if "tag" in knobs else ""),
         "",
     ]
     for split in ("validation_accuracy", "test_accuracy"):
